@@ -1,0 +1,172 @@
+"""``ContinualEnv``: a Gymnasium environment that steps through a :class:`TaskStream`.
+
+One step is one batch: the observation holds the images (and the task id), the action is the
+predicted labels, the reward is the fraction predicted correctly and ``info["y"]`` reveals the
+labels of the batch just acted on. Everything is prepared at ``reset``; ``step`` only slices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from cl_env.stream import TaskStream
+
+
+class ContinualEnv(gym.Env):
+    """A task stream as a Gymnasium environment.
+
+    Args:
+        stream: The tasks to step through.
+        batch_size: Examples per step. 1 gives a ``Discrete`` action and unbatched ``x``.
+        task_labels: Put the task id ``t`` in observations and infos. False gives a task-free
+            stream: ``t`` is hidden from the agent.
+        task_boundaries: Put ``task_end`` in infos. False hides task boundaries from the agent.
+        device: None (default) emits NumPy arrays, as Gymnasium spaces expect. ``"cpu"`` or
+            ``"cuda"`` emits torch tensors already on that device (prepared there at reset), so an
+            agent on a GPU pays no host-device copy per step; rewards are then 0-d tensors.
+
+    Observation: ``{"x": float32 (C, H, W) or (B, C, H, W) in [0, 1], "t": task id}``.
+    Info after ``step``: ``y`` (labels of the batch acted on), ``t``, ``task_end`` and
+    ``examples_seen`` (examples emitted so far in this pass). The harness (the runner) reads the
+    true task position from :attr:`last_t` and :attr:`last_task_end` whatever is hidden.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        stream: TaskStream,
+        batch_size: int = 10,
+        task_labels: bool = True,
+        task_boundaries: bool = True,
+        device: str | torch.device | None = None,
+    ):
+        self.stream = stream
+        self.batch_size = batch_size
+        stream.warn_if_dropped(batch_size)
+        self.task_labels = task_labels
+        self.task_boundaries = task_boundaries
+        self.device = None if device is None else torch.device(device)
+        self.dropped = stream.dropped(batch_size)
+
+        c, h, w = stream.image_shape
+        x_shape = (c, h, w) if batch_size == 1 else (batch_size, c, h, w)
+        obs = {"x": spaces.Box(0.0, 1.0, x_shape, np.float32)}
+        if task_labels:
+            obs["t"] = spaces.Discrete(stream.n_tasks)
+        self.observation_space = spaces.Dict(obs)
+        self.action_space = (
+            spaces.Discrete(stream.n_classes)
+            if batch_size == 1
+            else spaces.MultiDiscrete([stream.n_classes] * batch_size)
+        )
+
+        # The batch plan is fixed for the env's life: per batch, its task and whether it ends it.
+        sizes = stream.usable_sizes(batch_size)
+        per_task = [n // batch_size for n in sizes]
+        self._batch_t = np.repeat(np.arange(stream.n_tasks), per_task)
+        self._batch_end = np.zeros(len(self._batch_t), dtype=bool)
+        self._batch_end[np.cumsum(per_task) - 1] = True
+        self._t_obs = [np.int64(t) for t in range(stream.n_tasks)]
+        self.n_batches = len(self._batch_t)
+        self._raw = stream.train_tensors()
+        self._x: Any = None
+        self._y: Any = None
+        self._i = 0
+        self.last_t = 0
+        self.last_task_end = False
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a pass: shuffle the examples inside each task with ``self.np_random``."""
+        super().reset(seed=seed)
+        order = torch.from_numpy(self.stream.train_order(self.batch_size, self.np_random))
+        x, y, _ = self._raw
+        dev = self.device or torch.device("cpu")
+        xs = x[order].to(dev).float().div_(255.0)
+        ys = y[order].to(dev)
+        if self.device is None:
+            xs, ys = xs.numpy(), ys.numpy()
+        if self.batch_size == 1:  # unbatched observations: index instead of slice
+            self._x, self._y = xs, ys
+        else:
+            b = self.batch_size
+            self._x = xs.reshape(self.n_batches, b, *xs.shape[1:])
+            self._y = ys.reshape(self.n_batches, b)
+        self._i = 0
+        return self._obs(0), {"examples_seen": 0, **self._t_info(0)}
+
+    def step(self, action):
+        i = self._i
+        if i >= self.n_batches:
+            raise RuntimeError("the stream has ended (terminated=True was returned); call reset()")
+        y = self._y[i]
+        reward = self._reward(action, y)
+        self._i = i + 1
+        t = int(self._batch_t[i])
+        end = bool(self._batch_end[i])
+        self.last_t, self.last_task_end = t, end
+        info = {"y": y, "examples_seen": self._i * self.batch_size}
+        if self.task_labels:
+            info["t"] = t
+        if self.task_boundaries:
+            info["task_end"] = end
+        terminated = self._i == self.n_batches
+        obs = self._terminal_obs() if terminated else self._obs(self._i)
+        return obs, reward, terminated, False, info
+
+    # ------------------------------------------------------------------ helpers
+    def _reward(self, action, y):
+        if self.device is not None:
+            a = torch.as_tensor(action, device=self.device)
+            if a.shape != y.shape:
+                raise ValueError(f"action has shape {tuple(a.shape)}, expected {tuple(y.shape)}")
+            return (a == y).float().mean()
+        if self.batch_size == 1:
+            return float(int(action) == int(y))
+        a = np.asarray(action)
+        if a.shape != y.shape:
+            raise ValueError(
+                f"action has shape {a.shape}, expected {y.shape}: one predicted label per example"
+            )
+        return np.count_nonzero(a == y) / self.batch_size
+
+    def _t_info(self, i: int) -> dict:
+        return {"t": int(self._batch_t[i])} if self.task_labels else {}
+
+    def _obs(self, i: int) -> dict:
+        if self.task_labels:
+            return {"x": self._x[i], "t": self._t_obs[self._batch_t[i]]}
+        return {"x": self._x[i]}
+
+    def _terminal_obs(self) -> dict:
+        """A fresh all-zero observation: there is no next batch after the stream's last."""
+        zeros = np.zeros_like(self._x[0]) if self.device is None else torch.zeros_like(self._x[0])
+        if self.task_labels:
+            return {"x": zeros, "t": self._t_obs[-1]}
+        return {"x": zeros}
+
+    @property
+    def position(self) -> int:
+        """Index of the next batch in the pass."""
+        return self._i
+
+
+def make_env(
+    stream_id: str,
+    batch_size: int = 10,
+    task_labels: bool = True,
+    task_boundaries: bool = True,
+    device: str | None = None,
+    **stream_kwargs,
+) -> ContinualEnv:
+    """Gymnasium entry point of every registered id: build the stream, wrap it."""
+    from cl_env.registration import make_stream
+
+    return ContinualEnv(make_stream(stream_id, **stream_kwargs), batch_size=batch_size,
+                        task_labels=task_labels, task_boundaries=task_boundaries, device=device)

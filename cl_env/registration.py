@@ -1,0 +1,100 @@
+"""The one table of registered streams, their Gymnasium registration and ``make_stream``.
+
+Each row names the stream builder (a string entry point, imported only when used), the
+protocol's defaults, and a one-line description. ``import cl_env`` registers every row with
+``gymnasium.register`` under its ``-v0`` id.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+from cl_env.error import UnknownNameError
+from cl_env.stream import TaskStream
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A row of the registry table.
+
+    Attributes:
+        entry_point: ``"module:function"`` building the :class:`TaskStream`.
+        kwargs: Protocol defaults passed to the builder (overridable by the caller).
+        description: One line for ``cl-env list`` and the docs.
+    """
+
+    entry_point: str
+    kwargs: dict = field(default_factory=dict)
+    description: str = ""
+
+
+STREAMS: dict[str, StreamSpec] = {
+    "MNISTRotations-v0": StreamSpec(
+        "cl_env.streams.mnist:rotations",
+        {"n_tasks": 20, "train_per_task": 1000},
+        "20 tasks, each MNIST rotated by one angle in [9t, 9t+9) deg; 1,000 train / whole test (GEM)",
+    ),
+    "MNISTPermutations-v0": StreamSpec(
+        "cl_env.streams.mnist:permutations",
+        {"n_tasks": 20, "train_per_task": 1000},
+        "20 tasks, each one fixed pixel permutation; 1,000 train / whole test (GEM)",
+    ),
+    "MANY-v0": StreamSpec(
+        "cl_env.streams.mnist:many",
+        {"n_tasks": 100, "train_per_task": 200},
+        "100 pixel permutations, 200 train each / whole test (MER)",
+    ),
+    "SplitMNIST-v0": StreamSpec(
+        "cl_env.streams.mnist:split",
+        {"classes_per_task": 2, "train_per_class": 500},
+        "MNIST-5k-5: 5 tasks of 2 digits, class-incremental single head (MIR / ARM Table 6)",
+    ),
+}
+
+
+def stream_ids() -> list[str]:
+    """Every registered stream id, in table order."""
+    return list(STREAMS)
+
+
+def _spec(env_id: str) -> StreamSpec:
+    if env_id not in STREAMS:
+        raise UnknownNameError("env id", env_id, STREAMS)
+    return STREAMS[env_id]
+
+
+def make_stream(env_id: str, **kwargs) -> TaskStream:
+    """Build the stream of a registered id, without gymnasium.
+
+    Args:
+        env_id: A registered id, e.g. ``"MNISTRotations-v0"``.
+        **kwargs: Overrides of the protocol defaults and builder options: ``source``, ``root``,
+            ``download``, ``seed`` (fixes the benchmark instance), sizes.
+
+    Raises:
+        UnknownNameError: ``env_id`` is not registered (with a "did you mean").
+        TypeError: A keyword the builder does not take (the message lists those it does).
+    """
+    spec = _spec(env_id)
+    module, func = spec.entry_point.split(":")
+    builder = getattr(importlib.import_module(module), func)
+    import inspect
+
+    params = inspect.signature(builder).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    bad = [k for k in kwargs if k not in params and not accepts_any]
+    if bad:
+        valid = sorted(k for k in params if k != "env_id")
+        raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
+    return builder(env_id=env_id, **{**spec.kwargs, **kwargs})
+
+
+def register_envs() -> None:
+    """Register every row of :data:`STREAMS` with Gymnasium (idempotent)."""
+    import gymnasium
+
+    for env_id in STREAMS:
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, entry_point="cl_env.env:make_env",
+                               kwargs={"stream_id": env_id})

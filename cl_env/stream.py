@@ -1,0 +1,216 @@
+"""Task streams: an ordered list of tasks with their train and test tensors.
+
+Everything that defines a benchmark instance (angles, permutations, which examples each task
+gets, class order) is fixed when the stream is built, by the stream's own seed. The order of
+examples inside a task is the only thing a later seed (``train_order(seed)``, ``reset(seed=...)``)
+changes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+SETTINGS = ("domain", "class", "task")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a stream.
+
+    Attributes:
+        t: Task id (position in the stream).
+        name: Human-readable name, e.g. ``"rotation 12.3deg"``.
+        train_x: ``uint8`` training images ``(N, C, H, W)``.
+        train_y: ``int64`` training labels.
+        test_x: ``uint8`` test images.
+        test_y: ``int64`` test labels.
+        classes: The labels this task can contain (the mask of a task-incremental head).
+    """
+
+    t: int
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[int, ...]
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_x.shape[0])
+
+
+class Batch(NamedTuple):
+    """A training batch from :meth:`TaskStream.train_batches` (x as float32 in [0, 1])."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    t: int
+    task_end: bool
+
+
+@dataclass
+class TaskStream:
+    """An ordered list of tasks, usable with or without gymnasium.
+
+    Args:
+        tasks: The tasks, with ``tasks[i].t == i``.
+        name: The stream id, e.g. ``"MNISTRotations-v0"``.
+        n_classes: Size of the label space shared by all tasks.
+        setting: ``"domain"`` (shared head, same labels every task), ``"class"`` (single head,
+            new labels per task) or ``"task"`` (heads masked to ``task_classes(t)``).
+        metadata: What results record: data source, paths, example counts, the instance's
+            transforms (angles, permutation seeds), the stream seed.
+    """
+
+    tasks: list[Task]
+    name: str
+    n_classes: int
+    setting: str
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting {self.setting!r} is not one of {SETTINGS}")
+        if not self.tasks:
+            raise ValueError(f"{self.name}: a stream needs at least one task, got none")
+        shape = tuple(self.tasks[0].train_x.shape[1:])
+        for i, task in enumerate(self.tasks):
+            assert task.t == i, (task.t, i)
+            if tuple(task.train_x.shape[1:]) != shape or tuple(task.test_x.shape[1:]) != shape:
+                raise ValueError(
+                    f"{self.name}: task {i} has images of shape {tuple(task.train_x.shape[1:])}, "
+                    f"expected {shape} like task 0; resize the sources to one shape before composing"
+                )
+        self.metadata.setdefault("train_per_task", [t.n_train for t in self.tasks])
+        self.metadata.setdefault("test_per_task", [int(t.test_x.shape[0]) for t in self.tasks])
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.tasks[0].train_x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_train(self) -> int:
+        return sum(t.n_train for t in self.tasks)
+
+    def task_classes(self, t: int) -> tuple[int, ...]:
+        """The labels of task ``t`` (the logits a masked, task-incremental head keeps)."""
+        return self.tasks[t].classes
+
+    def test_set(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole test set of task ``t`` as ``(x float32 in [0, 1], y int64)``."""
+        task = self.tasks[t]
+        return task.test_x.float().div_(255.0), task.test_y
+
+    # ------------------------------------------------------------------ order
+    def usable_sizes(self, batch_size: int) -> list[int]:
+        """Examples per task that a pass at ``batch_size`` emits (each size rounded down)."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        sizes = [t.n_train - t.n_train % batch_size for t in self.tasks]
+        if any(s == 0 for s in sizes):
+            small = [t.t for t, s in zip(self.tasks, sizes, strict=True) if s == 0]
+            raise ValueError(
+                f"{self.name}: tasks {small} have fewer than batch_size={batch_size} training "
+                "examples; use a smaller batch_size"
+            )
+        return sizes
+
+    def dropped(self, batch_size: int) -> list[int]:
+        """Per task, how many trailing examples a pass at ``batch_size`` leaves out."""
+        return [t.n_train % batch_size for t in self.tasks]
+
+    def warn_if_dropped(self, batch_size: int) -> None:
+        dropped = self.dropped(batch_size)
+        if any(dropped):
+            warnings.warn(
+                f"{self.name}: task sizes are not multiples of batch_size={batch_size}; "
+                f"dropping {sum(dropped)} examples (per task: {dropped}); "
+                "stream.dropped(batch_size) records it",
+                stacklevel=3,
+            )
+
+    def train_order(self, batch_size: int, rng: np.random.Generator | None) -> np.ndarray:
+        """Global indices of one training pass: tasks in order, examples shuffled inside each.
+
+        Each task keeps its first ``usable_sizes(batch_size)[t]`` examples (fixed at build), and
+        ``rng`` only permutes them; ``rng=None`` keeps the stored order.
+        """
+        parts, offset = [], 0
+        for task, size in zip(self.tasks, self.usable_sizes(batch_size), strict=True):
+            idx = np.arange(size) if rng is None else rng.permutation(size)
+            parts.append(idx + offset)
+            offset += task.n_train
+        return np.concatenate(parts)
+
+    def train_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All training data concatenated in task order: ``(x uint8, y int64, t int64)``."""
+        x = torch.cat([t.train_x for t in self.tasks])
+        y = torch.cat([t.train_y for t in self.tasks])
+        tt = torch.cat([torch.full((t.n_train,), t.t, dtype=torch.int64) for t in self.tasks])
+        return x, y, tt
+
+    def train_batches(self, batch_size: int = 10, seed: int | None = None) -> Iterator[Batch]:
+        """One pass over the stream in batches that never span two tasks.
+
+        Args:
+            batch_size: Examples per batch; each task's remainder is dropped (with a warning).
+            seed: Shuffles the examples inside each task; None keeps the stored order.
+        """
+        self.warn_if_dropped(batch_size)
+        rng = None if seed is None else np.random.default_rng(seed)
+        order = torch.from_numpy(self.train_order(batch_size, rng))
+        x, y, tt = self.train_tensors()
+        xs = x[order].float().div_(255.0)
+        ys, ts = y[order], tt[order]
+        n = len(order)
+        for s in range(0, n, batch_size):
+            t = int(ts[s])
+            end = s + batch_size
+            yield Batch(xs[s:end], ys[s:end], t, end == n or int(ts[end]) != t)
+
+    def describe(self) -> dict:
+        """Metadata plus the stream's shape, as a result records it."""
+        return {
+            "name": self.name,
+            "n_tasks": self.n_tasks,
+            "n_classes": self.n_classes,
+            "setting": self.setting,
+            "image_shape": list(self.image_shape),
+            **self.metadata,
+        }
+
+
+def concat(*streams: TaskStream, name: str | None = None) -> TaskStream:
+    """Compose streams: the tasks of ``streams[0]``, then of ``streams[1]``, ... renumbered.
+
+    Labels keep their values (a shared label space of ``max(n_classes)``); the setting is the
+    first stream's unless they differ, in which case ``"task"`` (masked heads) is used.
+    """
+    if not streams:
+        raise ValueError("concat needs at least one stream")
+    tasks: list[Task] = []
+    for s in streams:
+        for task in s.tasks:
+            tasks.append(Task(len(tasks), f"{s.name}/{task.name}", task.train_x, task.train_y,
+                              task.test_x, task.test_y, task.classes))
+    settings = {s.setting for s in streams}
+    return TaskStream(
+        tasks=tasks,
+        name=name or "+".join(s.name for s in streams),
+        n_classes=max(s.n_classes for s in streams),
+        setting=streams[0].setting if len(settings) == 1 else "task",
+        metadata={"parts": [s.describe() for s in streams]},
+    )
+
