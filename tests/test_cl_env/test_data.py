@@ -1,0 +1,103 @@
+"""Data sources on fixture files written in the real formats, and their error messages."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+import cl_env
+from cl_env.data import load_source
+from cl_env.data.fixtures import write_mnist_like
+from cl_env.data.idx import IDXFormatError, parse_idx, read_idx, write_idx
+from cl_env.error import CorruptDataError, DataNotFoundError, UnknownNameError
+
+
+@pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
+def test_idx_round_trip(tmp_path, name):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = write_idx(tmp_path / name, arr)
+    assert np.array_equal(read_idx(path), arr)
+    raw = path.read_bytes()
+    if name.endswith(".gz"):
+        raw = gzip.decompress(raw)
+    assert raw[:4] == bytes([0, 0, 8, 3]) and int.from_bytes(raw[4:8], "big") == 2
+
+
+def test_idx_rejects_bad_magic_and_size():
+    with pytest.raises(IDXFormatError, match="magic"):
+        parse_idx(bytes([0, 0, 0x0D, 1, 0, 0, 0, 1, 7]))
+    with pytest.raises(IDXFormatError, match="expected 6"):
+        parse_idx(bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2]))
+
+
+def test_mnist_torchvision_layout(mnist_root):
+    data = load_source("mnist", env_id="X-v0", root=mnist_root)
+    assert data.train_x.shape == (300, 1, 28, 28) and data.train_x.dtype == torch.uint8
+    assert data.test_x.shape == (60, 1, 28, 28)
+    assert sorted(data.train_y.unique().tolist()) == list(range(10))
+    assert data.info()["n_train"] == 300 and all(p.endswith(".gz") for p in data.paths)
+
+
+def test_fashion_flat_layout_as_debian_ships_it(tmp_path):
+    write_mnist_like(tmp_path, layout="flat", gz=True, n_train=40, n_test=20)
+    data = load_source("fashion_mnist", env_id="X-v0", root=tmp_path)
+    assert data.source == "fashion_mnist" and data.train_x.shape[0] == 40
+
+
+def test_stream_on_fixture_files_records_source_and_counts(mnist_root):
+    stream = cl_env.make_stream("MNISTPermutations-v0", source="fashion_mnist", root=mnist_root,
+                                n_tasks=3, train_per_task=100)
+    meta = stream.describe()
+    assert meta["data"]["source"] == "fashion_mnist"
+    assert meta["data"]["n_train"] == 300 and meta["train_per_task"] == [100, 100, 100]
+    assert meta["test_per_task"] == [60, 60, 60]
+
+
+def test_missing_data_error_names_env_path_and_fix(tmp_path):
+    with pytest.raises(DataNotFoundError) as exc:
+        cl_env.make_stream("MNISTRotations-v0", source="mnist", root=tmp_path / "nowhere")
+    msg = str(exc.value)
+    assert "MNISTRotations-v0" in msg
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw" / "train-images-idx3-ubyte") in msg
+    assert "download=True" in msg and "mnist5k" in msg
+    assert isinstance(exc.value, FileNotFoundError)
+
+
+def test_missing_fashion_error_names_the_debian_package(tmp_path):
+    with pytest.raises(DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        cl_env.make_stream("SplitMNIST-v0", source="fashion_mnist", root=tmp_path)
+
+
+def test_corrupt_file_error(tmp_path):
+    folder = write_mnist_like(tmp_path, n_train=20, n_test=10)
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x0a\x01")
+    with pytest.raises(CorruptDataError) as exc:
+        cl_env.make_stream("SplitMNIST-v0", source="mnist", root=tmp_path)
+    assert "SplitMNIST-v0" in str(exc.value) and "t10k-labels-idx1-ubyte" in str(exc.value)
+    assert "expected 10" in str(exc.value)
+
+
+def test_labels_count_mismatch_is_corrupt(tmp_path):
+    folder = write_mnist_like(tmp_path, n_train=20, n_test=10)
+    write_idx(folder / "train-labels-idx1-ubyte", np.zeros(19, dtype=np.uint8))
+    with pytest.raises(CorruptDataError, match="19 labels for 20 images"):
+        load_source("mnist", env_id="X-v0", root=tmp_path)
+
+
+def test_unknown_source_lists_choices():
+    with pytest.raises(UnknownNameError, match="Did you mean 'mnist5k'"):
+        cl_env.make_stream("MNISTRotations-v0", source="mnist5")
+
+
+def test_embedded_mnist5k_holds_out_a_balanced_test_pool():
+    data = load_source("mnist5k", env_id="X-v0")
+    assert data.train_x.shape == (4000, 1, 28, 28) and data.test_x.shape == (1000, 1, 28, 28)
+    assert torch.bincount(data.test_y).tolist() == [100] * 10
+    assert torch.bincount(data.train_y).tolist() == [400] * 10
+    train_rows = {bytes(r) for r in data.train_x.reshape(4000, -1).numpy()}
+    overlap = sum(bytes(r) in train_rows for r in data.test_x.reshape(1000, -1).numpy())
+    assert overlap <= 2, "the test pool must be held out from training"  # allow duplicate images
+    assert data.train_x.max() > 200, "real MNIST strokes are near 255"

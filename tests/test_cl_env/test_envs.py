@@ -1,0 +1,98 @@
+"""Registry-wide environment tests: every registered id, Gymnasium's and SB3's checkers,
+exact-once emission, task-pure batches, and what each seed controls."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import cl_env
+
+ALL_IDS = cl_env.stream_ids()
+
+
+def _make(env_id, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gym.make(env_id, **kw)
+
+
+def _pass(env, seed):
+    """Run a whole pass with constant actions; return per-step (x, y, t, task_end)."""
+    obs, _ = env.reset(seed=seed)
+    steps = []
+    terminated = False
+    while not terminated:
+        x, t = np.array(obs["x"]), int(obs["t"])
+        obs, _, terminated, _, info = env.step(env.action_space.sample() * 0)
+        steps.append((x, np.atleast_1d(info["y"]), t, info["task_end"]))
+        assert info["t"] == t
+    return steps
+
+
+def test_every_stream_registered_with_gymnasium():
+    assert ALL_IDS, "the registry is empty"
+    for env_id in ALL_IDS:
+        assert env_id in gym.registry
+        assert env_id.endswith("-v0")
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_checkers_pass_with_batch_size_1(env_id):
+    env = _make(env_id, batch_size=1)
+    check_env(env.unwrapped, skip_render_check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SB3 warns that float32 images are not uint8 images
+        sb3_check_env(env.unwrapped, warn=True)
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_full_pass_emits_every_example_once_and_batches_are_task_pure(env_id):
+    env = _make(env_id, batch_size=10)
+    stream = env.unwrapped.stream
+    steps = _pass(env, seed=3)
+    # task-pure batches, in task order, with task_end on each task's last batch
+    ts = [s[2] for s in steps]
+    assert ts == sorted(ts)
+    ends = [i for i, s in enumerate(steps) if s[3]]
+    assert len(ends) == stream.n_tasks
+    assert [ts[i] for i in ends] == list(range(stream.n_tasks))
+    for t in range(stream.n_tasks):
+        task = stream.tasks[t]
+        xs = np.concatenate([s[0] for s in steps if s[2] == t])
+        ys = np.concatenate([s[1] for s in steps if s[2] == t])
+        assert len(xs) == task.n_train - task.n_train % 10
+        # every stored example appears exactly once: compare as sorted multisets of rows
+        emitted = np.round(xs.reshape(len(xs), -1) * 255).astype(np.uint8)
+        stored = task.train_x.reshape(task.n_train, -1).numpy()[: len(xs)]
+        key = lambda a, lab: sorted(map(bytes, np.concatenate([a, lab[:, None].astype(np.uint8)], 1)))  # noqa: E731
+        assert key(emitted, ys) == key(stored, task.train_y.numpy()[: len(xs)])
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_reset_seed_reorders_only_within_tasks(env_id):
+    env = _make(env_id, batch_size=10)
+    a, b, a2 = _pass(env, 0), _pass(env, 1), _pass(env, 0)
+    assert all(np.array_equal(p[0], q[0]) for p, q in zip(a, a2, strict=True)), "same seed, same order"
+    assert not all(np.array_equal(p[0], q[0]) for p, q in zip(a, b, strict=True)), "seed changes order"
+    for t in range(env.unwrapped.stream.n_tasks):
+        ya = np.sort(np.concatenate([s[1] for s in a if s[2] == t]))
+        yb = np.sort(np.concatenate([s[1] for s in b if s[2] == t]))
+        assert np.array_equal(ya, yb)
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_constructor_seed_fixes_the_instance(env_id):
+    s0, s0b, s1 = (cl_env.make_stream(env_id, seed=s) for s in (0, 0, 1))
+    for p, q in zip(s0.tasks, s0b.tasks, strict=True):
+        assert p.train_x.equal(q.train_x) and p.test_x.equal(q.test_x)
+    differs = any(
+        not p.train_x.equal(q.train_x) or not p.test_x.equal(q.test_x)
+        for p, q in zip(s0.tasks, s1.tasks, strict=True)
+    )
+    assert differs, "a different stream seed should give a different benchmark instance"
