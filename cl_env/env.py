@@ -72,14 +72,16 @@ class ContinualEnv(gym.Env):
         self._batch_t = np.repeat(np.arange(stream.n_tasks), per_task)
         self._batch_end = np.zeros(len(self._batch_t), dtype=bool)
         self._batch_end[np.cumsum(per_task) - 1] = True
+        self._batch_t_list = self._batch_t.tolist()  # Python lists index faster than arrays
+        self._batch_end_list = self._batch_end.tolist()
         self._t_obs = [np.int64(t) for t in range(stream.n_tasks)]
+        self._fast_numpy = self.device is None and batch_size > 1
+        self._y_shape = (batch_size,)
         self.n_batches = len(self._batch_t)
         self._raw = stream.train_tensors()
         self._x: Any = None
         self._y: Any = None
         self._i = 0
-        self.last_t = 0
-        self.last_task_end = False
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -106,19 +108,26 @@ class ContinualEnv(gym.Env):
         if i >= self.n_batches:
             raise RuntimeError("the stream has ended (terminated=True was returned); call reset()")
         y = self._y[i]
-        reward = self._reward(action, y)
-        self._i = i + 1
-        t = int(self._batch_t[i])
-        end = bool(self._batch_end[i])
-        self.last_t, self.last_task_end = t, end
-        info = {"y": y, "examples_seen": self._i * self.batch_size}
+        if self._fast_numpy and type(action) is np.ndarray and action.shape == self._y_shape:
+            reward = np.count_nonzero(action == y) / self.batch_size  # the hot path
+        else:
+            reward = self._reward(action, y)
+        self._i = n = i + 1
+        t = self._batch_t_list[i]
+        if self.task_labels and self.task_boundaries:
+            info = {"y": y, "examples_seen": n * self.batch_size, "t": t,
+                    "task_end": self._batch_end_list[i]}
+        else:
+            info = {"y": y, "examples_seen": n * self.batch_size}
+            if self.task_labels:
+                info["t"] = t
+            if self.task_boundaries:
+                info["task_end"] = self._batch_end_list[i]
+        if n == self.n_batches:
+            return self._terminal_obs(), reward, True, False, info
         if self.task_labels:
-            info["t"] = t
-        if self.task_boundaries:
-            info["task_end"] = end
-        terminated = self._i == self.n_batches
-        obs = self._terminal_obs() if terminated else self._obs(self._i)
-        return obs, reward, terminated, False, info
+            return {"x": self._x[n], "t": self._t_obs[self._batch_t_list[n]]}, reward, False, False, info
+        return {"x": self._x[n]}, reward, False, False, info
 
     # ------------------------------------------------------------------ helpers
     def _reward(self, action, y):
@@ -150,6 +159,16 @@ class ContinualEnv(gym.Env):
         if self.task_labels:
             return {"x": zeros, "t": self._t_obs[-1]}
         return {"x": zeros}
+
+    @property
+    def last_t(self) -> int:
+        """True task id of the batch last acted on (for the harness, even when ``t`` is hidden)."""
+        return self._batch_t_list[max(self._i - 1, 0)]
+
+    @property
+    def last_task_end(self) -> bool:
+        """Whether the batch last acted on ended its task (for the harness)."""
+        return self._i > 0 and self._batch_end_list[self._i - 1]
 
     @property
     def position(self) -> int:

@@ -1,0 +1,80 @@
+"""Time a full pass of an env with random actions against a bare loop over the same prepared arrays.
+
+The bare loop does the same work minus the environment: slice x and y from the arrays the env
+prepared at reset, draw the same random actions, compute the same reward. Both loops take their
+actions from identical pre-drawn arrays, so the difference is the environment's own overhead
+(``gym.make``'s wrappers included).
+
+Usage:
+    python benchmarks/env_throughput.py [--env MNISTRotations-v0] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import gymnasium as gym
+import numpy as np
+
+import cl_env  # noqa: F401  (registers the envs)
+
+
+def env_pass(env, actions) -> float:
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for a in actions:
+        env.step(a)
+    return time.perf_counter() - start
+
+
+def bare_pass(x, y, actions, batch_size) -> float:
+    start = time.perf_counter()
+    total = 0.0
+    if batch_size == 1:
+        for i, a in enumerate(actions):
+            _ = x[i]
+            total += float(int(a) == int(y[i]))
+    else:
+        for i, a in enumerate(actions):
+            _ = x[i]
+            total += np.count_nonzero(a == y[i]) / batch_size
+    return time.perf_counter() - start
+
+
+def measure(env_id: str, batch_size: int, repeats: int) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = gym.make(env_id, batch_size=batch_size)
+    env.reset(seed=0)
+    raw = env.unwrapped
+    x, y = raw._x, raw._y  # the arrays the env prepared at reset
+    rng = np.random.default_rng(0)
+    shape = () if batch_size == 1 else (batch_size,)
+    actions = [rng.integers(0, raw.stream.n_classes, size=shape) for _ in range(raw.n_batches)]
+    if batch_size == 1:
+        actions = [int(a) for a in actions]
+    env_times = [env_pass(env, actions) for _ in range(repeats)]
+    bare_times = [bare_pass(x, y, actions, batch_size) for _ in range(repeats)]
+    e, b = statistics.median(env_times), statistics.median(bare_times)
+    return {"env": env_id, "batch_size": batch_size, "steps": raw.n_batches,
+            "env_s": e, "bare_s": b, "ratio": e / b, "env_steps_per_s": raw.n_batches / e}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="MNISTRotations-v0")
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args()
+    print("| env | batch | steps | env pass (s, median) | bare loop (s, median) | ratio | env steps/s |")
+    print("|---|---|---|---|---|---|---|")
+    for b in (1, 10):
+        r = measure(args.env, b, args.repeats)
+        print(f"| {r['env']} | {b} | {r['steps']} | {r['env_s']:.4f} | {r['bare_s']:.4f} | "
+              f"{r['ratio']:.2f} | {r['env_steps_per_s']:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
