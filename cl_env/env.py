@@ -170,6 +170,15 @@ class ContinualEnv(gym.Env):
         """Whether the batch last acted on ended its task (for the harness)."""
         return self._i > 0 and self._batch_end_list[self._i - 1]
 
+    def seek(self, position: int) -> dict:
+        """Jump to batch ``position`` of the current pass (to resume a run); returns its observation."""
+        if not 0 <= position < self.n_batches:
+            raise ValueError(f"position must be in [0, {self.n_batches}), got {position}")
+        if self._x is None:
+            raise RuntimeError("call reset() before seek()")
+        self._i = position
+        return self._obs(position)
+
     @property
     def position(self) -> int:
         """Index of the next batch in the pass."""

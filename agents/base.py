@@ -1,0 +1,222 @@
+"""The ``Agent`` base class: a model, a learning rule and (optionally) a memory.
+
+The runner calls ``act(obs)`` for the predicted labels, then ``observe(obs, y)`` once the labels
+are revealed, ``end_task(t)`` at each task boundary and ``predict(x, t)`` to evaluate. Learners
+override one hook, :meth:`Agent.learn`, and optionally :meth:`Agent.on_task_end` and
+:meth:`Agent.extra_state` (a template method, as SB3's ``BaseCallback.on_step``/``_on_step``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from agents.models import build_model, default_model
+from cl_env.error import UnknownNameError
+from memory.base import Memory, MemorySpec
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What an agent may know of the stream before it starts.
+
+    Attributes:
+        image_shape: ``(C, H, W)``.
+        n_classes: Label space size.
+        n_tasks: Number of tasks.
+        setting: ``"domain"``, ``"class"`` or ``"task"`` (see :class:`cl_env.TaskStream`).
+        task_classes: Per task, its labels (the mask of a task-incremental head).
+    """
+
+    image_shape: tuple[int, int, int]
+    n_classes: int
+    n_tasks: int
+    setting: str
+    task_classes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def from_stream(cls, stream) -> StreamInfo:
+        return cls(tuple(stream.image_shape), stream.n_classes, stream.n_tasks, stream.setting,
+                   tuple(stream.task_classes(t) for t in range(stream.n_tasks)))
+
+    def memory_spec(self, device: str) -> MemorySpec:
+        return MemorySpec(self.image_shape, self.n_classes, self.n_tasks, str(device))
+
+
+class Agent:
+    """Base learner.
+
+    Args:
+        info: The stream's shape and task structure.
+        memory: A memory module, or None.
+        settings: Values for the keys of :attr:`SETTINGS` (unknown keys are an error).
+        device: ``"cpu"`` or ``"cuda"``.
+        seed: Seeds the model initialisation and every draw the agent makes.
+
+    Settings common to all agents:
+        lr: SGD learning rate (0.1, GEM's value).
+        model: ``mlp``, ``mlp400``, ``reduced_resnet18``, ``resnet18``, ``convnet``; default by image
+            shape (MLP for 1-channel images, reduced ResNet-18 for colour).
+        head: ``"single"`` (one head over all classes) or ``"masked"`` (logits outside the task's
+            classes masked, GEM's CIFAR protocol); default masked for ``setting="task"``.
+    """
+
+    name: ClassVar[str] = ""
+    SETTINGS: ClassVar[dict[str, Any]] = {"lr": 0.1, "model": None, "head": None}
+    needs_task_labels: ClassVar[bool] = False
+
+    def __init__(self, info: StreamInfo, memory: Memory | None = None,
+                 settings: dict | None = None, device: str = "cpu", seed: int = 0):
+        self.info = info
+        self.memory = memory
+        self.device = torch.device(device)
+        self.seed = seed
+        self.settings = self.resolve_settings(settings or {})
+        head = self.settings["head"] or ("masked" if info.setting == "task" else "single")
+        if head not in ("single", "masked"):
+            raise ValueError(f"head must be 'single' or 'masked', got {head!r}")
+        self.settings["head"] = head
+        self.settings["model"] = self.settings["model"] or default_model(info.image_shape)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model: nn.Module = build_model(self.settings["model"], info.image_shape,
+                                                info.n_classes).to(self.device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.settings["lr"])
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        mask = torch.zeros(info.n_tasks, info.n_classes, dtype=torch.bool)
+        for t, classes in enumerate(info.task_classes):
+            mask[t, list(classes)] = True
+        self.class_mask = mask.to(self.device)
+        self.masked = head == "masked"
+        self._cache: tuple[Any, torch.Tensor, int | None, torch.Tensor] | None = None
+
+    # ----------------------------------------------------------------- settings
+    @classmethod
+    def all_settings(cls) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(getattr(klass, "SETTINGS", {}))
+        return merged
+
+    @classmethod
+    def resolve_settings(cls, given: dict) -> dict:
+        """Defaults overridden by ``given``; an unknown key raises with the valid ones."""
+        valid = cls.all_settings()
+        for key in given:
+            if key not in valid:
+                raise UnknownNameError(f"setting of agent {cls.name!r}", key, valid)
+        return {**valid, **given}
+
+    # ----------------------------------------------------------------- model
+    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None) -> torch.Tensor:
+        """Logits, masked to the task's classes when the head is masked and ``t`` is known."""
+        logits = self.model(x)
+        if self.masked and t is not None:
+            mask = self.class_mask[t] if isinstance(t, int) else self.class_mask[t]
+            logits = logits.masked_fill(~mask, float("-inf"))
+        return logits
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
+        """Evaluation logits (model in eval mode, no gradient)."""
+        was = self.model.training
+        self.model.eval()
+        out = self.forward(x.to(self.device), t)
+        self.model.train(was)
+        return out
+
+    # ----------------------------------------------------------------- env protocol
+    def _inputs(self, obs: dict) -> tuple[torch.Tensor, int | None]:
+        x = torch.as_tensor(obs["x"], device=self.device)
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        t = obs.get("t")
+        return x, (None if t is None else int(t))
+
+    def act(self, obs: dict):
+        """Predicted labels for ``obs["x"]``.
+
+        The forward pass is the training forward (train mode, with gradient), kept for
+        :meth:`observe`, so a step costs one forward and one backward as in a plain loop.
+        """
+        x, t = self._inputs(obs)
+        logits = self.forward(x, t)
+        self._cache = (obs["x"], x, t, logits)
+        pred = logits.detach().argmax(1)
+        if isinstance(obs["x"], torch.Tensor):
+            return pred if pred.numel() > 1 or obs["x"].ndim == 4 else pred[0]
+        out = pred.cpu().numpy()
+        return out if np.ndim(obs["x"]) == 4 else int(out[0])
+
+    def observe(self, obs: dict, y) -> dict[str, torch.Tensor]:
+        """Learn from the batch just acted on, now that its labels ``y`` are known.
+
+        Returns:
+            Named scalar tensors (losses) for the logger; never synchronised here.
+        """
+        cache, self._cache = self._cache, None
+        if cache is not None and cache[0] is obs["x"]:
+            _, x, t, logits = cache
+        else:
+            x, t = self._inputs(obs)
+            logits = self.forward(x, t)
+        y = torch.as_tensor(y, device=self.device).reshape(-1)
+        return self.learn(x, t, y, logits)
+
+    def end_task(self, t: int) -> None:
+        """Task boundary: the learner's hook, then the memory's."""
+        self.on_task_end(t)
+        if self.memory is not None:
+            self.memory.end_task(t, ctx=self)
+
+    # ----------------------------------------------------------------- hooks
+    def learn(self, x: torch.Tensor, t: int | None, y: torch.Tensor,
+              logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One learning step on a batch (``logits`` = this batch's training forward)."""
+        raise NotImplementedError
+
+    def on_task_end(self, t: int) -> None:  # noqa: B027 - optional hook
+        """Learner-specific task-boundary work."""
+
+    def extra_state(self) -> dict:
+        """Learner-specific state for checkpoints."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:  # noqa: B027 - optional hook
+        """Restore :meth:`extra_state`."""
+
+    @property
+    def overhead_bits(self) -> int:
+        """Sunk storage the learner itself keeps (an old model, Fisher), beyond the memory's."""
+        return 0
+
+    def sgd_step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "memory": None if self.memory is None else self.memory.state_dict(),
+            "generator": self.generator.get_state(),
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.memory is not None:
+            self.memory.load_state_dict(state["memory"])
+        self.generator.set_state(state["generator"])
+        self.load_extra_state(state["extra"])

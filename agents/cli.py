@@ -1,0 +1,178 @@
+"""The ``cl-env`` command line: ``run``, ``compare`` and ``list``, thin fronts over the library."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import io
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict:
+    """``["lr=0.1", "model=mlp400"]`` -> ``{"lr": 0.1, "model": "mlp400"}`` (Python literals, else strings)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"error: {flag} expects key=value, got {item!r} (e.g. {flag} lr=0.05)")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = raw
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from agents.runner import run
+    from cl_env.error import CLEnvError
+
+    torch.manual_seed(args.seed)  # only the CLI seeds globals; the library passes generators
+    try:
+        result = run(
+            args.env_id, agent=args.agent, memory=args.memory, budget=args.budget, seed=args.seed,
+            device=args.device, out=args.out, settings=parse_assignments(args.set, "--set"),
+            stream_kwargs=parse_assignments(args.stream, "--stream"), batch_size=args.batch_size,
+            resume=args.resume, checkpoint_every=args.checkpoint_every, progress=args.progress,
+        )
+    except (CLEnvError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{result.agent} on {result.env} (seed {result.seed}, memory {result.memory}): "
+          f"retained accuracy {result.retained_accuracy:.4f}, BWT {result.backward_transfer:+.4f}, "
+          f"forgetting {result.forgetting:.4f}, online accuracy {result.online_accuracy:.4f}, "
+          f"storage {result.effective_examples:.1f} examples ({result.items} items), "
+          f"{result.wall_time_s:.1f} s")
+    if args.out:
+        print(f"wrote {Path(args.out) / 'result.json'} and TensorBoard events "
+              f"(tensorboard --logdir {args.out})")
+    return 0
+
+
+def load_results(paths: list[str]) -> list[dict]:
+    """Every ``result.json`` at or under the given paths."""
+    found = []
+    for p in map(Path, paths):
+        files = [p] if p.is_file() else sorted(p.rglob("result.json"))
+        found += [json.loads(f.read_text()) for f in files]
+    return found
+
+
+def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    vals = [v * scale for v in values if v is not None]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def compare_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The papers' layout, one row per (env, agent, memory, budget, settings), seeds aggregated."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in results:
+        cfg = r.get("config", {})
+        key = (r["env"], r["agent"], r["memory"], cfg.get("budget"),
+               json.dumps(cfg.get("settings", {}), sort_keys=True))
+        groups[key].append(r)
+    header = ["env", "method", "memory", "incremental storage (examples)", "items", "seeds",
+              "retained acc %", "BWT %", "forgetting %", "online acc %", "wall time s"]
+    rows = []
+    for (env, agent, mem, _, _), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        rows.append([
+            env, agent, mem or "-",
+            _mean_std([r["effective_examples"] for r in rs], digits=1),
+            _mean_std([r["items"] for r in rs], digits=0),
+            ",".join(str(r["seed"]) for r in rs),
+            _mean_std([r["retained_accuracy"] for r in rs], 100),
+            _mean_std([r["backward_transfer"] for r in rs], 100),
+            _mean_std([r["forgetting"] for r in rs], 100),
+            _mean_std([r["online_accuracy"] for r in rs], 100),
+            _mean_std([r["wall_time_s"] for r in rs], digits=1),
+        ])
+    return header, rows
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    results = load_results(args.dirs)
+    if not results:
+        print(f"error: no result.json found under {args.dirs}", file=sys.stderr)
+        return 2
+    header, rows = compare_table(results)
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, *rows])
+    if args.csv:
+        Path(args.csv).write_text(buf.getvalue())
+        print(f"\nwrote {args.csv}")
+    else:
+        print("\n" + buf.getvalue().rstrip())
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import cl_env
+    from agents.registry import AGENTS, agent_class
+    from memory import MEMORIES
+
+    print("Environments:")
+    for env_id, spec in cl_env.STREAMS.items():
+        print(f"  {env_id:24s} {spec.description}")
+    print("\nAgents (memories it accepts; settings with defaults):")
+    for name, entry in AGENTS.items():
+        mems = ", ".join(entry.memories) or "none"
+        sets = ", ".join(f"{k}={v}" for k, v in agent_class(name).all_settings().items())
+        print(f"  {name:8s} {entry.description}\n           memories: {mems}; settings: {sets}")
+    print("\nMemories:")
+    for name, path in MEMORIES.items():
+        print(f"  {name:12s} {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cl-env", description="Continual-learning benchmarks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run one agent on one stream")
+    r.add_argument("env_id", help="a registered id (cl-env list)")
+    r.add_argument("--agent", default="online")
+    r.add_argument("--memory", default=None)
+    r.add_argument("--budget", type=float, default=None,
+                   help="incremental storage in effective real examples (C*H*W*8 bits each)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--out", default=None, help="directory for result.json, events, checkpoint")
+    r.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="agent settings")
+    r.add_argument("--stream", nargs="*", metavar="KEY=VALUE",
+                   help="stream options, e.g. source=fashion_mnist seed=1")
+    r.add_argument("--batch-size", type=int, default=10)
+    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    r.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="table of results (Markdown and CSV)")
+    c.add_argument("dirs", nargs="+")
+    c.add_argument("--csv", default=None, help="write the CSV here instead of printing it")
+    c.set_defaults(func=cmd_compare)
+
+    sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

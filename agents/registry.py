@@ -1,0 +1,74 @@
+"""The one table of agents: name -> class, the memories each accepts, its default memory and budget."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from cl_env.error import UnknownNameError
+from memory import MEMORIES, memory_class
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """A row of :data:`AGENTS`.
+
+    Attributes:
+        cls: ``"module:Class"``.
+        memories: Memory names the agent can use (empty: it uses none).
+        default_memory: Used when ``--memory`` is not given.
+        default_budget: Effective examples when ``--budget`` is not given; None means the
+            memory's own default size (GEM: 256 per task).
+        description: One line for ``cl-env list``.
+    """
+
+    cls: str
+    memories: tuple[str, ...] = ()
+    default_memory: str | None = None
+    default_budget: float | None = None
+    description: str = ""
+
+
+AGENTS: dict[str, AgentEntry] = {
+    "online": AgentEntry("agents.online:Online", description="online SGD, no memory (lower bound)"),
+    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring"), "reservoir", 200,
+                     "experience replay: current batch + replay batch (Chaudhry et al. 2019)"),
+    "gem": AgentEntry("agents.gem:GEM", ("task_ring",), "task_ring", None,
+                      "Gradient Episodic Memory, QP projection (Lopez-Paz & Ranzato 2017)"),
+    "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir"), "task_ring", None,
+                       "Averaged GEM: one reference gradient (Chaudhry et al. 2019)"),
+    "ewc": AgentEntry("agents.ewc:EWC", description="Elastic Weight Consolidation, diagonal Fisher"),
+    "lwf": AgentEntry("agents.lwf:LwF", description="Learning without Forgetting (distillation)"),
+}
+
+
+def agent_class(name: str):
+    if name not in AGENTS:
+        raise UnknownNameError("agent", name, AGENTS)
+    module, cls = AGENTS[name].cls.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_memory(agent: str, memory: str | None, budget: float | None, spec, seed: int = 0):
+    """The memory an agent runs with, validated against what it accepts.
+
+    Raises:
+        UnknownNameError: ``memory`` is not registered.
+        ValueError: The agent cannot use ``memory`` (lists those it can), or takes none.
+    """
+    entry = AGENTS[agent]
+    if memory is not None and memory not in MEMORIES:
+        raise UnknownNameError("memory", memory, MEMORIES)
+    if not entry.memories:
+        if memory is not None or budget is not None:
+            raise ValueError(f"agent {agent!r} uses no memory; drop --memory/--budget "
+                             f"(agents with memories: {[a for a, e in AGENTS.items() if e.memories]})")
+        return None
+    name = memory or entry.default_memory
+    if name not in entry.memories:
+        raise ValueError(f"agent {agent!r} cannot use memory {name!r}; it accepts: {list(entry.memories)}")
+    cls = memory_class(name)
+    kwargs = {"seed": seed} if name == "reservoir" else {}
+    if budget is None and entry.default_budget is None:
+        return cls(spec, 256, **kwargs)  # GEM's protocol: 256 items per task (reservoir: 256 in all)
+    return cls.for_budget(budget if budget is not None else entry.default_budget, spec, **kwargs)

@@ -1,0 +1,27 @@
+"""Memory modules. ``MEMORIES`` is the one table of registry names.
+
+Depends on ``cl_env`` only (never on ``agents``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from cl_env.error import UnknownNameError
+from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
+
+MEMORIES: dict[str, str] = {
+    "reservoir": "memory.buffers:ReservoirBuffer",
+    "task_ring": "memory.buffers:TaskRingBuffer",
+}
+
+
+def memory_class(name: str) -> type[Memory]:
+    """The class registered under ``name``."""
+    if name not in MEMORIES:
+        raise UnknownNameError("memory", name, MEMORIES)
+    module, cls = MEMORIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+__all__ = ["MEMORIES", "Memory", "MemorySpec", "ReplayBatch", "budget_bits", "memory_class"]

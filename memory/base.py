@@ -1,0 +1,129 @@
+"""The memory protocol shared by every module, and its storage accounting.
+
+A memory sees the stream through ``observe``, gives replay batches through ``sample`` (or
+``sample_task`` for per-task memories), does task-boundary work in ``end_task``, and reports
+exactly how many bits it holds. Budgets are given in *effective real examples*: a budget of ``N``
+is ``N * C * H * W * 8`` bits of incremental storage, whatever the module stores.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+
+
+class ReplayBatch(NamedTuple):
+    """A replay batch: inputs (float32 in [0, 1]), task ids, and labels or soft targets."""
+
+    x: torch.Tensor
+    t: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """What a memory needs to know about the stream it serves.
+
+    Attributes:
+        image_shape: ``(C, H, W)``.
+        n_classes: Size of the label space.
+        n_tasks: Number of tasks in the stream.
+        device: Where the memory keeps its tensors.
+    """
+
+    image_shape: tuple[int, int, int]
+    n_classes: int
+    n_tasks: int
+    device: str = "cpu"
+
+    @property
+    def example_bits(self) -> int:
+        """Bits of one real example's pixels at 8 bits each (the unit of every budget)."""
+        c, h, w = self.image_shape
+        return c * h * w * 8
+
+    @property
+    def label_bits(self) -> int:
+        return max(1, math.ceil(math.log2(self.n_classes)))
+
+    @property
+    def task_bits(self) -> int:
+        return max(1, math.ceil(math.log2(self.n_tasks))) if self.n_tasks > 1 else 0
+
+
+def budget_bits(budget: float, spec: MemorySpec) -> int:
+    """The storage budget in bits: ``budget`` effective real examples of ``C * H * W * 8`` bits."""
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0 effective examples, got {budget}")
+    return int(budget * spec.example_bits)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Quantise float images in [0, 1] to the 8 bits per pixel a real example is stored with."""
+    return x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
+class Memory(ABC):
+    """Base class of memory modules.
+
+    Subclasses set :attr:`name`, implement ``observe``, ``sample``, ``storage_bits`` and
+    ``items``, and the state they hold in ``state_dict``. ``ctx`` is the learner (an agent), for
+    modules that need its model; buffers ignore it.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, spec: MemorySpec):
+        self.spec = spec
+
+    @abstractmethod
+    def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
+        """See a new batch (the write policy)."""
+
+    @abstractmethod
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        """A replay batch of ``n`` items drawn from everything held, or None when empty."""
+
+    def sample_task(self, t: int, n: int | None = None, ctx: Any = None,
+                    generator: torch.Generator | None = None) -> ReplayBatch | None:
+        """Items of task ``t`` (all of them when ``n`` is None), or None; per-task memories override."""
+        raise NotImplementedError(f"memory {self.name!r} does not keep items per task")
+
+    def end_task(self, t: int, ctx: Any = None) -> None:  # noqa: B027 - optional hook
+        """Task-boundary work (nothing for plain buffers)."""
+
+    def tasks(self) -> list[int]:
+        """Tasks with items held."""
+        return []
+
+    @property
+    @abstractmethod
+    def storage_bits(self) -> int:
+        """Incremental storage held now, in bits, exact."""
+
+    @property
+    def overhead_bits(self) -> int:
+        """Sunk cost held beside the incremental storage (an autoencoder, an old model)."""
+        return 0
+
+    @property
+    @abstractmethod
+    def items(self) -> int:
+        """Replayable items held now."""
+
+    @classmethod
+    @abstractmethod
+    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> Memory:
+        """A module whose storage never exceeds ``budget`` effective real examples."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Everything needed to resume."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output."""

@@ -1,0 +1,204 @@
+"""Buffers of real examples: a reservoir (experience replay) and GEM's per-task ring buffer.
+
+Images are stored as ``uint8`` (8 bits per pixel, as real examples are); ``storage_bits`` counts
+pixels at 8 bits, each label at ``ceil(log2 n_classes)`` bits and, for the reservoir, each task id
+at ``ceil(log2 n_tasks)`` bits. The ring buffer needs no task ids: the slot says the task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits, to_uint8
+
+
+def _empty(spec: MemorySpec, n: int, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, ...]:
+    dev = torch.device(spec.device)
+    return (torch.zeros(*lead, n, *spec.image_shape, dtype=torch.uint8, device=dev),
+            torch.zeros(*lead, n, dtype=torch.int64, device=dev))
+
+
+class ReservoirBuffer(Memory):
+    """Reservoir sampling over the whole stream (Vitter 1985; ER of Chaudhry et al. 2019).
+
+    Every example seen so far has the same chance ``capacity / n_seen`` of being held.
+
+    Args:
+        spec: The stream's shape.
+        capacity: Items held at most.
+        seed: Seeds the write policy (which examples are kept).
+    """
+
+    name = "reservoir"
+
+    def __init__(self, spec: MemorySpec, capacity: int, seed: int = 0):
+        super().__init__(spec)
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        self.capacity = int(capacity)
+        self.x, self.y = _empty(spec, self.capacity)
+        self.t = torch.zeros(self.capacity, dtype=torch.int64, device=spec.device)
+        self.n_seen = 0
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def item_bits(cls, spec: MemorySpec) -> int:
+        return spec.example_bits + spec.label_bits + spec.task_bits
+
+    @classmethod
+    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> ReservoirBuffer:
+        return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
+
+    def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
+        b = len(x)
+        pos = self.n_seen + np.arange(b)
+        # slot for each example: fill first, then replace a uniform index in [0, pos]
+        slots = np.where(pos < self.capacity, pos, (self.rng.random(b) * (pos + 1)).astype(np.int64))
+        self.n_seen += b
+        keep = slots < self.capacity
+        if not keep.any():
+            return
+        src, dst = np.nonzero(keep)[0], slots[keep]
+        # a later example overwriting the same slot in this batch wins, as in the sequential rule
+        _, last = np.unique(dst[::-1], return_index=True)
+        src, dst = src[::-1][last], dst[::-1][last]
+        dst_t = torch.from_numpy(dst).to(self.x.device)
+        src_t = torch.from_numpy(src).to(x.device)
+        self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)
+        self.y[dst_t] = y[src_t].to(self.y.device)
+        self.t[dst_t] = t
+
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        if self.items == 0:
+            return None
+        idx = torch.randint(0, self.items, (n,), generator=generator, device=generator.device if generator else "cpu")
+        idx = idx.to(self.x.device)
+        return ReplayBatch(self.x[idx].float().div_(255.0), self.t[idx], self.y[idx])
+
+    def tasks(self) -> list[int]:
+        return sorted(set(self.t[: self.items].tolist()))
+
+    @property
+    def items(self) -> int:
+        return min(self.n_seen, self.capacity)
+
+    @property
+    def storage_bits(self) -> int:
+        return self.items * self.item_bits(self.spec)
+
+    def state_dict(self) -> dict:
+        return {"x": self.x, "y": self.y, "t": self.t, "n_seen": self.n_seen,
+                "rng": self.rng.bit_generator.state, "capacity": self.capacity}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"checkpoint holds capacity {state['capacity']}, this buffer {self.capacity}")
+        self.x.copy_(state["x"])
+        self.y.copy_(state["y"])
+        self.t.copy_(state["t"])
+        self.n_seen = int(state["n_seen"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+class TaskRingBuffer(Memory):
+    """GEM's episodic memory: the most recent examples of each task in a ring of fixed size.
+
+    Args:
+        spec: The stream's shape.
+        per_task: Slots per task: an int for every task, or one int per task (``for_budget``
+            spreads a budget's items over the tasks, the first tasks taking the remainder).
+    """
+
+    name = "task_ring"
+
+    def __init__(self, spec: MemorySpec, per_task: int | list[int] = 256):
+        super().__init__(spec)
+        caps = [per_task] * spec.n_tasks if isinstance(per_task, int) else list(per_task)
+        if len(caps) != spec.n_tasks or min(caps) < 0:
+            raise ValueError(f"per_task must be >= 0 for each of the {spec.n_tasks} tasks, got {per_task}")
+        self.caps = np.asarray(caps, dtype=np.int64)
+        self.width = int(self.caps.max()) if len(caps) else 0
+        self.x, self.y = _empty(spec, self.width, (spec.n_tasks,))
+        self.count = np.zeros(spec.n_tasks, dtype=np.int64)  # examples written per task
+        self._arange = torch.arange(max(self.width, 1), device=spec.device)
+
+    @classmethod
+    def item_bits(cls, spec: MemorySpec) -> int:
+        return spec.example_bits + spec.label_bits
+
+    @classmethod
+    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> TaskRingBuffer:
+        total = budget_bits(budget, spec) // cls.item_bits(spec)
+        base, extra = divmod(int(total), spec.n_tasks)
+        return cls(spec, [base + (i < extra) for i in range(spec.n_tasks)], **kwargs)
+
+    def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
+        cap = int(self.caps[t])
+        if cap == 0:
+            return
+        b = len(x)
+        if b > cap:  # only the most recent fit
+            x, y, b = x[-cap:], y[-cap:], cap
+        start = int(self.count[t] % cap)
+        slots = (self._arange[:b] + start) % cap
+        self.x[t, slots] = to_uint8(x).to(self.x.device)
+        self.y[t, slots] = y.to(self.y.device)
+        self.count[t] += b
+
+    def task_items(self, t: int) -> int:
+        return int(min(self.count[t], self.caps[t]))
+
+    def sample_task(self, t: int, n: int | None = None, ctx: Any = None,
+                    generator: torch.Generator | None = None) -> ReplayBatch | None:
+        k = self.task_items(t)
+        if k == 0:
+            return None
+        if n is None or n >= k:
+            x, y = self.x[t, :k], self.y[t, :k]
+        else:
+            idx = torch.randperm(k, generator=generator)[:n].to(self.x.device)
+            x, y = self.x[t, idx], self.y[t, idx]
+        return ReplayBatch(x.float().div_(255.0), torch.full_like(y, t), y)
+
+    def padded(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stacked memories of ``tasks``: ``x (T, W, C, H, W)`` float, ``y (T, W)``, a 0/1 weight mask."""
+        sel = torch.as_tensor(tasks, device=self.x.device)
+        k = torch.as_tensor([self.task_items(t) for t in tasks], device=self.x.device)
+        mask = (self._arange[: self.width].unsqueeze(0) < k.unsqueeze(1)).float()
+        return self.x[sel].float().div_(255.0), self.y[sel], mask
+
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        tasks = self.tasks()
+        if not tasks:
+            return None
+        sizes = np.array([self.task_items(t) for t in tasks])
+        flat = torch.randint(0, int(sizes.sum()), (n,), generator=generator).numpy()
+        which = np.searchsorted(np.cumsum(sizes), flat, side="right")
+        offset = flat - np.concatenate([[0], np.cumsum(sizes)[:-1]])[which]
+        ti = torch.as_tensor(np.asarray(tasks)[which], device=self.x.device)
+        si = torch.as_tensor(offset, device=self.x.device)
+        return ReplayBatch(self.x[ti, si].float().div_(255.0), ti, self.y[ti, si])
+
+    def tasks(self) -> list[int]:
+        return [int(t) for t in np.nonzero(self.count)[0]]
+
+    @property
+    def items(self) -> int:
+        return int(np.minimum(self.count, self.caps).sum())
+
+    @property
+    def storage_bits(self) -> int:
+        return self.items * self.item_bits(self.spec)
+
+    def state_dict(self) -> dict:
+        return {"x": self.x, "y": self.y, "count": self.count.copy(), "caps": self.caps.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not np.array_equal(state["caps"], self.caps):
+            raise ValueError("checkpoint's per-task capacities differ from this buffer's")
+        self.x.copy_(state["x"])
+        self.y.copy_(state["y"])
+        self.count = np.asarray(state["count"]).copy()
