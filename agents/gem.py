@@ -23,18 +23,20 @@ def solve_dual(P: np.ndarray, q: np.ndarray, margin: float, eps: float,
                max_tries: int = 8) -> tuple[np.ndarray | None, float | None]:
     """``argmin_v 1/2 v^T (P + ridge I) v + q^T v`` subject to ``v >= margin``, with quadprog.
 
-    The ridge starts at ``eps`` and grows tenfold each time quadprog reports the matrix is not
-    positive definite; ``(None, None)`` after ``max_tries`` failures.
+    The ridge starts at ``eps`` and, each time quadprog reports the matrix is not positive
+    definite, grows tenfold (to at least ``1e-6`` of ``P``'s mean diagonal, so ``eps=0`` also
+    recovers); ``(None, None)`` after ``max_tries`` failures.
     """
     k = P.shape[0]
     P = 0.5 * (P + P.T)
     C, b = np.eye(k), np.full(k, float(margin))
+    floor = 1e-6 * max(float(np.trace(P)) / k, 1e-12)
     ridge = eps
     for _ in range(max_tries):
         try:
             return quadprog.solve_qp(P + ridge * np.eye(k), -q, C, b)[0], ridge
         except ValueError:
-            ridge *= 10.0
+            ridge = max(ridge * 10.0, floor)
     return None, None
 
 

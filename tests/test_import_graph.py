@@ -23,3 +23,9 @@ def test_import_does_not_pull_upper_layers(mod, forbidden):
     out = subprocess.run([sys.executable, "-c", CHECK.format(mod=mod, forbidden=forbidden)],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_memory_does_not_import_agents():
+    out = subprocess.run([sys.executable, "-c", CHECK.format(mod="memory", forbidden={"agents"})],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -1,0 +1,156 @@
+"""Every agent end to end on a tiny two-task stream, checkpoints, determinism, result schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from agents import AGENTS, StreamInfo, agent_class, run
+from agents.registry import build_memory
+from cl_env import make_stream
+from cl_env.error import UnknownNameError
+
+RESULT_KEYS = {
+    "env", "agent", "memory", "seed", "accuracy_matrix", "retained_accuracy", "backward_transfer",
+    "forward_transfer", "forgetting", "online_accuracy", "storage_bits", "overhead_bits",
+    "effective_examples", "items", "wall_time_s", "examples_per_s", "data", "config",
+}
+
+
+@pytest.mark.parametrize("agent", list(AGENTS))
+def test_agent_learns_above_chance_and_writes_results(agent, tiny, tmp_path):
+    budget = 20 if AGENTS[agent].memories else None
+    r = run(agent=agent, budget=budget, out=tmp_path, **tiny)
+    R = np.array(r.accuracy_matrix)
+    assert R.shape == (2, 2) and not np.isnan(R).any()
+    assert r.retained_accuracy > 0.3, f"{agent} stayed near chance: {R}"
+    assert R[0, 0] > 0.3 and R[1, 1] > 0.3
+    assert set(json.loads((tmp_path / "result.json").read_text())) == RESULT_KEYS
+    assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+    if budget:
+        assert 0 < r.storage_bits <= budget * 784 * 8 and r.items > 0
+        assert r.effective_examples == pytest.approx(r.storage_bits / 6272)
+    assert r.data["data"]["source"] == "mnist"
+
+
+@pytest.mark.parametrize("agent", list(AGENTS))
+def test_state_dict_round_trip(agent, mnist_root):
+    stream = make_stream("MNISTRotations-v0", source="mnist", root=mnist_root, n_tasks=2,
+                         train_per_task=100)
+    info = StreamInfo.from_stream(stream)
+    cls = agent_class(agent)
+
+    def fresh():
+        mem = build_memory(agent, None, 20 if AGENTS[agent].memories else None,
+                           info.memory_spec("cpu"))
+        return cls(info, mem, seed=3)
+
+    a = fresh()
+    for t in range(2):
+        for b in stream.train_batches(10, seed=t):
+            if b.t != t:
+                continue
+            a.act({"x": b.x.numpy(), "t": np.int64(t)})
+            a.observe({"x": b.x.numpy(), "t": np.int64(t)}, b.y.numpy())
+        a.end_task(t)
+    b_agent = fresh()
+    b_agent.load_state_dict(a.state_dict())
+    x, _ = stream.test_set(1)
+    assert torch.equal(a.predict(x, 1), b_agent.predict(x, 1))
+    # and both continue identically
+    batch = next(iter(stream.train_batches(10, seed=9)))
+    for ag in (a, b_agent):
+        obs = {"x": batch.x.numpy(), "t": np.int64(1)}
+        ag.act(obs)
+        ag.observe(obs, batch.y.numpy())
+    assert torch.equal(a.predict(x, 1), b_agent.predict(x, 1))
+
+
+def test_same_seed_same_matrix_and_seed_matters(tiny):
+    a = run(agent="er", budget=20, seed=1, **tiny)
+    b = run(agent="er", budget=20, seed=1, **tiny)
+    c = run(agent="er", budget=20, seed=2, **tiny)
+    assert a.accuracy_matrix == b.accuracy_matrix
+    assert a.accuracy_matrix != c.accuracy_matrix
+
+
+@pytest.mark.parametrize("agent", ["gem", "lwf"])
+def test_resume_after_interrupt_gives_the_same_result(agent, tiny, tmp_path):
+    full = run(agent=agent, budget=20 if agent == "gem" else None, out=tmp_path / "full", **tiny)
+    with pytest.raises(KeyboardInterrupt):
+        run(agent=agent, budget=20 if agent == "gem" else None, out=tmp_path / "cut",
+            stop_after_task=0, **tiny)
+    assert (tmp_path / "cut" / "checkpoint.pt").exists()
+    assert not (tmp_path / "cut" / "result.json").exists()
+    resumed = run(agent=agent, budget=20 if agent == "gem" else None, out=tmp_path / "cut",
+                  resume=True, **tiny)
+    assert resumed.accuracy_matrix == full.accuracy_matrix
+    assert resumed.online_accuracy == pytest.approx(full.online_accuracy)
+
+
+def test_killed_cli_run_resumes_to_the_same_result(mnist_root, tmp_path):
+    args = ["run", "MNISTRotations-v0", "--agent", "er", "--budget", "20", "--stream",
+            "source=mnist", f"root={str(mnist_root)!r}", "n_tasks=6", "train_per_task=300"]
+    cmd = [sys.executable, "-m", "agents.cli"]
+    subprocess.run([*cmd, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([*cmd, *args, "--out", str(cut), "--checkpoint-every", "7"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (cut / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (cut / "checkpoint.pt").exists()
+    assert not (cut / "result.json").exists(), "the kill must land before the run finished"
+    subprocess.run([*cmd, *args, "--out", str(cut), "--checkpoint-every", "7", "--resume"],
+                   check=True, capture_output=True)
+    full = json.loads((tmp_path / "full" / "result.json").read_text())
+    resumed = json.loads((cut / "result.json").read_text())
+    assert resumed["accuracy_matrix"] == full["accuracy_matrix"]
+
+
+def test_resume_refuses_a_different_configuration(tiny, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(agent="online", out=tmp_path, stop_after_task=0, **tiny)
+    with pytest.raises(ValueError, match="different configuration"):
+        run(agent="online", out=tmp_path, resume=True, settings={"lr": 0.05}, **tiny)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"agent": "gemm"}, UnknownNameError, "Did you mean 'gem'"),
+        ({"agent": "er", "memory": "reservior"}, UnknownNameError, "reservoir"),
+        ({"agent": "online", "memory": "reservoir"}, ValueError, "accepts: none"),
+        ({"agent": "gem", "memory": "reservoir"}, ValueError, "accepts: \\['task_ring'\\]"),
+        ({"agent": "er", "settings": {"lrr": 1}}, UnknownNameError, "Did you mean 'lr'"),
+    ],
+)
+def test_bad_names_fail_before_any_work(kwargs, exc, match):
+    # a missing data root would fail later: these must fail first
+    with pytest.raises(exc, match=match):
+        run("MNISTRotations-v0", stream_kwargs={"source": "mnist", "root": "/nonexistent"}, **kwargs)
+
+
+def test_gem_needs_task_labels(tiny):
+    with pytest.raises(ValueError, match="needs task labels"):
+        run(agent="gem", env_id=tiny["env_id"],
+            stream_kwargs={**tiny["stream_kwargs"], "task_labels": False})
+
+
+def test_masked_head_only_predicts_the_tasks_classes(mnist_root):
+    stream = make_stream("SplitMNIST-v0", source="mnist", root=mnist_root)
+    info = StreamInfo.from_stream(stream)
+    agent = agent_class("online")(info, None, {"head": "masked"})
+    x, _ = stream.test_set(2)
+    pred = agent.predict(x, 2).argmax(1)
+    assert set(pred.tolist()) <= {4, 5}

@@ -1,0 +1,94 @@
+"""The pure maths of the learners: GEM's projection, the diagonal Fisher, distillation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from agents.ewc import diagonal_fisher
+from agents.gem import project_gradient, solve_dual
+from agents.lwf import distillation_loss
+
+
+@st.composite
+def problems(draw):
+    k = draw(st.integers(1, 6))
+    p = draw(st.integers(k, 20))
+    seed = draw(st.integers(0, 10_000))
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(p, generator=g, dtype=torch.float64), torch.randn(k, p, generator=g, dtype=torch.float64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems(), st.sampled_from([0.0, 0.5]))
+def test_projection_satisfies_every_constraint(prob, margin):
+    g, G = prob
+    g_new, info = project_gradient(g, G, margin=margin, eps=1e-8)
+    assert info["eps"] is not None
+    assert (G @ g_new >= -1e-6 * (1 + G.norm(dim=1) * g.norm())).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems())
+def test_projection_keeps_g_when_no_constraint_is_violated(prob):
+    g, G = prob
+    G = G * torch.sign(G @ g).unsqueeze(1)  # flip rows so that G g >= 0
+    g_new, _ = project_gradient(g, G, margin=0.0, eps=1e-10)
+    assert torch.allclose(g_new, g, atol=1e-6)
+
+
+def test_projection_is_the_closest_feasible_gradient():
+    g = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    G = torch.tensor([[0.0, 1.0]], dtype=torch.float64)  # constraint: second coordinate >= 0
+    g_new, _ = project_gradient(g, G, margin=0.0, eps=0.0)
+    assert torch.allclose(g_new, torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-9)
+
+
+def test_ill_conditioned_qp_never_crashes():
+    g = torch.tensor([1.0, -1.0, 0.5])
+    row = torch.tensor([0.0, 1.0, 1.0])
+    G = torch.stack([row, row, row * (1 + 1e-9)])  # rank one: G G^T singular
+    g_new, info = project_gradient(g, G, margin=0.5, eps=0.0)
+    assert info["eps"] is not None and info["eps"] > 0  # the ridge was raised
+    assert torch.isfinite(g_new).all() and (G @ g_new >= -1e-4).all()
+    bad, info = project_gradient(g, G * float("nan"))
+    assert info["eps"] is None and torch.equal(bad, g)
+
+
+def test_solve_dual_gives_up_gracefully():
+    P = np.array([[-1.0]])  # never positive definite within the tries
+    v, ridge = solve_dual(P, np.array([1.0]), 0.0, eps=1e-9, max_tries=3)
+    assert v is None and ridge is None
+
+
+def test_diagonal_fisher_by_hand():
+    model = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -1.0], [0.5, 2.0]]))
+    x = torch.tensor([[1.0, 2.0], [-1.0, 0.5]])
+    y = torch.tensor([0, 1])
+    # d CE / d W = (softmax(W x) - onehot(y)) x^T for each example, then mean of squares
+    grads = []
+    for xi, yi in zip(x.numpy(), y.numpy(), strict=True):
+        z = model.weight.detach().numpy() @ xi
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[yi] -= 1.0
+        grads.append(np.outer(p, xi))
+    expected = np.mean(np.square(grads), axis=0)
+    fisher = diagonal_fisher(model, x, y)
+    assert np.allclose(fisher["weight"].numpy(), expected, atol=1e-6)
+    summed = np.square(np.sum(grads, axis=0)) / 2  # GEM's bug: square of the summed gradient
+    assert not np.allclose(fisher["weight"].numpy(), summed, atol=1e-3)
+
+
+def test_distillation_is_zero_for_identical_logits_and_positive_otherwise():
+    a = torch.tensor([[1.0, 2.0, float("-inf")], [0.1, -0.3, float("-inf")]])
+    assert distillation_loss(a, a, 2.0).item() == pytest.approx(0.0, abs=1e-7)
+    b = a.clone()
+    b[0, 0] = 3.0
+    assert distillation_loss(b, a, 2.0).item() > 0

@@ -1,0 +1,100 @@
+"""Reservoir and per-task ring buffers: write policies, exact storage, budgets, round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from memory import MemorySpec, memory_class
+from memory.buffers import ReservoirBuffer, TaskRingBuffer
+
+SPEC = MemorySpec((1, 28, 28), 10, 20)
+
+
+def _batch(n, value=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28, generator=g) if value is None else torch.full((n, 1, 28, 28), value)
+    return x, torch.randint(0, 10, (n,), generator=g)
+
+
+def test_storage_bits_are_exact():
+    assert SPEC.example_bits == 6272 and SPEC.label_bits == 4 and SPEC.task_bits == 5
+    r = ReservoirBuffer(SPEC, 7)
+    r.observe(*_batch(5)[:1], 3, _batch(5)[1])
+    assert r.items == 5 and r.storage_bits == 5 * (6272 + 4 + 5)
+    ring = TaskRingBuffer(SPEC, 4)
+    x, y = _batch(10)
+    ring.observe(x, 2, y)
+    assert ring.items == 4 and ring.storage_bits == 4 * (6272 + 4)  # the slot encodes the task
+
+
+@pytest.mark.parametrize("name", ["reservoir", "task_ring"])
+@pytest.mark.parametrize("budget", [10, 100, 200, 1000])
+def test_for_budget_fits(name, budget):
+    mem = memory_class(name).for_budget(budget, SPEC)
+    for t in range(20):
+        for s in range(30):
+            x, y = _batch(10, seed=s)
+            mem.observe(x, t, y)
+    assert mem.storage_bits <= budget * SPEC.example_bits
+    item = mem.item_bits(SPEC)
+    assert mem.storage_bits > budget * SPEC.example_bits - SPEC.n_tasks * item  # nearly full
+
+
+def test_ring_budget_spreads_the_remainder():
+    ring = TaskRingBuffer.for_budget(200, SPEC)
+    assert ring.caps.tolist() == [10] * 19 + [9]
+
+
+def test_reservoir_stores_uint8_and_replays_floats():
+    r = ReservoirBuffer(SPEC, 10)
+    x, y = _batch(10)
+    r.observe(x, 0, y)
+    assert r.x.dtype == torch.uint8
+    out = r.sample(10, generator=torch.Generator().manual_seed(0))
+    assert out.x.dtype == torch.float32 and (out.x - torch.round(out.x * 255) / 255).abs().max() < 1e-6
+
+
+def test_reservoir_is_uniform_over_the_stream():
+    counts = np.zeros(100)
+    for seed in range(300):
+        r = ReservoirBuffer(MemorySpec((1, 1, 1), 10, 1), 10, seed=seed)
+        for i in range(10):  # 100 examples, x encodes the index
+            idx = torch.arange(10 * i, 10 * i + 10)
+            r.observe((idx.float() / 255).reshape(10, 1, 1, 1), 0, idx % 10)
+        counts[torch.round(r.x.flatten().float()).long().numpy()] += 1
+    p = counts / 300  # each example kept with probability 10/100
+    assert abs(p.mean() - 0.1) < 1e-9 and p[:50].mean() == pytest.approx(p[50:].mean(), abs=0.03)
+
+
+def test_ring_keeps_the_most_recent_per_task():
+    ring = TaskRingBuffer(SPEC, 5)
+    for i in range(3):
+        ring.observe(torch.full((4, 1, 28, 28), i / 255), 1, torch.full((4,), i))
+    got = ring.sample_task(1)
+    assert sorted(got.y.tolist()) == [1, 2, 2, 2, 2] and ring.tasks() == [1]  # the last 5 written
+    assert (got.t == 1).all()
+    assert ring.sample_task(0) is None
+
+
+@pytest.mark.parametrize("name", ["reservoir", "task_ring"])
+def test_state_dict_round_trip(name):
+    a = memory_class(name).for_budget(50, SPEC)
+    for s in range(12):
+        a.observe(*_batch(10, seed=s)[:1], s % 3, _batch(10, seed=s)[1])
+    b = memory_class(name).for_budget(50, SPEC)
+    b.load_state_dict(a.state_dict())
+    assert b.items == a.items and b.storage_bits == a.storage_bits
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(a.sample(8, generator=g1).x, b.sample(8, generator=g2).x)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="capacity"):
+        ReservoirBuffer(SPEC, -1)
+    with pytest.raises(ValueError, match="per_task"):
+        TaskRingBuffer(SPEC, [1, 2])
+    with pytest.raises(ValueError, match="budget"):
+        ReservoirBuffer.for_budget(-5, SPEC)
