@@ -7,11 +7,12 @@ MER (Riemer et al. 2019) and MIR / ARM (MNIST-5k-5); see ``docs/environments.md`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms.functional import InterpolationMode, rotate
+from torch.nn import functional as F
 
 from cl_env.data import ImageData, load_source
 from cl_env.stream import Task, TaskStream
@@ -24,16 +25,39 @@ def _pick(rng: np.random.Generator, n_pool: int, n: int | None, what: str) -> to
     return torch.from_numpy(rng.permutation(n_pool)[: n if n is not None else n_pool])
 
 
+def rotation_sources(h: int, w: int, angle: float) -> torch.Tensor:
+    """For each output pixel of a ``h x w`` image rotated by ``angle`` degrees counter-clockwise
+    (nearest-neighbour, about the centre, no expand), the flat index of its source pixel plus 1,
+    or 0 where it falls outside the image.
+
+    The arithmetic is torchvision's tensor rotation step for step (its inverse affine matrix,
+    ``_gen_affine_grid`` and ``grid_sample(mode="nearest", align_corners=False)``), applied to an
+    image of pixel indices, so the result is bit-identical to
+    ``torchvision.transforms.functional.rotate`` without importing torchvision (1 s of start-up).
+    """
+    rot = math.radians(-angle)
+    a, b, c, d = math.cos(rot), -math.sin(rot), math.sin(rot), math.cos(rot)
+    theta = torch.tensor([d, -b, 0.0, -c, a, 0.0], dtype=torch.float32).reshape(1, 2, 3)
+    base = torch.empty(1, h, w, 3, dtype=torch.float32)
+    base[..., 0].copy_(torch.linspace(-w * 0.5 + 0.5, w * 0.5 + 0.5 - 1, steps=w))
+    base[..., 1].copy_(torch.linspace(-h * 0.5 + 0.5, h * 0.5 + 0.5 - 1, steps=h).unsqueeze_(-1))
+    base[..., 2].fill_(1)
+    rescaled = theta.transpose(1, 2) / torch.tensor([0.5 * w, 0.5 * h], dtype=torch.float32)
+    grid = base.view(1, h * w, 3).bmm(rescaled).view(1, h, w, 2)
+    ids = torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, 1, h, w)
+    out = F.grid_sample(ids, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return out.flatten().long()
+
+
 def rotate_nearest(x: torch.Tensor, angle: float) -> torch.Tensor:
     """Rotate ``uint8`` images ``(N, C, H, W)`` counter-clockwise by ``angle`` degrees, nearest-neighbour.
 
     Bit-identical to ``torchvision.transforms.functional.rotate(x, angle, NEAREST)`` (no expand,
-    zero fill), but the source pixel of every output pixel is found once, by rotating an image of
-    pixel indices, and then gathered for the whole batch in one indexing operation.
+    zero fill), but the source pixel of every output pixel is found once
+    (:func:`rotation_sources`) and then gathered for the whole batch in one indexing operation.
     """
     n, c, h, w = x.shape
-    ids = torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, 1, h, w)
-    src = rotate(ids, angle, InterpolationMode.NEAREST).flatten().long()  # 0 = outside the image
+    src = rotation_sources(h, w, angle)
     padded = torch.cat([torch.zeros(n, c, 1, dtype=x.dtype), x.reshape(n, c, h * w)], dim=2)
     return padded[:, :, src].reshape(n, c, h, w)
 

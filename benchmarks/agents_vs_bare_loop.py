@@ -1,0 +1,98 @@
+"""Wall time of each agent on MNISTRotations-v0 against a bare PyTorch loop, and as whole processes.
+
+Three figures per agent (medians of ``--repeats`` runs, this machine):
+
+- ``run()``: the library's runner in a warm process (stream built, every task's test set
+  evaluated at every task end, as the protocol asks);
+- ``process``: ``cl-env run`` as a fresh process (imports and data loading included), the figure
+  comparable to whole-process timings of other libraries;
+- the bare loop: plain PyTorch over the same 20,000 prepared examples, MLP 784-100-100-10, SGD,
+  batches of 10, one forward/backward/step per batch (``bare train``), and the same plus the
+  same evaluations (``bare train+eval``).
+
+Usage:
+    python benchmarks/agents_vs_bare_loop.py [--agents online er gem agem ewc lwf] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from torch.nn import functional as F
+
+import cl_env
+from agents import run
+from agents.models import MLP
+
+ENV = "MNISTRotations-v0"
+
+
+def bare_loop(evaluate: bool) -> float:
+    stream = cl_env.make_stream(ENV)
+    x, y, _ = stream.train_tensors()
+    x = x.float().div_(255.0)
+    tests = [(t.test_x.float().div_(255.0), t.test_y) for t in stream.tasks]
+    torch.manual_seed(0)
+    model = MLP(784, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    per_task = 1000
+    start = time.perf_counter()
+    for s in range(0, len(x), 10):
+        loss = F.cross_entropy(model(x[s:s + 10]), y[s:s + 10])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if evaluate and (s + 10) % per_task == 0:
+            with torch.no_grad():
+                for tx, ty in tests:
+                    (model(tx).argmax(1) == ty).float().mean()
+    return time.perf_counter() - start
+
+
+def timed(fn, repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agents", nargs="*", default=["online", "er", "gem", "agem", "ewc", "lwf"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--process", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time cl-env run as a fresh process")
+    args = p.parse_args()
+    bare_train = timed(lambda: bare_loop(False), args.repeats)
+    bare_eval = timed(lambda: bare_loop(True), args.repeats)
+    print(f"bare train: {bare_train:.2f} s; bare train+eval: {bare_eval:.2f} s (median of {args.repeats})\n")
+    print("| agent | RA | run() s | / bare train | / bare train+eval | process s |")
+    print("|---|---|---|---|---|---|")
+    for agent in args.agents:
+        results = []
+
+        def one(agent=agent, results=results):
+            t = time.perf_counter()
+            results.append(run(ENV, agent=agent))
+            return time.perf_counter() - t
+
+        t_run = timed(one, args.repeats)
+        t_proc = float("nan")
+        if args.process:
+            def proc(agent=agent):
+                with tempfile.TemporaryDirectory() as d:
+                    t = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "agents.cli", "run", ENV, "--agent", agent,
+                                    "--out", d], check=True, capture_output=True)
+                    return time.perf_counter() - t
+            t_proc = timed(proc, args.repeats)
+        ra = results[-1].retained_accuracy
+        print(f"| {agent} | {ra:.4f} | {t_run:.2f} | {t_run / bare_train:.2f} | "
+              f"{t_run / bare_eval:.2f} | {t_proc:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
