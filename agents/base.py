@@ -21,6 +21,41 @@ from cl_env.error import UnknownNameError
 from memory.base import Memory, MemorySpec
 
 
+class PlainSGD:
+    """``theta <- theta - lr * grad``: ``torch.optim.SGD`` without momentum or weight decay.
+
+    The same update and the same ``zero_grad`` / ``step`` / ``state_dict`` interface, in one fused
+    ``_foreach_add_``. Constructing a ``torch.optim`` optimiser imports ``torch._dynamo``, a
+    second of start-up in every process; this does not. Agents that want momentum or Adam return
+    a ``torch.optim`` optimiser from :meth:`Agent.make_optimizer` instead.
+    """
+
+    def __init__(self, params, lr: float):
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        self.params = [p for p in params if p.requires_grad]
+        self.lr = float(lr)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        with_grad = [p for p in self.params if p.grad is not None]
+        if with_grad:
+            torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-self.lr)
+
+    def state_dict(self) -> dict:
+        return {"lr": self.lr}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr = float(state["lr"])
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     """What an agent may know of the stream before it starts.
@@ -31,6 +66,7 @@ class StreamInfo:
         n_tasks: Number of tasks.
         setting: ``"domain"``, ``"class"`` or ``"task"`` (see :class:`cl_env.TaskStream`).
         task_classes: Per task, its labels (the mask of a task-incremental head).
+        n_examples: Training examples in one pass over the stream (schedules that need a horizon).
     """
 
     image_shape: tuple[int, int, int]
@@ -38,11 +74,12 @@ class StreamInfo:
     n_tasks: int
     setting: str
     task_classes: tuple[tuple[int, ...], ...]
+    n_examples: int = 0
 
     @classmethod
     def from_stream(cls, stream) -> StreamInfo:
         return cls(tuple(stream.image_shape), stream.n_classes, stream.n_tasks, stream.setting,
-                   tuple(stream.task_classes(t) for t in range(stream.n_tasks)))
+                   tuple(stream.task_classes(t) for t in range(stream.n_tasks)), stream.n_train)
 
     def memory_spec(self, device: str) -> MemorySpec:
         return MemorySpec(self.image_shape, self.n_classes, self.n_tasks, str(device))
@@ -69,6 +106,7 @@ class Agent:
     name: ClassVar[str] = ""
     SETTINGS: ClassVar[dict[str, Any]] = {"lr": 0.1, "model": None, "head": None}
     needs_task_labels: ClassVar[bool] = False
+    batch_sizes: ClassVar[tuple[int, ...] | None] = None  # None: any; else the only ones it runs with
 
     def __init__(self, info: StreamInfo, memory: Memory | None = None,
                  settings: dict | None = None, device: str = "cpu", seed: int = 0):
@@ -84,9 +122,8 @@ class Agent:
         self.settings["model"] = self.settings["model"] or default_model(info.image_shape)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model: nn.Module = build_model(self.settings["model"], info.image_shape,
-                                                info.n_classes).to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.settings["lr"])
+            self.model: nn.Module = self.make_model()
+        self.optimizer = self.make_optimizer()
         self.generator = torch.Generator().manual_seed(seed + 1)
         mask = torch.zeros(info.n_tasks, info.n_classes, dtype=torch.bool)
         for t, classes in enumerate(info.task_classes):
@@ -94,6 +131,15 @@ class Agent:
         self.class_mask = mask.to(self.device)
         self.masked = head == "masked"
         self._cache: tuple[Any, torch.Tensor, int | None, torch.Tensor] | None = None
+
+    def make_model(self) -> nn.Module:
+        """The network, built under the agent's seed (override for other kinds of model)."""
+        return build_model(self.settings["model"], self.info.image_shape,
+                           self.info.n_classes).to(self.device)
+
+    def make_optimizer(self) -> PlainSGD | torch.optim.Optimizer | None:
+        """Plain SGD without momentum, as GEM and the papers' baselines use."""
+        return PlainSGD(self.model.parameters(), lr=self.settings["lr"])
 
     # ----------------------------------------------------------------- settings
     @classmethod

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="agent settings")
     r.add_argument("--stream", nargs="*", metavar="KEY=VALUE",
                    help="stream options, e.g. source=fashion_mnist seed=1")
-    r.add_argument("--batch-size", type=int, default=10)
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="examples per step (default 10; 1 for the sb3 agent)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     r.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)

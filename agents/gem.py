@@ -93,7 +93,7 @@ class _Projecting(Agent):
         i = 0
         for p in self.params:
             n = p.numel()
-            p.grad = flat[i:i + n].view_as(p).clone()
+            p.grad = flat[i:i + n].view_as(p)  # views of a fresh tensor: no copy needed
             i += n
 
     def extra_state(self) -> dict:
@@ -215,19 +215,28 @@ class AGEM(_Projecting):
     name = "agem"
     SETTINGS = {"ref_batch": 256}
 
+    def _reference_batch(self, past: list[int], t: int):
+        """``ref_batch`` memories of past tasks: drawn from them directly when the memory keeps
+        tasks apart (``task_ring``), else drawn from everything and the current task's dropped."""
+        n = self.settings["ref_batch"]
+        if hasattr(self.memory, "sample_from"):
+            return self.memory.sample_from(past, n, generator=self.generator)
+        mem = self.memory.sample(n, ctx=self, generator=self.generator)
+        keep = mem.t != t
+        if not bool(keep.any()):
+            return None
+        return type(mem)(mem.x[keep], mem.t[keep], mem.y[keep])
+
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
         if t is None:
             raise ValueError("A-GEM needs task labels: make the env with task_labels=True")
         past = [tt for tt in self.memory.tasks() if tt != t]
         g_ref = None
-        if past:
-            mem = self.memory.sample(self.settings["ref_batch"], ctx=self, generator=self.generator)
-            keep = mem.t != t
-            if bool(keep.any()):
-                self.model.zero_grad(set_to_none=True)
-                tk = mem.t[keep] if self.masked else None
-                self.loss(self.forward(mem.x[keep], tk), mem.y[keep]).backward()
-                g_ref = self._flat_grad()
+        mem = self._reference_batch(past, t) if past else None
+        if mem is not None:
+            self.model.zero_grad(set_to_none=True)
+            self.loss(self.forward(mem.x, mem.t if self.masked else None), mem.y).backward()
+            g_ref = self._flat_grad()
         loss = self.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -39,6 +39,8 @@ AGENTS: dict[str, AgentEntry] = {
                        "Averaged GEM: one reference gradient (Chaudhry et al. 2019)"),
     "ewc": AgentEntry("agents.ewc:EWC", description="Elastic Weight Consolidation, diagonal Fisher"),
     "lwf": AgentEntry("agents.lwf:LwF", description="Learning without Forgetting (distillation)"),
+    "sb3": AgentEntry("agents.sb3:SB3Agent",
+                      description="a Stable-Baselines3 algorithm (--set algo=ppo|a2c|dqn) as a contextual bandit"),
 }
 
 

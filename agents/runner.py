@@ -111,7 +111,7 @@ def run(
     out: str | Path | None = None,
     settings: dict | None = None,
     stream_kwargs: dict | None = None,
-    batch_size: int = 10,
+    batch_size: int | None = None,
     resume: bool = False,
     checkpoint_every: int | None = None,
     log_every: int = 50,
@@ -131,7 +131,7 @@ def run(
             everything in memory.
         settings: Agent settings (``--set key=value``).
         stream_kwargs: Options of the stream (``source``, ``root``, ``seed`` of the instance, sizes).
-        batch_size: Examples per step.
+        batch_size: Examples per step (default 10, the papers' value; 1 for ``sb3``).
         resume: Continue from ``out/checkpoint.pt`` if it exists.
         checkpoint_every: Also checkpoint every this many steps (task ends always checkpoint).
         log_every: Steps between loss logs.
@@ -142,6 +142,11 @@ def run(
     settings = dict(settings or {})
     stream_kwargs = dict(stream_kwargs or {})
     cls = validate(agent, memory, settings)
+    if batch_size is None:
+        batch_size = cls.batch_sizes[0] if cls.batch_sizes else 10
+    if cls.batch_sizes and batch_size not in cls.batch_sizes:
+        raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
+                         f"got {batch_size}; pass --batch-size {cls.batch_sizes[0]}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
     out = Path(out) if out is not None else None

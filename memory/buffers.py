@@ -171,15 +171,21 @@ class TaskRingBuffer(Memory):
         return self.x[sel].float().div_(255.0), self.y[sel], mask
 
     def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
-        tasks = self.tasks()
-        if not tasks:
+        return self.sample_from(self.tasks(), n, generator)
+
+    def sample_from(self, tasks: list[int], n: int,
+                    generator: torch.Generator | None = None) -> ReplayBatch | None:
+        """``n`` items drawn uniformly, with replacement, from the memories of ``tasks``."""
+        sizes = np.array([self.task_items(t) for t in tasks], dtype=np.int64)
+        total = int(sizes.sum()) if len(sizes) else 0
+        if total == 0:
             return None
-        sizes = np.array([self.task_items(t) for t in tasks])
-        flat = torch.randint(0, int(sizes.sum()), (n,), generator=generator).numpy()
-        which = np.searchsorted(np.cumsum(sizes), flat, side="right")
-        offset = flat - np.concatenate([[0], np.cumsum(sizes)[:-1]])[which]
-        ti = torch.as_tensor(np.asarray(tasks)[which], device=self.x.device)
-        si = torch.as_tensor(offset, device=self.x.device)
+        flat = torch.randint(0, total, (n,), generator=generator).numpy()
+        ends = np.cumsum(sizes)
+        which = np.searchsorted(ends, flat, side="right")
+        offset = flat - (ends - sizes)[which]
+        ti = torch.from_numpy(np.asarray(tasks, dtype=np.int64)[which]).to(self.x.device)
+        si = torch.from_numpy(offset).to(self.x.device)
         return ReplayBatch(self.x[ti, si].float().div_(255.0), ti, self.y[ti, si])
 
     def tasks(self) -> list[int]:

@@ -25,10 +25,14 @@ RESULT_KEYS = {
 }
 
 
+# small settings so that the SB3 algorithms update within a 200-example task
+TINY_SETTINGS = {"sb3": {"algo_kwargs": {"n_steps": 32, "batch_size": 32, "learning_rate": 3e-3}}}
+
+
 @pytest.mark.parametrize("agent", list(AGENTS))
 def test_agent_learns_above_chance_and_writes_results(agent, tiny, tmp_path):
     budget = 20 if AGENTS[agent].memories else None
-    r = run(agent=agent, budget=budget, out=tmp_path, **tiny)
+    r = run(agent=agent, budget=budget, out=tmp_path, settings=TINY_SETTINGS.get(agent), **tiny)
     R = np.array(r.accuracy_matrix)
     assert R.shape == (2, 2) and not np.isnan(R).any()
     assert r.retained_accuracy > 0.3, f"{agent} stayed near chance: {R}"
@@ -51,11 +55,12 @@ def test_state_dict_round_trip(agent, mnist_root):
     def fresh():
         mem = build_memory(agent, None, 20 if AGENTS[agent].memories else None,
                            info.memory_spec("cpu"))
-        return cls(info, mem, seed=3)
+        return cls(info, mem, TINY_SETTINGS.get(agent), seed=3)
 
     a = fresh()
+    bs = (cls.batch_sizes or (10,))[0]
     for t in range(2):
-        for b in stream.train_batches(10, seed=t):
+        for b in stream.train_batches(bs, seed=t):
             if b.t != t:
                 continue
             a.act({"x": b.x.numpy(), "t": np.int64(t)})
@@ -66,7 +71,7 @@ def test_state_dict_round_trip(agent, mnist_root):
     x, _ = stream.test_set(1)
     assert torch.equal(a.predict(x, 1), b_agent.predict(x, 1))
     # and both continue identically
-    batch = next(iter(stream.train_batches(10, seed=9)))
+    batch = next(b for b in stream.train_batches(bs, seed=9) if b.t == 1)
     for ag in (a, b_agent):
         obs = {"x": batch.x.numpy(), "t": np.int64(1)}
         ag.act(obs)
@@ -82,16 +87,19 @@ def test_same_seed_same_matrix_and_seed_matters(tiny):
     assert a.accuracy_matrix != c.accuracy_matrix
 
 
-@pytest.mark.parametrize("agent", ["gem", "lwf"])
-def test_resume_after_interrupt_gives_the_same_result(agent, tiny, tmp_path):
-    full = run(agent=agent, budget=20 if agent == "gem" else None, out=tmp_path / "full", **tiny)
+@pytest.mark.parametrize(("agent", "settings"), [
+    ("gem", None), ("lwf", None), ("ewc", None),
+    ("sb3", {"algo": "ppo", "algo_kwargs": {"n_steps": 48, "batch_size": 16}}),
+    ("sb3", {"algo": "dqn", "algo_kwargs": {"learning_starts": 30}}),
+])
+def test_resume_after_interrupt_gives_the_same_result(agent, settings, tiny, tmp_path):
+    kw = {"agent": agent, "budget": 20 if AGENTS[agent].memories else None, "settings": settings, **tiny}
+    full = run(out=tmp_path / "full", **kw)
     with pytest.raises(KeyboardInterrupt):
-        run(agent=agent, budget=20 if agent == "gem" else None, out=tmp_path / "cut",
-            stop_after_task=0, **tiny)
+        run(out=tmp_path / "cut", stop_after_task=0, **kw)
     assert (tmp_path / "cut" / "checkpoint.pt").exists()
     assert not (tmp_path / "cut" / "result.json").exists()
-    resumed = run(agent=agent, budget=20 if agent == "gem" else None, out=tmp_path / "cut",
-                  resume=True, **tiny)
+    resumed = run(out=tmp_path / "cut", resume=True, **kw)
     assert resumed.accuracy_matrix == full.accuracy_matrix
     assert resumed.online_accuracy == pytest.approx(full.online_accuracy)
 

@@ -92,3 +92,19 @@ def test_distillation_is_zero_for_identical_logits_and_positive_otherwise():
     b = a.clone()
     b[0, 0] = 3.0
     assert distillation_loss(b, a, 2.0).item() > 0
+
+
+def test_plain_sgd_matches_torch_sgd():
+    from agents.base import PlainSGD
+
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    opt_a, opt_b = PlainSGD(a.parameters(), lr=0.1), torch.optim.SGD(b.parameters(), lr=0.1)
+    for _ in range(3):
+        x = torch.randn(5, 4)
+        for m, o in ((a, opt_a), (b, opt_b)):
+            o.zero_grad()
+            m(x).pow(2).sum().backward()
+            o.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))

@@ -1,0 +1,35 @@
+"""Learning checks on the real embedded MNIST (MNISTRotations-v0, 20 x 1,000): who beats whom.
+
+Run with ``python -m pytest -m expensive`` (a minute or two on 2 cores).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from agents import run
+
+pytestmark = pytest.mark.expensive
+
+
+@pytest.fixture(scope="module")
+def online():
+    return run("MNISTRotations-v0", agent="online").retained_accuracy
+
+
+def test_gem_retains_most(online):
+    gem = run("MNISTRotations-v0", agent="gem")
+    assert gem.retained_accuracy > 0.8 and gem.retained_accuracy > online + 0.3
+    assert abs(gem.backward_transfer) < 0.1
+
+
+@pytest.mark.parametrize(("agent", "budget", "margin"),
+                         [("er", 200, 0.15), ("agem", None, 0.03), ("ewc", None, 0.05), ("lwf", None, 0.03)])
+def test_baselines_beat_online(online, agent, budget, margin):
+    r = run("MNISTRotations-v0", agent=agent, budget=budget)
+    assert r.retained_accuracy > online + margin, (agent, r.retained_accuracy, online)
+
+
+def test_sb3_bandit_learns_split_mnist_tasks():
+    r = run("SplitMNIST-v0", agent="sb3", settings={"algo": "ppo"})
+    assert r.online_accuracy > 0.3  # 10 classes: chance is 0.1
