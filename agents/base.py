@@ -244,6 +244,15 @@ class Agent:
         """Sunk storage the learner itself keeps (an old model, Fisher), beyond the memory's."""
         return 0
 
+    def storage(self) -> dict[str, int]:
+        """What the run reports: the memory's ``storage_bits`` and ``items``, and the overheads."""
+        mem = self.memory
+        return {
+            "storage_bits": 0 if mem is None else mem.storage_bits,
+            "overhead_bits": self.overhead_bits + (0 if mem is None else mem.overhead_bits),
+            "items": 0 if mem is None else mem.items,
+        }
+
     def sgd_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -222,7 +222,7 @@ def run(
             logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
                             "online_accuracy": reward_sum / steps}, t, "eval/")
             logger.accuracy_matrix(R, t, figure=terminated)
-            logger.scalars(_storage(learner), t, "storage/")
+            logger.scalars(learner.storage(), t, "storage/")
             checkpoint()
             if stop_after_task is not None and t >= stop_after_task and not terminated:
                 stopped = True
@@ -239,7 +239,7 @@ def run(
         raise KeyboardInterrupt(f"stopped after task {stop_after_task} (checkpoint in {out})")
 
     wall = elapsed_before + time.perf_counter() - started
-    store = _storage(learner)
+    store = learner.storage()
     spec = info.memory_spec(device)
     result = Result(
         env=env_id, agent=agent, memory=config["memory"], seed=seed,
@@ -258,12 +258,3 @@ def run(
     if out is not None:
         result.to_json(out / "result.json")
     return result
-
-
-def _storage(learner: Agent) -> dict[str, int]:
-    mem = learner.memory
-    return {
-        "storage_bits": 0 if mem is None else mem.storage_bits,
-        "overhead_bits": learner.overhead_bits + (0 if mem is None else mem.overhead_bits),
-        "items": 0 if mem is None else mem.items,
-    }

@@ -162,3 +162,9 @@ def test_masked_head_only_predicts_the_tasks_classes(mnist_root):
     x, _ = stream.test_set(2)
     pred = agent.predict(x, 2).argmax(1)
     assert set(pred.tolist()) <= {4, 5}
+
+
+def test_sb3_counts_its_replay_buffer_as_storage(tiny):
+    r = run(agent="sb3", settings={"algo": "dqn", "algo_kwargs": {"learning_starts": 30}}, **tiny)
+    assert r.items == 400  # one pass: every transition is still in the replay buffer
+    assert r.storage_bits >= r.items * 784 * 32 * 2  # float32 observation and next observation
