@@ -81,8 +81,10 @@ def compare_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
         key = (r["env"], r["agent"], r["memory"], cfg.get("budget"),
                json.dumps(cfg.get("settings", {}), sort_keys=True))
         groups[key].append(r)
+    from cl_env import metrics
+
     header = ["env", "method", "memory", "incremental storage (examples)", "items", "seeds",
-              "retained acc %", "BWT %", "forgetting %", "online acc %", "wall time s"]
+              "retained acc %", "BTI %", "BWT %", "forgetting %", "online acc %", "wall time s"]
     rows = []
     for (env, agent, mem, _, _), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         rows.append([
@@ -91,6 +93,7 @@ def compare_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
             _mean_std([r["items"] for r in rs], digits=0),
             ",".join(str(r["seed"]) for r in rs),
             _mean_std([r["retained_accuracy"] for r in rs], 100),
+            _mean_std([metrics.bti(r["accuracy_matrix"]) for r in rs], 100),
             _mean_std([r["backward_transfer"] for r in rs], 100),
             _mean_std([r["forgetting"] for r in rs], 100),
             _mean_std([r["online_accuracy"] for r in rs], 100),
@@ -172,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `cl-env compare runs | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
