@@ -156,8 +156,10 @@ def run(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # gymnasium's float-image notes
-        env = gym.make(env_id, batch_size=batch_size, device=None if device == "cpu" else device,
-                       disable_env_checker=True, **stream_kwargs)
+        # torch mode on every device: the CPU runs exercise the same code path as CUDA runs,
+        # and the batches are prepared on the device once per pass
+        env = gym.make(env_id, batch_size=batch_size, device=device, disable_env_checker=True,
+                       **stream_kwargs)
     raw: cl_env.ContinualEnv = env.unwrapped
     stream = raw.stream
     if cls.needs_task_labels and not raw.task_labels:

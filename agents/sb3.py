@@ -111,7 +111,9 @@ class SB3Agent(Agent):
     # ------------------------------------------------------------- env protocol
     @staticmethod
     def _batched(obs: dict) -> dict[str, np.ndarray]:
-        x = np.asarray(obs["x"], dtype=np.float32)
+        x = obs["x"]
+        # SB3's buffers are NumPy: a device tensor comes to the host here, by SB3's design
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
         return {"x": x[None] if x.ndim == 3 else x,
                 "t": np.asarray(obs["t"], dtype=np.int64).reshape(1)}
 
@@ -136,8 +138,8 @@ class SB3Agent(Agent):
             self.act(obs)
             pending, self._pending = self._pending, None
         b, a = pending[1], pending[2]
-        reward = np.array([float(int(a.reshape(-1)[0]) == int(np.asarray(y).reshape(-1)[0]))],
-                          dtype=np.float32)
+        label = int(y.reshape(-1)[0]) if isinstance(y, torch.Tensor) else int(np.asarray(y).reshape(-1)[0])
+        reward = np.array([float(int(a.reshape(-1)[0]) == label)], dtype=np.float32)
         self.steps += 1
         algo = self.algo
         algo.num_timesteps = self.steps

