@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,3 +78,19 @@ def require_files(env_id: str, dirs: Sequence[Path], stems: Sequence[str], fix: 
             raise DataNotFoundError(env_id, where, fix)
         found.append(path)
     return found
+
+
+def locate(env_id: str, dirs: Sequence[Path], stems: Sequence[str], fix: str, download: bool,
+           fetch: Callable[[], None]) -> list[Path]:
+    """Find a source's files; if missing and ``download`` is set, ``fetch()`` them and look again.
+
+    Raises:
+        DataNotFoundError: Missing, and not downloaded (the message names the path and ``fix``).
+    """
+    try:
+        return require_files(env_id, dirs, stems, fix)
+    except DataNotFoundError:
+        if not download:
+            raise
+        fetch()
+        return require_files(env_id, dirs, stems, fix)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cl_env.data.base import ImageData, default_root, require_files
+from cl_env.data.base import ImageData, default_root, locate
 from cl_env.data.idx import IDXFormatError, read_idx
 from cl_env.error import CorruptDataError, DataNotFoundError
 
@@ -91,13 +91,8 @@ def load_mnist(env_id: str, root: str | Path | None = None, download: bool = Fal
         f"pass download=True (needs network), or put torchvision's MNIST raw files under "
         f"{root / 'MNIST' / 'raw'}, or use source='mnist5k' (the embedded 5,000-example subset)"
     )
-    try:
-        files = require_files(env_id, dirs, IDX_STEMS, fix)
-    except DataNotFoundError:
-        if not download:
-            raise
-        _torchvision_download("MNIST", root, env_id)
-        files = require_files(env_id, dirs, IDX_STEMS, fix)
+    files = locate(env_id, dirs, IDX_STEMS, fix, download,
+                   lambda: _torchvision_download("MNIST", root, env_id))
     return load_idx_split(env_id, files, "mnist", fix)
 
 
@@ -121,13 +116,8 @@ def load_fashion_mnist(
         f"{DEBIAN_FASHION_DIR}), or pass download=True (needs network), or put torchvision's "
         f"FashionMNIST raw files under {base / 'FashionMNIST' / 'raw'}"
     )
-    try:
-        files = require_files(env_id, dirs, IDX_STEMS, fix)
-    except DataNotFoundError:
-        if not download:
-            raise
-        _torchvision_download("FashionMNIST", base, env_id)
-        files = require_files(env_id, [base / "FashionMNIST" / "raw"], IDX_STEMS, fix)
+    files = locate(env_id, dirs, IDX_STEMS, fix, download,
+                   lambda: _torchvision_download("FashionMNIST", base, env_id))
     return load_idx_split(env_id, files, "fashion_mnist", fix)
 
 
