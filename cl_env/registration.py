@@ -22,11 +22,14 @@ class StreamSpec:
         entry_point: ``"module:function"`` building the :class:`TaskStream`.
         kwargs: Protocol defaults passed to the builder (overridable by the caller).
         description: One line for ``cl-env list`` and the docs.
+        seed_dependent: Whether the stream seed changes the instance (False for protocols that
+            fix every example's task, like the CIFAR splits).
     """
 
     entry_point: str
     kwargs: dict = field(default_factory=dict)
     description: str = ""
+    seed_dependent: bool = True
 
 
 STREAMS: dict[str, StreamSpec] = {
@@ -49,6 +52,39 @@ STREAMS: dict[str, StreamSpec] = {
         "cl_env.streams.mnist:split",
         {"classes_per_task": 2, "train_per_class": 500},
         "MNIST-5k-5: 5 tasks of 2 digits, class-incremental single head (MIR / ARM Table 6)",
+    ),
+    "IncCIFAR100-v0": StreamSpec(
+        "cl_env.streams.images:inc_cifar100", {"grouping": "fine"},
+        "20 tasks of 5 CIFAR-100 classes, masked heads (GEM; grouping='coarse': SRM's superclasses)",
+        seed_dependent=False,
+    ),
+    "SplitCIFAR10-v0": StreamSpec(
+        "cl_env.streams.images:split_cifar10", {},
+        "5 tasks of 2 CIFAR-10 classes, 95/5 train/validation, single head (MIR / ARM Table 1)",
+        seed_dependent=False,
+    ),
+    "IncOmniglot-v0": StreamSpec(
+        "cl_env.streams.images:inc_omniglot", {},
+        "50 Omniglot alphabets as tasks, 28x28, 90/10 split per alphabet (SRM)",
+    ),
+    "SplitMiniImageNet-v0": StreamSpec(
+        "cl_env.streams.images:split_miniimagenet", {},
+        "20 tasks of 5 MiniImageNet classes, 84x84, 456/24/120 per class (ARM Table 5)",
+        seed_dependent=False,
+    ),
+    "SeqFashionMNIST-v0": StreamSpec(
+        "cl_env.streams.images:sequential_classes", {"source": "fashion_mnist"},
+        "the 10 Fashion-MNIST classes as 10 distributions, whole splits (Lifelong Generative Modeling)",
+        seed_dependent=False,
+    ),
+    "PermutedMNISTGen-v0": StreamSpec(
+        "cl_env.streams.images:permuted_gen", {"n_tasks": 5},
+        "plain MNIST then 4 permutations, whole splits (Lifelong Generative Modeling)",
+    ),
+    "SVHNToMNIST-v0": StreamSpec(
+        "cl_env.streams.images:svhn_to_mnist", {},
+        "all of SVHN then all of MNIST, 1x32x32 (Lifelong Generative Modeling 5.3)",
+        seed_dependent=False,
     ),
 }
 

@@ -1,16 +1,47 @@
-"""Shared fixtures: tiny data files in the real on-disk formats."""
+"""Shared fixtures: tiny data files in the real on-disk formats of every source."""
 
 from __future__ import annotations
 
 import pytest
 
-from cl_env.data.fixtures import write_mnist_like
+from cl_env.data import fixtures
 
 
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
     """A data root holding fixture MNIST and Fashion-MNIST in torchvision's layout (gzip)."""
     root = tmp_path_factory.mktemp("data")
-    write_mnist_like(root, name="MNIST", n_train=300, n_test=60, gz=True, seed=1)
-    write_mnist_like(root, name="FashionMNIST", n_train=300, n_test=60, gz=False, seed=2)
+    fixtures.write_mnist_like(root, name="MNIST", n_train=300, n_test=60, gz=True, seed=1)
+    fixtures.write_mnist_like(root, name="FashionMNIST", n_train=300, n_test=60, gz=False, seed=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory):
+    """A data root holding fixture CIFAR-10/100, SVHN, Omniglot and MiniImageNet."""
+    root = tmp_path_factory.mktemp("images")
+    fixtures.write_cifar(root, which="cifar10", train_per_class=20, test_per_class=4, seed=3)
+    fixtures.write_cifar(root, which="cifar100", train_per_class=10, test_per_class=2, seed=4)
+    fixtures.write_svhn(root, n_train=60, n_test=20, seed=5)
+    fixtures.write_omniglot(root, chars_per_alphabet=2, images_per_char=10, seed=6)
+    fixtures.write_miniimagenet(root, per_class=10, seed=7)
+    return root
+
+
+@pytest.fixture(scope="session")
+def stream_kwargs(mnist_root, image_root, tmp_path_factory):
+    """Per registered id, the options that point it at fixture files (MNIST ids use the embedded
+    real MNIST-5k and need none)."""
+    cache = tmp_path_factory.mktemp("cache")
+    import os
+
+    os.environ["CL_ENV_CACHE"] = str(cache)  # decoded-image caches stay inside the test run
+    img = {"root": str(image_root)}
+    return {
+        "IncCIFAR100-v0": {**img, "verify": False},
+        "SplitCIFAR10-v0": {**img, "verify": False},
+        "IncOmniglot-v0": img,
+        "SplitMiniImageNet-v0": img,
+        "SeqFashionMNIST-v0": {"root": str(mnist_root)},
+        "SVHNToMNIST-v0": {**img, "verify": False},
+    }

@@ -25,6 +25,9 @@ class ImageData:
         source: The source name (``"mnist5k"``, ``"mnist"``, ``"fashion_mnist"``, ...).
         paths: The files the data was read from.
         notes: Free text about how the split was made (e.g. a held-out test pool).
+        extras: Per-example side information by name, e.g. ``"train_coarse"`` (CIFAR-100's
+            superclasses) or ``"train_group"`` (Omniglot's alphabets), each aligned with its split.
+        class_names: Names of the labels, where the format has them.
     """
 
     train_x: torch.Tensor
@@ -35,6 +38,8 @@ class ImageData:
     source: str
     paths: list[str] = field(default_factory=list)
     notes: str = ""
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("train", "test"):
@@ -94,3 +99,24 @@ def locate(env_id: str, dirs: Sequence[Path], stems: Sequence[str], fix: str, do
             raise
         fetch()
         return require_files(env_id, dirs, stems, fix)
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_md5(env_id: str, files: Sequence[Path], expected: Sequence[str], fix: str) -> None:
+    """Compare each file's MD5 with the published one (torchvision's lists); raise on a mismatch."""
+    from cl_env.error import CorruptDataError
+
+    for path, want in zip(files, expected, strict=True):
+        got = md5sum(path)
+        if got != want:
+            raise CorruptDataError(env_id, str(path), f"MD5 {got}, expected {want}",
+                                   f"{fix}; or pass verify=False to read a modified copy")

@@ -1,0 +1,227 @@
+"""Image-stream protocols of the four papers: incremental CIFAR-100, split CIFAR-10, incremental
+Omniglot, split MiniImageNet, sequential Fashion-MNIST, permuted MNIST (generative) and SVHN→MNIST.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from cl_env.data import ImageData, load_source
+from cl_env.stream import Task, TaskStream
+from cl_env.streams.mnist import _metadata, permutations
+
+
+def _class_tasks(data: ImageData, groups: list[tuple[int, ...]], names: list[str],
+                 train_keep=None) -> list[Task]:
+    """One task per group of classes: every train and test image of those classes."""
+    tasks = []
+    for t, (classes, name) in enumerate(zip(groups, names, strict=True)):
+        cl = torch.tensor(classes)
+        tr = torch.nonzero(torch.isin(data.train_y, cl)).flatten()
+        if train_keep is not None:
+            tr = tr[train_keep[tr]]
+        te = torch.nonzero(torch.isin(data.test_y, cl)).flatten()
+        tasks.append(Task(t, name, data.train_x[tr], data.train_y[tr], data.test_x[te],
+                          data.test_y[te], tuple(int(c) for c in classes)))
+    return tasks
+
+
+def inc_cifar100(
+    *,
+    env_id: str = "IncCIFAR100-v0",
+    root: str | Path | None = None,
+    download: bool = False,
+    verify: bool = True,
+    grouping: str = "fine",
+    seed: int = 0,
+) -> TaskStream:
+    """Incremental CIFAR-100 (GEM; SRM Tables 2-3): 20 tasks of 5 classes, task-incremental.
+
+    ``grouping="fine"`` (GEM): task t holds fine labels [5t, 5t+5) in label order.
+    ``grouping="coarse"`` (the SRM paper): task t holds the 5 fine classes of superclass t.
+    Each task keeps all its 2,500 training and 500 test images; pixels are stored as uint8 and
+    emitted / 255, no normalisation, no augmentation (GEM). Heads are masked to the task's classes
+    (``setting="task"``). The protocol has no randomness: ``seed`` is recorded only.
+    """
+    data = load_source("cifar100", env_id=env_id, root=root, download=download, verify=verify)
+    if grouping == "fine":
+        groups = [tuple(range(5 * t, 5 * t + 5)) for t in range(20)]
+    elif grouping == "coarse":
+        coarse = data.extras["train_coarse"]
+        groups = [tuple(sorted(set(data.train_y[coarse == t].tolist()))) for t in range(20)]
+    else:
+        raise ValueError(f"grouping must be 'fine' or 'coarse', got {grouping!r}")
+    names = [f"classes {g[0]}-{g[-1]}" if grouping == "fine" else f"superclass {t}"
+             for t, g in enumerate(groups)]
+    tasks = _class_tasks(data, groups, names)
+    return TaskStream(tasks, env_id, 100, "task", _metadata(data, seed, grouping=grouping))
+
+
+def split_cifar10(
+    *,
+    env_id: str = "SplitCIFAR10-v0",
+    root: str | Path | None = None,
+    download: bool = False,
+    verify: bool = True,
+    validation_fraction: float = 0.05,
+    seed: int = 0,
+) -> TaskStream:
+    """Split CIFAR-10, the MIR / ARM protocol (ARM Table 1): 5 tasks of 2 classes, single head.
+
+    Of each class, the first 95% of its training images (file order) train and the last 5% are
+    held out for validation (47,500 / 2,500; ``metadata["validation_per_task"]``); the test set
+    of a task is every test image of its two classes (2,000). Class-incremental. The protocol has
+    no randomness: ``seed`` is recorded only.
+    """
+    data = load_source("cifar10", env_id=env_id, root=root, download=download, verify=verify)
+    keep = torch.zeros(len(data.train_y), dtype=torch.bool)
+    for c in range(10):
+        idx = torch.nonzero(data.train_y == c).flatten()
+        keep[idx[: int(round(len(idx) * (1 - validation_fraction)))]] = True
+    groups = [(2 * t, 2 * t + 1) for t in range(5)]
+    tasks = _class_tasks(data, groups, [f"classes {a},{b}" for a, b in groups], keep)
+    val = [int((~keep & torch.isin(data.train_y, torch.tensor(g))).sum()) for g in groups]
+    return TaskStream(tasks, env_id, 10, "class",
+                      _metadata(data, seed, validation_per_task=val, class_names=data.class_names))
+
+
+def sequential_classes(
+    *,
+    env_id: str = "SeqFashionMNIST-v0",
+    source: str = "fashion_mnist",
+    root: str | Path | None = None,
+    download: bool = False,
+    seed: int = 0,
+) -> TaskStream:
+    """One distribution per class, in label order, whole splits (Lifelong Generative Modeling
+    §5: sequential Fashion-MNIST). Labels are kept, so classifiers can use it too (class-incremental)."""
+    data = load_source(source, env_id=env_id, root=root, download=download)
+    groups = [(c,) for c in range(data.n_classes)]
+    names = [data.class_names[c] if data.class_names else f"class {c}" for c in range(data.n_classes)]
+    return TaskStream(_class_tasks(data, groups, names), env_id, data.n_classes, "class",
+                      _metadata(data, seed))
+
+
+def permuted_gen(*, env_id: str = "PermutedMNISTGen-v0", **kwargs) -> TaskStream:
+    """The generative permuted-MNIST protocol (Lifelong Generative Modeling §5): the plain images,
+    then 4 pixel permutations; every task holds the whole train and test splits."""
+    kwargs.setdefault("n_tasks", 5)
+    return permutations(env_id=env_id, identity_first=True, train_per_task=None, **kwargs)
+
+
+def _to_shape(x: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """uint8 images to ``channels`` x ``size`` x ``size``: luma for RGB->grey (ITU-R 601-2, as PIL),
+    replication for grey->RGB, zero padding when smaller, area averaging when larger."""
+    if x.shape[1] == 3 and channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    elif x.shape[1] == 1 and channels == 3:
+        x = x.expand(-1, 3, -1, -1).contiguous()
+    h = x.shape[-1]
+    if h < size:
+        p = (size - h) // 2
+        x = F.pad(x, (p, size - h - p, p, size - h - p))
+    elif h > size:
+        x = F.adaptive_avg_pool2d(x.float(), size).round().to(torch.uint8)
+    return x
+
+
+def svhn_to_mnist(
+    *,
+    env_id: str = "SVHNToMNIST-v0",
+    root: str | Path | None = None,
+    download: bool = False,
+    verify: bool = True,
+    mnist_source: str = "mnist5k",
+    mnist_root: str | Path | None = None,
+    channels: int = 1,
+    size: int = 32,
+    seed: int = 0,
+) -> TaskStream:
+    """All of SVHN, then all of MNIST, as two tasks (Lifelong Generative Modeling §5.3).
+
+    One shared image shape, ``channels`` x ``size`` x ``size`` (default 1x32x32): SVHN is turned
+    grey by luma, MNIST is zero-padded from 28 to 32 (with ``channels=3``, MNIST is replicated to
+    RGB and SVHN keeps its colour). Same 10 digit labels in both (domain-incremental).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    svhn = load_source("svhn", env_id=env_id, root=root, download=download, verify=verify)
+    mnist = load_source(mnist_source, env_id=env_id, root=mnist_root, download=download)
+    tasks = []
+    for t, (d, name) in enumerate(((svhn, "SVHN"), (mnist, "MNIST"))):
+        tasks.append(Task(t, name, _to_shape(d.train_x, channels, size), d.train_y,
+                          _to_shape(d.test_x, channels, size), d.test_y, tuple(range(10))))
+    meta = {"data": {"svhn": svhn.info(), "mnist": mnist.info()}, "stream_seed": seed,
+            "shape": [channels, size, size]}
+    return TaskStream(tasks, env_id, 10, "domain", meta)
+
+
+def _split_by_fraction(idx: torch.Tensor, fractions: tuple[float, ...]) -> list[torch.Tensor]:
+    n = len(idx)
+    bounds = np.round(np.cumsum((0.0, *fractions)) * n).astype(int)
+    bounds[-1] = n
+    return [idx[bounds[i]:bounds[i + 1]] for i in range(len(fractions))]
+
+
+def inc_omniglot(
+    *,
+    env_id: str = "IncOmniglot-v0",
+    root: str | Path | None = None,
+    download: bool = False,
+    train_fraction: float = 0.9,
+    seed: int = 0,
+) -> TaskStream:
+    """Incremental Omniglot (SRM §4): each of the 50 alphabets (background then evaluation, sorted)
+    is a task over its own characters; 28x28, strokes bright. Each alphabet's images are shuffled
+    with the stream seed, the first 90% train and the rest test. Task-incremental (heads masked
+    to the alphabet's characters; 1,623 classes in all)."""
+    data = load_source("omniglot", env_id=env_id, root=root, download=download)
+    rng = np.random.default_rng(seed)
+    group = data.extras["train_group"]
+    tasks = []
+    for t in range(int(group.max()) + 1):
+        idx = torch.nonzero(group == t).flatten()
+        idx = idx[torch.from_numpy(rng.permutation(len(idx)))]
+        tr, te = _split_by_fraction(idx, (train_fraction, 1 - train_fraction))
+        classes = tuple(sorted(set(data.train_y[idx].tolist())))
+        name = data.class_names[t] if data.class_names else f"alphabet {t}"
+        tasks.append(Task(t, name, data.train_x[tr], data.train_y[tr], data.train_x[te],
+                          data.train_y[te], classes))
+    return TaskStream(tasks, env_id, data.n_classes, "task", _metadata(data, seed))
+
+
+def split_miniimagenet(
+    *,
+    env_id: str = "SplitMiniImageNet-v0",
+    root: str | Path | None = None,
+    classes_per_task: int = 5,
+    seed: int = 0,
+    download: bool = False,
+) -> TaskStream:
+    """Split MiniImageNet (ARM Table 5): 100 classes in sorted order, 20 tasks of 5, 84x84,
+    class-incremental single head. Of each class's 600 images (file order), 456 train, 24 are
+    validation (recorded) and 120 test (the fractions 0.76 / 0.04 / 0.20 on other sizes). The
+    protocol has no randomness: ``seed`` is recorded only."""
+    data = load_source("miniimagenet", env_id=env_id, root=root, download=download)
+    n = data.n_classes
+    if n % classes_per_task:
+        raise ValueError(f"{n} classes do not split into tasks of {classes_per_task}")
+    tasks, val = [], []
+    for t in range(n // classes_per_task):
+        classes = tuple(range(t * classes_per_task, (t + 1) * classes_per_task))
+        tr, va, te = [], [], []
+        for c in classes:
+            a, b, d = _split_by_fraction(torch.nonzero(data.train_y == c).flatten(), (0.76, 0.04, 0.20))
+            tr.append(a)
+            va.append(b)
+            te.append(d)
+        tr, te = torch.cat(tr), torch.cat(te)
+        val.append(int(sum(len(v) for v in va)))
+        tasks.append(Task(t, f"classes {classes[0]}-{classes[-1]}", data.train_x[tr],
+                          data.train_y[tr], data.train_x[te], data.train_y[te], classes))
+    return TaskStream(tasks, env_id, n, "class", _metadata(data, seed, validation_per_task=val))
