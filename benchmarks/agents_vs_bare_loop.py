@@ -35,8 +35,8 @@ ENV = "MNISTRotations-v0"
 
 def bare_loop(evaluate: bool) -> float:
     stream = cl_env.make_stream(ENV)
-    x, y, _ = stream.train_tensors()
-    x = x.float().div_(255.0)
+    px, py, index, _ = stream.pools()
+    x, y = px[index].float().div_(255.0), py[index]
     tests = [(t.test_x.float().div_(255.0), t.test_y) for t in stream.tasks]
     torch.manual_seed(0)
     model = MLP(784, 10)

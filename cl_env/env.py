@@ -29,6 +29,8 @@ class ContinualEnv(gym.Env):
         device: None (default) emits NumPy arrays, as Gymnasium spaces expect. ``"cpu"`` or
             ``"cuda"`` emits torch tensors already on that device (prepared there at reset), so an
             agent on a GPU pays no host-device copy per step; rewards are then 0-d tensors.
+        chunk_bytes: Float32 images are prepared this many bytes at a time (1 GiB: a whole pass
+            of the MNIST and CIFAR streams at once; a million-example phase in chunks).
 
     Observation: ``{"x": float32 (C, H, W) or (B, C, H, W) in [0, 1], "t": task id}``.
     Info after ``step``: ``y`` (labels of the batch acted on), ``t``, ``task_end`` and
@@ -45,6 +47,7 @@ class ContinualEnv(gym.Env):
         task_labels: bool = True,
         task_boundaries: bool = True,
         device: str | torch.device | None = None,
+        chunk_bytes: int = 1 << 30,
     ):
         self.stream = stream
         self.batch_size = batch_size
@@ -78,9 +81,14 @@ class ContinualEnv(gym.Env):
         self._fast_numpy = self.device is None and batch_size > 1
         self._y_shape = (batch_size,)
         self.n_batches = len(self._batch_t)
-        self._raw = stream.train_tensors()
+        self._pool_x, self._pool_y, self._pool_index, _ = stream.pools()
+        per_example = 4 * int(np.prod(stream.image_shape))
+        self.chunk_batches = max(1, (chunk_bytes // per_example) // batch_size)
         self._x: Any = None
         self._y: Any = None
+        self._rows: Any = None
+        self._chunk_start = 0
+        self._chunk_end = 0
         self._i = 0
 
     # ------------------------------------------------------------------ gym API
@@ -88,20 +96,28 @@ class ContinualEnv(gym.Env):
         """Start a pass: shuffle the examples inside each task with ``self.np_random``."""
         super().reset(seed=seed)
         order = torch.from_numpy(self.stream.train_order(self.batch_size, self.np_random))
-        x, y, _ = self._raw
         dev = self.device or torch.device("cpu")
-        xs = x[order].to(dev).float().div_(255.0)
-        ys = y[order].to(dev)
+        self._rows = self._pool_index[order]
+        ys = self._pool_y[self._rows].to(dev)
         if self.device is None:
-            xs, ys = xs.numpy(), ys.numpy()
-        if self.batch_size == 1:  # unbatched observations: index instead of slice
-            self._x, self._y = xs, ys
-        else:
-            b = self.batch_size
-            self._x = xs.reshape(self.n_batches, b, *xs.shape[1:])
-            self._y = ys.reshape(self.n_batches, b)
+            ys = ys.numpy()
+        self._y = ys if self.batch_size == 1 else ys.reshape(self.n_batches, self.batch_size)
+        self._chunk_end = 0  # forces the first chunk to load
+        self._load_chunk(0)
         self._i = 0
         return self._obs(0), {"examples_seen": 0, **self._t_info(0)}
+
+    def _load_chunk(self, i: int) -> None:
+        """Prepare float images for batches ``i`` .. ``i + chunk_batches`` (one gather, one cast)."""
+        b = self.batch_size
+        start, end = i, min(i + self.chunk_batches, self.n_batches)
+        rows = self._rows[start * b:end * b]
+        dev = self.device or torch.device("cpu")
+        xs = self._pool_x[rows].to(dev).float().div_(255.0)
+        if self.device is None:
+            xs = xs.numpy()
+        self._x = xs if b == 1 else xs.reshape(end - start, b, *xs.shape[1:])
+        self._chunk_start, self._chunk_end = start, end
 
     def step(self, action):
         i = self._i
@@ -123,11 +139,14 @@ class ContinualEnv(gym.Env):
                 info["t"] = t
             if self.task_boundaries:
                 info["task_end"] = self._batch_end_list[i]
-        if n == self.n_batches:
-            return self._terminal_obs(), reward, True, False, info
+        if n >= self._chunk_end:  # one comparison on the hot path covers both cases
+            if n == self.n_batches:
+                return self._terminal_obs(), reward, True, False, info
+            self._load_chunk(n)
         if self.task_labels:
-            return {"x": self._x[n], "t": self._t_obs[self._batch_t_list[n]]}, reward, False, False, info
-        return {"x": self._x[n]}, reward, False, False, info
+            return ({"x": self._x[n - self._chunk_start], "t": self._t_obs[self._batch_t_list[n]]},
+                    reward, False, False, info)
+        return {"x": self._x[n - self._chunk_start]}, reward, False, False, info
 
     # ------------------------------------------------------------------ helpers
     def _reward(self, action, y):
@@ -149,13 +168,16 @@ class ContinualEnv(gym.Env):
         return {"t": int(self._batch_t[i])} if self.task_labels else {}
 
     def _obs(self, i: int) -> dict:
+        if not self._chunk_start <= i < self._chunk_end:
+            self._load_chunk(i)
+        x = self._x[i - self._chunk_start]
         if self.task_labels:
-            return {"x": self._x[i], "t": self._t_obs[self._batch_t[i]]}
-        return {"x": self._x[i]}
+            return {"x": x, "t": self._t_obs[self._batch_t[i]]}
+        return {"x": x}
 
     def _terminal_obs(self) -> dict:
         """A fresh all-zero observation: there is no next batch after the stream's last."""
-        zeros = np.zeros_like(self._x[0]) if self.device is None else torch.zeros_like(self._x[0])
+        zeros = np.zeros_like(self._x[0]) if self.device is None else torch.zeros_like(self._x[0])  # fresh
         if self.task_labels:
             return {"x": zeros, "t": self._t_obs[-1]}
         return {"x": zeros}
@@ -191,10 +213,12 @@ def make_env(
     task_labels: bool = True,
     task_boundaries: bool = True,
     device: str | None = None,
+    chunk_bytes: int = 1 << 30,
     **stream_kwargs,
 ) -> ContinualEnv:
     """Gymnasium entry point of every registered id: build the stream, wrap it."""
     from cl_env.registration import make_stream
 
     return ContinualEnv(make_stream(stream_id, **stream_kwargs), batch_size=batch_size,
-                        task_labels=task_labels, task_boundaries=task_boundaries, device=device)
+                        task_labels=task_labels, task_boundaries=task_boundaries, device=device,
+                        chunk_bytes=chunk_bytes)

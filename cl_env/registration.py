@@ -63,6 +63,10 @@ STREAMS: dict[str, StreamSpec] = {
         "5 tasks of 2 CIFAR-10 classes, 95/5 train/validation, single head (MIR / ARM Table 1)",
         seed_dependent=False,
     ),
+    "IncCIFAR100LongTerm-v0": StreamSpec(
+        "cl_env.streams.images:long_term_retention", {"cifar10_examples": 1_000_000},
+        "IncCIFAR100-v0 then 1,000,000 CIFAR-10 examples in passes, as indices (SRM Figure 2)",
+    ),
     "IncOmniglot-v0": StreamSpec(
         "cl_env.streams.images:inc_omniglot", {},
         "50 Omniglot alphabets as tasks, 28x28, 90/10 split per alphabet (SRM)",

@@ -31,6 +31,9 @@ class Task:
         test_x: ``uint8`` test images.
         test_y: ``int64`` test labels.
         classes: The labels this task can contain (the mask of a task-incremental head).
+        train_index: None, or the task's examples as indices into ``train_x``/``train_y``, which
+            are then a pool shared with other tasks (a long phase drawn in passes over one
+            dataset holds its pixels once and its order as indices).
     """
 
     t: int
@@ -40,10 +43,18 @@ class Task:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: tuple[int, ...]
+    train_index: torch.Tensor | None = None
 
     @property
     def n_train(self) -> int:
-        return int(self.train_x.shape[0])
+        return int(self.train_x.shape[0] if self.train_index is None else self.train_index.shape[0])
+
+    def train_examples(self, start: int = 0, stop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's training examples ``start:stop`` in stored order, as ``(x uint8, y)``."""
+        if self.train_index is None:
+            return self.train_x[start:stop], self.train_y[start:stop]
+        idx = self.train_index[start:stop]
+        return self.train_x[idx], self.train_y[idx]
 
 
 class Batch(NamedTuple):
@@ -154,31 +165,52 @@ class TaskStream:
             offset += task.n_train
         return np.concatenate(parts)
 
-    def train_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """All training data concatenated in task order: ``(x uint8, y int64, t int64)``."""
-        x = torch.cat([t.train_x for t in self.tasks])
-        y = torch.cat([t.train_y for t in self.tasks])
-        tt = torch.cat([torch.full((t.n_train,), t.t, dtype=torch.int64) for t in self.tasks])
-        return x, y, tt
+    def pools(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training data without copies of shared pools: ``(pool_x, pool_y, index, t)``.
 
-    def train_batches(self, batch_size: int = 10, seed: int | None = None) -> Iterator[Batch]:
+        ``pool_x``/``pool_y`` concatenate each distinct tensor the tasks hold once; ``index[k]``
+        is the pool row of the stream's k-th example (tasks in order, stored order inside) and
+        ``t[k]`` its task.
+        """
+        pools: dict[int, int] = {}
+        xs, ys, idx = [], [], []
+        offset = 0
+        for task in self.tasks:
+            key = id(task.train_x)
+            if key not in pools:
+                pools[key] = offset
+                xs.append(task.train_x)
+                ys.append(task.train_y)
+                offset += len(task.train_x)
+            base = pools[key]
+            local = torch.arange(task.n_train) if task.train_index is None else task.train_index
+            idx.append(local + base)
+        tt = torch.cat([torch.full((t.n_train,), t.t, dtype=torch.int64) for t in self.tasks])
+        return torch.cat(xs), torch.cat(ys), torch.cat(idx), tt
+
+    def train_batches(self, batch_size: int = 10, seed: int | None = None,
+                      chunk_bytes: int = 256 << 20) -> Iterator[Batch]:
         """One pass over the stream in batches that never span two tasks.
 
         Args:
             batch_size: Examples per batch; each task's remainder is dropped (with a warning).
             seed: Shuffles the examples inside each task; None keeps the stored order.
+            chunk_bytes: Float32 images are prepared this many bytes at a time.
         """
         self.warn_if_dropped(batch_size)
         rng = None if seed is None else np.random.default_rng(seed)
         order = torch.from_numpy(self.train_order(batch_size, rng))
-        x, y, tt = self.train_tensors()
-        xs = x[order].float().div_(255.0)
-        ys, ts = y[order], tt[order]
+        px, py, pidx, tt = self.pools()
+        rows, ys, ts = pidx[order], py[pidx[order]], tt[order]
         n = len(order)
-        for s in range(0, n, batch_size):
-            t = int(ts[s])
-            end = s + batch_size
-            yield Batch(xs[s:end], ys[s:end], t, end == n or int(ts[end]) != t)
+        per_example = 4 * int(np.prod(self.image_shape))
+        chunk = max(batch_size, (chunk_bytes // per_example) // batch_size * batch_size)
+        for c in range(0, n, chunk):
+            xs = px[rows[c:c + chunk]].float().div_(255.0)
+            for s in range(c, min(c + chunk, n), batch_size):
+                t = int(ts[s])
+                end = s + batch_size
+                yield Batch(xs[s - c:end - c], ys[s:end], t, end == n or int(ts[end]) != t)
 
     def describe(self) -> dict:
         """Metadata plus the stream's shape, as a result records it."""
@@ -204,7 +236,7 @@ def concat(*streams: TaskStream, name: str | None = None) -> TaskStream:
     for s in streams:
         for task in s.tasks:
             tasks.append(Task(len(tasks), f"{s.name}/{task.name}", task.train_x, task.train_y,
-                              task.test_x, task.test_y, task.classes))
+                              task.test_x, task.test_y, task.classes, task.train_index))
     settings = {s.setting for s in streams}
     return TaskStream(
         tasks=tasks,

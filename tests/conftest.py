@@ -39,6 +39,7 @@ def stream_kwargs(mnist_root, image_root, tmp_path_factory):
     img = {"root": str(image_root)}
     return {
         "IncCIFAR100-v0": {**img, "verify": False},
+        "IncCIFAR100LongTerm-v0": {**img, "verify": False, "cifar10_examples": 450},
         "SplitCIFAR10-v0": {**img, "verify": False},
         "IncOmniglot-v0": img,
         "SplitMiniImageNet-v0": img,

@@ -225,3 +225,42 @@ def split_miniimagenet(
         tasks.append(Task(t, f"classes {classes[0]}-{classes[-1]}", data.train_x[tr],
                           data.train_y[tr], data.train_x[te], data.train_y[te], classes))
     return TaskStream(tasks, env_id, n, "class", _metadata(data, seed, validation_per_task=val))
+
+
+def long_term_retention(
+    *,
+    env_id: str = "IncCIFAR100LongTerm-v0",
+    root: str | Path | None = None,
+    download: bool = False,
+    verify: bool = True,
+    grouping: str = "fine",
+    cifar10_examples: int = 1_000_000,
+    seed: int = 0,
+) -> TaskStream:
+    """Long-term retention (SRM Figure 2): incremental CIFAR-100, then a long CIFAR-10 phase.
+
+    The 20 CIFAR-100 tasks are followed by one task of ``cifar10_examples`` CIFAR-10 training
+    examples drawn in passes (each pass a fresh permutation of the 50,000 images, fixed by the
+    stream seed). The phase holds CIFAR-10's pixels once and its million examples as indices, so
+    nothing is materialised: the env prepares float images a chunk at a time. CIFAR-10 labels
+    are offset by 100 (classes 100-109) so the two label spaces stay apart; heads are masked per
+    task. The CIFAR-10 test split is the last task's test set.
+    """
+    first = inc_cifar100(env_id=env_id, root=root, download=download, verify=verify,
+                         grouping=grouping, seed=seed)
+    c10 = load_source("cifar10", env_id=env_id, root=root, download=download, verify=verify)
+    rng = np.random.default_rng(seed)
+    n = len(c10.train_y)
+    passes = -(-cifar10_examples // n)
+    index = torch.from_numpy(np.concatenate([rng.permutation(n) for _ in range(passes)])[:cifar10_examples])
+    phase = Task(0, f"CIFAR-10 x {cifar10_examples:,}", c10.train_x, c10.train_y + 100,
+                 c10.test_x, c10.test_y + 100, tuple(range(100, 110)), train_index=index)
+    second = TaskStream([phase], "CIFAR-10 phase", 110, "task",
+                        {"data": c10.info(), "cifar10_examples": cifar10_examples, "passes": passes})
+    from cl_env.stream import concat
+
+    stream = concat(first, second, name=env_id)
+    stream.n_classes = 110
+    stream.metadata.update({"stream_seed": seed, "data": {"cifar100": first.metadata["data"],
+                                                          "cifar10": c10.info()}})
+    return stream

@@ -112,3 +112,39 @@ def test_missing_files_name_env_path_and_fix(env_id, needle, tmp_path):
         cl_env.make_stream(env_id, root=str(tmp_path))
     msg = str(exc.value)
     assert env_id in msg and needle in msg and "download=True" in msg
+
+
+def test_long_term_phase_is_indices_into_one_copy(stream_kwargs):
+    kw = stream_kwargs["IncCIFAR100LongTerm-v0"]
+    s = cl_env.make_stream("IncCIFAR100LongTerm-v0", **kw)
+    assert s.n_tasks == 21 and s.n_classes == 110
+    phase = s.tasks[20]
+    assert phase.n_train == 450 and phase.train_x.shape[0] == 200  # 2.25 passes over 200 images
+    assert s.task_classes(20) == tuple(range(100, 110))
+    idx = phase.train_index
+    assert sorted(idx[:200].tolist()) == list(range(200)) and sorted(idx[200:400].tolist()) == list(range(200))
+    px, _, _, _ = s.pools()
+    assert px.shape[0] == 1000 + 200, "each pool once: CIFAR-100's and CIFAR-10's pixels"
+    big = cl_env.make_stream("IncCIFAR100LongTerm-v0", **{**kw, "cifar10_examples": 1_000_000})
+    assert big.tasks[20].n_train == 1_000_000 and big.tasks[20].train_x.shape[0] == 200
+
+
+def test_env_prepares_chunks_and_still_emits_everything_once(stream_kwargs):
+    import numpy as np
+
+    s = cl_env.make_stream("IncCIFAR100LongTerm-v0", **stream_kwargs["IncCIFAR100LongTerm-v0"])
+    small = cl_env.ContinualEnv(s, batch_size=10, chunk_bytes=10 * 3 * 32 * 32 * 4 * 7)  # 7 batches
+    whole = cl_env.ContinualEnv(s, batch_size=10)
+    assert small.chunk_batches == 7 and whole.chunk_batches >= whole.n_batches
+    for env in (small, whole):
+        env.reset(seed=1)
+    a, b = small._obs(0), whole._obs(0)
+    assert np.array_equal(a["x"], b["x"])
+    done = False
+    while not done:
+        act = np.zeros(10, dtype=np.int64)
+        oa, _, done, _, ia = small.step(act)
+        ob, _, _, _, ib = whole.step(act)
+        assert np.array_equal(oa["x"], ob["x"]) and np.array_equal(ia["y"], ib["y"])
+    batches = list(s.train_batches(10, seed=1, chunk_bytes=10 * 3 * 32 * 32 * 4 * 3))
+    assert len(batches) == whole.n_batches
