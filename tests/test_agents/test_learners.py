@@ -168,3 +168,16 @@ def test_sb3_counts_its_replay_buffer_as_storage(tiny):
     r = run(agent="sb3", settings={"algo": "dqn", "algo_kwargs": {"learning_starts": 30}}, **tiny)
     assert r.items == 400  # one pass: every transition is still in the replay buffer
     assert r.storage_bits >= r.items * 784 * 32 * 2  # float32 observation and next observation
+
+
+@pytest.mark.parametrize(("env_id", "agent"), [("IncCIFAR100-v0", "online"), ("SplitCIFAR10-v0", "gem"),
+                                                ("IncOmniglot-v0", "er")])
+def test_agents_on_image_streams(env_id, agent, stream_kwargs):
+    r = run(env_id, agent=agent, budget=20 if AGENTS[agent].memories else None,
+            stream_kwargs=stream_kwargs[env_id])
+    R = np.array(r.accuracy_matrix)
+    assert not np.isnan(R).any() and R.shape[0] == len(R[0])
+    expected_model = "mlp" if env_id == "IncOmniglot-v0" else "reduced_resnet18"
+    assert r.config["settings"]["model"] == expected_model
+    if env_id != "SplitCIFAR10-v0":
+        assert r.config["settings"]["head"] == "masked"  # task-incremental streams mask the heads
