@@ -239,6 +239,14 @@ class Agent:
     def load_extra_state(self, state: dict) -> None:  # noqa: B027 - optional hook
         """Restore :meth:`extra_state`."""
 
+    def visuals(self) -> dict[str, torch.Tensor]:
+        """Image batches in [0, 1] to show at task ends (what a memory replays); none by default."""
+        return {}
+
+    def summary(self) -> dict[str, float]:
+        """Scalars to log at task ends beyond the runner's own; none by default."""
+        return {}
+
     @property
     def overhead_bits(self) -> int:
         """Sunk storage the learner itself keeps (an old model, Fisher), beyond the memory's."""

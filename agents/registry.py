@@ -39,6 +39,10 @@ AGENTS: dict[str, AgentEntry] = {
                        "Averaged GEM: one reference gradient (Chaudhry et al. 2019)"),
     "ewc": AgentEntry("agents.ewc:EWC", description="Elastic Weight Consolidation, diagonal Fisher"),
     "lwf": AgentEntry("agents.lwf:LwF", description="Learning without Forgetting (distillation)"),
+    "arm": AgentEntry("agents.arm:ARM", ("self_recall",), "self_recall", None,
+                      "Automatic Recall Machines: replay recalled from an old copy of the model (Ji et al.)"),
+    "adi": AgentEntry("agents.arm:ADI", ("self_recall",), "self_recall", None,
+                      "Adaptive DeepInversion baseline of ARM: generate seen classes from the old model"),
     "sb3": AgentEntry("agents.sb3:SB3Agent",
                       description="a Stable-Baselines3 algorithm (--set algo=ppo|a2c|dqn) as a contextual bandit"),
 }
@@ -70,7 +74,7 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
     if name not in entry.memories:
         raise ValueError(f"agent {agent!r} cannot use memory {name!r}; it accepts: {list(entry.memories)}")
     cls = memory_class(name)
-    kwargs = {"seed": seed} if name == "reservoir" else {}
+    kwargs = {"seed": seed} if name in ("reservoir", "self_recall") else {}
     if budget is None and entry.default_budget is None:
-        return cls(spec, 256, **kwargs)  # GEM's protocol: 256 items per task (reservoir: 256 in all)
+        return cls.default(spec, **kwargs)  # the protocol's own size (GEM: 256 items per task)
     return cls.for_budget(budget if budget is not None else entry.default_budget, spec, **kwargs)

@@ -225,6 +225,9 @@ def run(
                             "online_accuracy": reward_sum / steps}, t, "eval/")
             logger.accuracy_matrix(R, t, figure=terminated)
             logger.scalars(learner.storage(), t, "storage/")
+            logger.scalars(learner.summary(), t)
+            for tag, images in learner.visuals().items():
+                logger.images(tag, images, t)
             checkpoint()
             if stop_after_task is not None and t >= stop_after_task and not terminated:
                 stopped = True

@@ -13,6 +13,7 @@ from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
 MEMORIES: dict[str, str] = {
     "reservoir": "memory.buffers:ReservoirBuffer",
     "task_ring": "memory.buffers:TaskRingBuffer",
+    "self_recall": "memory.self_recall:SelfRecall",
 }
 
 

@@ -120,6 +120,11 @@ class Memory(ABC):
     def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> Memory:
         """A module whose storage never exceeds ``budget`` effective real examples."""
 
+    @classmethod
+    def default(cls, spec: MemorySpec, **kwargs) -> Memory:
+        """The module at its protocol's own size, when no budget is given."""
+        raise NotImplementedError(f"memory {cls.name!r} needs a budget")
+
     @abstractmethod
     def state_dict(self) -> dict:
         """Everything needed to resume."""

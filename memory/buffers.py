@@ -49,6 +49,11 @@ class ReservoirBuffer(Memory):
         return spec.example_bits + spec.label_bits + spec.task_bits
 
     @classmethod
+    def default(cls, spec: MemorySpec, **kwargs) -> ReservoirBuffer:
+        """256 items, the size GEM gives each task."""
+        return cls(spec, 256, **kwargs)
+
+    @classmethod
     def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> ReservoirBuffer:
         return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
 
@@ -128,6 +133,11 @@ class TaskRingBuffer(Memory):
     @classmethod
     def item_bits(cls, spec: MemorySpec) -> int:
         return spec.example_bits + spec.label_bits
+
+    @classmethod
+    def default(cls, spec: MemorySpec, **kwargs) -> TaskRingBuffer:
+        """GEM's protocol: 256 items per task."""
+        return cls(spec, 256, **kwargs)
 
     @classmethod
     def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> TaskRingBuffer:

@@ -1,0 +1,143 @@
+"""ARM's recall terms on hand-checked inputs, the lag schedule, and the memory's accounting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from memory import MemorySpec
+from memory.self_recall import (
+    SelfRecall,
+    bn_statistics_loss,
+    diversity,
+    l2_prior,
+    neg_js_divergence,
+    not_local,
+    sharpen,
+    soft_cross_entropy,
+    total_variation,
+)
+
+
+def test_neg_js_divergence_by_hand():
+    old = torch.log(torch.tensor([[0.5, 0.5]]))
+    new = torch.log(torch.tensor([[0.9, 0.1]]))
+    m = np.array([0.7, 0.3])
+    kl = lambda p: float((m * np.log(m / p)).sum())  # noqa: E731
+    expected = 1 - 0.5 * (kl(np.array([0.5, 0.5])) + kl(np.array([0.9, 0.1])))
+    assert neg_js_divergence(old, new).item() == pytest.approx(expected, abs=1e-6)
+    assert neg_js_divergence(old, old).item() == pytest.approx(1.0)
+
+
+def test_neg_js_divergence_matches_kl_div_form_and_has_finite_gradient_when_probabilities_underflow():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    m = 0.5 * (a.softmax(1) + b.softmax(1))
+    ref = 1 - 0.5 * (torch.nn.functional.kl_div(a.log_softmax(1), m, reduction="batchmean")
+                     + torch.nn.functional.kl_div(b.log_softmax(1), m, reduction="batchmean"))
+    assert neg_js_divergence(a, b).item() == pytest.approx(ref.item(), abs=1e-6)
+    big = torch.tensor([[200.0, 0.0, -200.0]], requires_grad=True)
+    neg_js_divergence(big, big * 0.5).backward()
+    assert torch.isfinite(big.grad).all()
+
+
+def test_not_local_by_hand():
+    logits = torch.log(torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]]))
+    # -(1/C) sum_{c in present} CE(x, c), averaged over the batch: present = {0, 2}
+    expected = np.mean([(math.log(0.2) + math.log(0.5)) / 2, (math.log(0.6) + math.log(0.2)) / 2])
+    assert not_local(logits, torch.tensor([0, 2])).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_diversity_is_minus_entropy_of_the_batch_mean():
+    logits = torch.log(torch.tensor([[0.9, 0.1], [0.1, 0.9]]))
+    assert diversity(logits).item() == pytest.approx(math.log(0.5), abs=1e-6)  # mean is uniform
+    same = torch.log(torch.tensor([[0.9, 0.1], [0.9, 0.1]]))
+    assert diversity(same).item() == pytest.approx(0.9 * math.log(0.9) + 0.1 * math.log(0.1), abs=1e-6)
+
+
+def test_sharpen_soft_ce_tv_l2_by_hand():
+    logits = torch.log(torch.tensor([[0.7, 0.3]]))
+    assert sharpen(logits).item() == pytest.approx(-math.log(0.7), abs=1e-6)
+    target = torch.log(torch.tensor([[0.25, 0.75]]))
+    assert soft_cross_entropy(logits, target).item() == pytest.approx(
+        -(0.25 * math.log(0.7) + 0.75 * math.log(0.3)), abs=1e-6)
+    x = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])  # one 1x2x2 image: columns differ by 1
+    # vertical diffs 0; horizontal: 2 squared diffs of 1 over c*h*(w-1) = 2 -> 1; 2 * (0 + 1) / 1
+    assert total_variation(x).item() == pytest.approx(2.0)
+    assert l2_prior(x).item() == pytest.approx(math.sqrt(2) / 4)
+
+
+def test_bn_statistics_loss_is_zero_on_matching_statistics():
+    bn = nn.BatchNorm2d(1)
+    x = torch.randn(64, 1, 4, 4)
+    bn.running_mean.fill_(float(x.mean()))
+    bn.running_var.fill_(float(x.var(unbiased=False)))
+    model = nn.Sequential(bn).eval()
+    assert bn_statistics_loss(model, x).item() == pytest.approx(0.0, abs=1e-5)
+    assert bn_statistics_loss(model, x + 3).item() > 1.0
+    assert bn_statistics_loss(nn.Sequential(nn.Flatten()), x).item() == 0.0
+
+
+class _Ctx:
+    def __init__(self):
+        self.model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+
+
+def _batch(c=0):
+    return torch.rand(5, 1, 2, 2), torch.full((5,), c)
+
+
+def test_lag_task_refreshes_at_each_new_task_and_recalls_from_the_second():
+    spec = MemorySpec((1, 2, 2), 3, 3)
+    mem, ctx = SelfRecall(spec, M=4, steps=2, step_size=1.0), _Ctx()
+    olds = []
+    for step in range(9):
+        t = step // 3
+        mem.observe(*_batch(t)[:1], t, _batch(t)[1], ctx)
+        olds.append(mem.old)
+        with torch.no_grad():
+            ctx.model[1].weight.add_(0.1)  # the learner's step changes the model
+        assert (mem.sample(ctx=ctx) is None) == (t == 0)
+    assert olds[0] is olds[1] is olds[2] and olds[3] is not olds[2] and olds[6] is not olds[5]
+    assert olds[3] is olds[4] is olds[5]
+
+
+def test_int_lag_and_unit_lag():
+    spec = MemorySpec((1, 2, 2), 3, 2)
+    mem, ctx = SelfRecall(spec, lag=2), _Ctx()
+    refreshes = []
+    for _step in range(6):
+        before = mem.old
+        mem.observe(*_batch()[:1], 0, _batch()[1], ctx)
+        refreshes.append(mem.old is not before)
+    assert refreshes == [True, False, True, False, True, False]
+    unit, ctx = SelfRecall(spec, lag=1), _Ctx()
+    got = []
+    for _step in range(3):
+        before = unit.old
+        unit.observe(*_batch()[:1], None, _batch()[1], ctx)
+        got.append(unit.old is not before)
+    assert got == [True, True, True] and unit.recall_on  # task-free: recall after the first lag
+    with pytest.raises(ValueError, match="lag"):
+        SelfRecall(spec, lag=0)
+    with pytest.raises(ValueError, match="needs task ids"):
+        SelfRecall(spec).observe(*_batch()[:1], None, _batch()[1], _Ctx())
+
+
+def test_recall_moves_inputs_and_returns_old_model_targets():
+    spec = MemorySpec((1, 2, 2), 3, 2)
+    mem, ctx = SelfRecall(spec, M=6, steps=3, step_size=5.0), _Ctx()
+    mem.observe(*_batch()[:1], 0, _batch()[1], ctx)
+    with torch.no_grad():
+        ctx.model[1].weight.mul_(-1)
+    x, y = _batch(1)
+    mem.observe(x, 1, y, ctx)
+    rec = mem.sample(ctx=ctx)
+    assert rec.x.shape == (6, 1, 2, 2) and rec.y.shape == (6, 3) and (rec.t == -1).all()
+    assert not torch.allclose(rec.x, mem.last_init)  # S gradient steps moved them
+    assert torch.allclose(rec.y, mem.old(rec.x))
+    assert mem.storage_bits == 0 and mem.items == 0 and mem.overhead_bits == 32 * (4 * 3 + 3)
