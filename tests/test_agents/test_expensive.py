@@ -34,3 +34,12 @@ def test_baselines_beat_online(online, agent, budget, margin):
 def test_sb3_bandits_learn_split_mnist(algo, threshold):
     r = run("SplitMNIST-v0", agent="sb3", settings={"algo": algo})
     assert r.online_accuracy > threshold  # 10 classes: chance is 0.1
+
+
+def test_arm_and_adi_beat_lwf_and_naive_on_split_mnist():
+    base = {"model": "mlp400", "lr": 0.05}
+    naive = run("SplitMNIST-v0", agent="online", settings=base).retained_accuracy
+    lwf = run("SplitMNIST-v0", agent="lwf", settings=base).retained_accuracy
+    arm = run("SplitMNIST-v0", agent="arm").retained_accuracy
+    adi = run("SplitMNIST-v0", agent="adi").retained_accuracy
+    assert min(arm, adi) > lwf > naive + 0.1, (arm, adi, lwf, naive)

@@ -183,3 +183,11 @@ def test_agents_on_image_streams(env_id, agent, stream_kwargs):
     assert r.config["settings"]["model"] == expected_model
     if env_id != "SplitCIFAR10-v0":
         assert r.config["settings"]["head"] == "masked"  # task-incremental streams mask the heads
+
+
+def test_arm_runs_on_split_cifar10_fixture(stream_kwargs):
+    r = run("SplitCIFAR10-v0", agent="arm", settings={"M": 8, "steps": 2},
+            stream_kwargs=stream_kwargs["SplitCIFAR10-v0"])
+    assert r.config["settings"]["profile"] == "cifar10" and r.config["settings"]["lr"] == 0.01
+    assert r.config["settings"]["model"] == "reduced_resnet18"
+    assert len(r.accuracy_matrix) == 5 and r.overhead_bits > 0
