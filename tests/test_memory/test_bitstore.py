@@ -1,0 +1,41 @@
+"""The packed bit store: exact size, round trips, neighbours untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memory.bitstore import BitStore
+
+
+def test_size_is_exact_without_row_padding():
+    store = BitStore(3000, [2] * 102 + [4])  # 102 variables of 4 categories + a 4-bit label
+    assert store.width == 208 and store.nbytes == 3000 * 208 // 8
+    odd = BitStore(7, [3, 3, 1])  # 7 bits a row: rows straddle bytes
+    assert odd.nbytes == 7  # ceil(49 / 8)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=6), st.integers(1, 40), st.integers(0, 10_000))
+def test_round_trip_and_neighbours(widths, capacity, seed):
+    rng = np.random.default_rng(seed)
+    store = BitStore(capacity, widths)
+    limit = np.int64(1) << np.asarray(widths)
+    truth = rng.integers(0, limit, size=(capacity, len(widths)))
+    store.write(np.arange(capacity), truth)
+    assert np.array_equal(store.read(np.arange(capacity)), truth)
+    rows = rng.permutation(capacity)[: max(1, capacity // 3)]
+    new = rng.integers(0, limit, size=(len(rows), len(widths)))
+    store.write(rows, new)
+    truth[rows] = new
+    assert np.array_equal(store.read(np.arange(capacity)), truth)
+
+
+def test_bad_values():
+    store = BitStore(4, [2, 3])
+    with pytest.raises(ValueError, match="does not fit"):
+        store.write(np.array([0]), np.array([[4, 0]]))
+    with pytest.raises(IndexError):
+        store.read(np.array([4]))
