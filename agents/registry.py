@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cl_env.error import UnknownNameError
 from memory import MEMORIES, memory_class
@@ -20,6 +20,7 @@ class AgentEntry:
         default_budget: Effective examples when ``--budget`` is not given; None means the
             memory's own default size (GEM: 256 per task).
         description: One line for ``cl-env list``.
+        memory_kwargs: Per memory, how this agent needs it built (GEM: SRM's per-task policy).
     """
 
     cls: str
@@ -27,14 +28,16 @@ class AgentEntry:
     default_memory: str | None = None
     default_budget: float | None = None
     description: str = ""
+    memory_kwargs: dict = field(default_factory=dict)
 
 
 AGENTS: dict[str, AgentEntry] = {
     "online": AgentEntry("agents.online:Online", description="online SGD, no memory (lower bound)"),
-    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring"), "reservoir", 200,
+    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm"), "reservoir", 200,
                      "experience replay: current batch + replay batch (Chaudhry et al. 2019)"),
-    "gem": AgentEntry("agents.gem:GEM", ("task_ring",), "task_ring", None,
-                      "Gradient Episodic Memory, QP projection (Lopez-Paz & Ranzato 2017)"),
+    "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm"), "task_ring", None,
+                      "Gradient Episodic Memory, QP projection (Lopez-Paz & Ranzato 2017)",
+                      {"srm": {"policy": "task_ring"}}),
     "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir"), "task_ring", None,
                        "Averaged GEM: one reference gradient (Chaudhry et al. 2019)"),
     "ewc": AgentEntry("agents.ewc:EWC", description="Elastic Weight Consolidation, diagonal Fisher"),
@@ -55,7 +58,8 @@ def agent_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def build_memory(agent: str, memory: str | None, budget: float | None, spec, seed: int = 0):
+def build_memory(agent: str, memory: str | None, budget: float | None, spec, seed: int = 0,
+                 options: dict | None = None):
     """The memory an agent runs with, validated against what it accepts.
 
     Raises:
@@ -74,7 +78,22 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
     if name not in entry.memories:
         raise ValueError(f"agent {agent!r} cannot use memory {name!r}; it accepts: {list(entry.memories)}")
     cls = memory_class(name)
-    kwargs = {"seed": seed} if name in ("reservoir", "self_recall") else {}
+    kwargs = {"seed": seed} if name in ("reservoir", "self_recall", "srm") else {}
+    kwargs.update(entry.memory_kwargs.get(name, {}))
+    kwargs.update(options or {})
+    _check_options(cls, name, options or {})
     if budget is None and entry.default_budget is None:
         return cls.default(spec, **kwargs)  # the protocol's own size (GEM: 256 items per task)
     return cls.for_budget(budget if budget is not None else entry.default_budget, spec, **kwargs)
+
+
+def _check_options(cls, name: str, options: dict) -> None:
+    """``--set memory.KEY=VALUE`` keys must be arguments of the memory (or of ``for_budget``)."""
+    import inspect
+
+    valid = set()
+    for fn in (cls.__init__, cls.for_budget):
+        valid |= {k for k in inspect.signature(fn).parameters if k not in ("self", "spec", "budget", "kwargs")}
+    for key in options:
+        if key not in valid:
+            raise UnknownNameError(f"option of memory {name!r} (--set memory.KEY=...)", key, valid)

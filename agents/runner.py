@@ -129,7 +129,8 @@ def run(
         device: ``"cpu"`` or ``"cuda"``.
         out: Directory for ``result.json``, TensorBoard events and ``checkpoint.pt``; None keeps
             everything in memory.
-        settings: Agent settings (``--set key=value``).
+        settings: Agent settings (``--set key=value``); keys ``memory.NAME`` go to the memory's
+            constructor (e.g. ``memory.items=3000``, ``memory.categories=8``, ``memory.n_sets=5``).
         stream_kwargs: Options of the stream (``source``, ``root``, ``seed`` of the instance, sizes).
         batch_size: Examples per step (default 10, the papers' value; 1 for ``sb3``).
         resume: Continue from ``out/checkpoint.pt`` if it exists.
@@ -140,6 +141,7 @@ def run(
     """
     started = time.perf_counter()
     settings = dict(settings or {})
+    memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
     stream_kwargs = dict(stream_kwargs or {})
     cls = validate(agent, memory, settings)
     if batch_size is None:
@@ -165,7 +167,7 @@ def run(
     if cls.needs_task_labels and not raw.task_labels:
         raise ValueError(f"agent {agent!r} needs task labels; do not pass task_labels=False")
     info = StreamInfo.from_stream(stream)
-    mem = build_memory(agent, memory, budget, info.memory_spec(device), seed=seed)
+    mem = build_memory(agent, memory, budget, info.memory_spec(device), seed=seed, options=memory_options)
     learner = cls(info, mem, settings, device=device, seed=seed)
     dev = torch.device(device)
     tests = [(t.test_x.to(dev), t.test_y.to(dev)) for t in stream.tasks]
@@ -173,7 +175,7 @@ def run(
     config = {
         "env": env_id, "agent": agent, "memory": None if mem is None else mem.name,
         "budget": budget, "seed": seed, "device": device, "batch_size": batch_size,
-        "settings": learner.settings, "stream_kwargs": {k: str(v) for k, v in stream_kwargs.items()},
+        "settings": learner.settings, "memory_options": memory_options, "stream_kwargs": {k: str(v) for k, v in stream_kwargs.items()},
         "python": platform.python_version(), "torch": torch.__version__, "cl_env": cl_env.__version__,
     }
 

@@ -14,6 +14,7 @@ MEMORIES: dict[str, str] = {
     "reservoir": "memory.buffers:ReservoirBuffer",
     "task_ring": "memory.buffers:TaskRingBuffer",
     "self_recall": "memory.self_recall:SelfRecall",
+    "srm": "memory.srm:SRM",
 }
 
 

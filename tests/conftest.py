@@ -46,3 +46,11 @@ def stream_kwargs(mnist_root, image_root, tmp_path_factory):
         "SeqFashionMNIST-v0": {"root": str(mnist_root)},
         "SVHNToMNIST-v0": {**img, "verify": False},
     }
+
+
+@pytest.fixture(scope="session")
+def tiny(mnist_root):
+    """``run`` keywords for a two-task rotation stream on fixture MNIST (200 examples per task)."""
+    return {"env_id": "MNISTRotations-v0",
+            "stream_kwargs": {"source": "mnist", "root": str(mnist_root), "n_tasks": 2,
+                              "train_per_task": 200}}

@@ -1,0 +1,291 @@
+"""The Scalable Recollection Module (Riemer et al., *Scalable Recollections for Continual Lifelong
+Learning*): a discrete VAE plus an index buffer of bit-packed codes.
+
+Each replayable item is a code of ``c`` categorical variables of ``l`` categories, stored at
+``k = c * ceil(log2 l)`` bits (appendix, "binary representation"), with its label (and, for the
+reservoir policy, its task id) in the same packed row of a :class:`memory.bitstore.BitStore`.
+Recollections are the current decoder's reconstructions of the stored codes. Algorithm 1's
+stabilisation runs in :meth:`SRM.observe`: ``N`` recollection sets, ``N`` autoencoder steps on
+each set joined with the incoming batch, then the batch is encoded and written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
+from memory.bitstore import BitStore
+from memory.nets.discrete_vae import DiscreteVAE
+
+POLICIES = ("reservoir", "task_ring")
+
+
+def code_bits(c: int, l: int) -> int:  # noqa: E741
+    """``k = c * ceil(log2 l)`` bits of one code (SRM appendix)."""
+    return c * max(1, math.ceil(math.log2(l)))
+
+
+def latent_for_budget(budget: float, spec: MemorySpec, items: int, categories: int,
+                      policy: str = "reservoir", total: bool = False) -> int:
+    """The number of variables ``c`` of ``categories`` categories that SRM eq. 4 allows.
+
+    Eq. 4: maximise the capacity ``C_ve = c log2 l`` subject to ``rho * S_sbe <= gamma / N``, i.e.
+    ``items * (k + label and task bits) <= budget bits``. With ``total=True``, eq. 5: the
+    autoencoder's parameters (32 bits each) count against the same budget, and ``c`` is the
+    largest that fits with them.
+    """
+    if items < 1:
+        raise ValueError(f"items must be >= 1, got {items}")
+    if categories < 2:
+        raise ValueError(f"categories must be >= 2, got {categories}")
+    extra = spec.label_bits + (spec.task_bits if policy == "reservoir" else 0)
+    per_var = max(1, math.ceil(math.log2(categories)))
+    bits = budget_bits(budget, spec)
+    c = (bits // items - extra) // per_var
+    if total:
+        while c >= 1:
+            vae_bits = 32 * sum(p.numel() for p in DiscreteVAE(spec.image_shape, c, categories).parameters())
+            if items * (c * per_var + extra) + vae_bits <= bits:
+                break
+            c = c * 9 // 10 if c > 20 else c - 1
+    if c < 1:
+        raise ValueError(
+            f"a budget of {budget} examples cannot hold {items} items of even one variable of "
+            f"{categories} categories plus {extra} label/task bits; lower items or raise the budget")
+    return int(c)
+
+
+class SRM(Memory):
+    """Scalable Recollection Module: discrete VAE + packed index buffer.
+
+    Args:
+        spec: The stream's shape.
+        c: Categorical variables per code.
+        l: Categories per variable.
+        capacity: Items held at most (the paper's 3,000 on MNIST, 5,000 on CIFAR-100).
+        policy: ``"reservoir"`` (experience replay, Algorithm 1) or ``"task_ring"`` (the most
+            recent items of each task, ``capacity / n_tasks`` per task: GEM, Algorithm 2).
+        n_sets: N, recollection sets and autoencoder steps per incoming batch.
+        ae_lr: The autoencoder's learning rate beta (Adam).
+        set_size: Recollections per set.
+        tau: Gumbel-softmax temperature (1.0).
+        vae: A (pre)trained :class:`DiscreteVAE` to start from (transfer), else a fresh one.
+        seed: Seeds the VAE initialisation, the Gumbel noise and the write policy.
+    """
+
+    name = "srm"
+    static_items = False  # recollections change as the decoder learns
+
+    def __init__(self, spec: MemorySpec, c: int, l: int = 4, capacity: int = 3000,  # noqa: E741
+                 policy: str = "reservoir", n_sets: int = 2, ae_lr: float = 1e-3, set_size: int = 10,
+                 tau: float = 1.0, vae: DiscreteVAE | None = None, seed: int = 0):
+        super().__init__(spec)
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        if n_sets < 1:
+            raise ValueError(f"n_sets must be >= 1, got {n_sets}")
+        self.c, self.l, self.policy = c, l, policy
+        self.n_sets, self.set_size = n_sets, set_size
+        self.capacity = int(capacity)
+        dev = torch.device(spec.device)
+        if vae is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                vae = DiscreteVAE(spec.image_shape, c, l, tau)
+        elif (vae.c, vae.l, vae.image_shape) != (c, l, tuple(spec.image_shape)):
+            raise ValueError(f"the given VAE has c={vae.c}, l={vae.l}, shape {vae.image_shape}; "
+                             f"this memory needs c={c}, l={l}, shape {tuple(spec.image_shape)}")
+        self.vae = vae.to(dev)
+        self.opt = torch.optim.Adam(self.vae.parameters(), lr=ae_lr)
+        per_var = max(1, math.ceil(math.log2(l)))
+        widths = [per_var] * c + [spec.label_bits] + ([spec.task_bits] if policy == "reservoir" else [])
+        self.store = BitStore(self.capacity, widths)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.rng = np.random.default_rng(seed + 2)
+        self.n_seen = 0
+        if policy == "task_ring":
+            base, extra = divmod(self.capacity, spec.n_tasks)
+            self.caps = np.array([base + (i < extra) for i in range(spec.n_tasks)], dtype=np.int64)
+            self.offsets = np.concatenate([[0], np.cumsum(self.caps)[:-1]])
+            self.count = np.zeros(spec.n_tasks, dtype=np.int64)
+        self._set1: ReplayBatch | None = None
+        self.last_originals: torch.Tensor | None = None
+        self.last_recollections: torch.Tensor | None = None
+
+    @classmethod
+    def for_budget(cls, budget: float, spec: MemorySpec, items: int = 3000, categories: int = 4,
+                   policy: str = "reservoir", total: bool = False, **kwargs) -> SRM:
+        """The SRM whose codes fill ``budget`` effective examples over ``items`` items (eq. 4 / 5)."""
+        c = latent_for_budget(budget, spec, items, categories, policy, total)
+        return cls(spec, c, categories, items, policy, **kwargs)
+
+    @classmethod
+    def default(cls, spec: MemorySpec, **kwargs) -> SRM:
+        """Budget 100 over 3,000 items (the paper's MNIST-Rotations setting)."""
+        return cls.for_budget(100, spec, **kwargs)
+
+    # ----------------------------------------------------------------- rows
+    def _rows_held(self) -> np.ndarray:
+        if self.policy == "reservoir":
+            return np.arange(min(self.n_seen, self.capacity))
+        held = np.minimum(self.count, self.caps)
+        return np.concatenate([self.offsets[t] + np.arange(held[t]) for t in range(len(held))])
+
+    def _decode_rows(self, rows: np.ndarray) -> ReplayBatch:
+        fields = torch.from_numpy(self.store.read(rows))
+        dev = next(self.vae.parameters()).device
+        codes = fields[:, : self.c].to(dev)
+        y = fields[:, self.c].to(dev)
+        if self.policy == "reservoir":
+            t = fields[:, self.c + 1].to(dev)
+        else:
+            t = torch.from_numpy(np.searchsorted(self.offsets, rows, side="right") - 1).to(dev)
+        with torch.no_grad():
+            x = self.vae.decode(codes)
+        return ReplayBatch(x, t, y)
+
+    def _write(self, x: torch.Tensor, t: int, y: torch.Tensor) -> None:
+        codes = self.vae.encode(x, self.generator).cpu().numpy()
+        b = len(codes)
+        if self.policy == "reservoir":
+            pos = self.n_seen + np.arange(b)
+            slots = np.where(pos < self.capacity, pos, (self.rng.random(b) * (pos + 1)).astype(np.int64))
+            self.n_seen += b
+            keep = slots < self.capacity
+            src, dst = np.nonzero(keep)[0], slots[keep]
+            _, last = np.unique(dst[::-1], return_index=True)  # a later example wins a shared slot
+            src, dst = src[::-1][last], dst[::-1][last]
+            extra = np.stack([y.cpu().numpy()[src], np.full(len(src), t)], 1)
+        else:
+            cap = int(self.caps[t])
+            if cap == 0:
+                return
+            src = np.arange(b)[-cap:]
+            dst = self.offsets[t] + (self.count[t] + np.arange(len(src))) % cap
+            self.count[t] += len(src)
+            extra = y.cpu().numpy()[src, None]
+        if len(src):
+            self.store.write(dst, np.concatenate([codes[src], extra], 1))
+
+    # ----------------------------------------------------------------- protocol
+    def observe(self, x: torch.Tensor, t: int | None, y: torch.Tensor, ctx: Any = None) -> None:
+        """Algorithm 1's recollection-module training, then encode the batch and write it."""
+        t = 0 if t is None else int(t)
+        sets = [self._set1] if self._set1 is not None else []
+        self._set1 = None
+        while self.items and len(sets) < self.n_sets:
+            sets.append(self._sample(self.set_size))
+        self.vae.train()
+        for s in range(self.n_sets):
+            batch = torch.cat([sets[s].x, x]) if s < len(sets) else x
+            loss = self.vae.loss(batch.detach(), self.generator)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        self.vae.eval()
+        self._write(x.detach(), t, y)
+
+    def _sample(self, n: int) -> ReplayBatch:
+        held = self._rows_held()
+        rows = held[self.rng.integers(0, len(held), n)]
+        return self._decode_rows(rows)
+
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        """Buffer sampling: ``n`` stored codes, decoded by the current decoder (Algorithm 1's
+        first recollection set, which :meth:`observe` reuses for the autoencoder)."""
+        if self.items == 0:
+            return None
+        self._set1 = self._sample(n)
+        return self._set1
+
+    def sample_codes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Code sampling (Table 4's alternative): uniform random codes, decoded, no buffer."""
+        codes = torch.randint(0, self.l, (n, self.c), generator=generator).to(next(self.vae.parameters()).device)
+        with torch.no_grad():
+            return self.vae.decode(codes)
+
+    def tasks(self) -> list[int]:
+        if self.policy == "task_ring":
+            return [int(t) for t in np.nonzero(self.count)[0]]
+        if self.items == 0:
+            return []
+        return sorted(set(self.store.read(self._rows_held())[:, self.c + 1].tolist()))
+
+    def task_items(self, t: int) -> int:
+        if self.policy != "task_ring":
+            raise NotImplementedError("per-task access needs policy='task_ring'")
+        return int(min(self.count[t], self.caps[t]))
+
+    def sample_task(self, t: int, n: int | None = None, ctx: Any = None,
+                    generator: torch.Generator | None = None) -> ReplayBatch | None:
+        k = self.task_items(t)
+        if k == 0:
+            return None
+        rows = self.offsets[t] + np.arange(k)
+        if n is not None and n < k:
+            rows = rows[self.rng.permutation(k)[:n]]
+        return self._decode_rows(rows)
+
+    def padded(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoded memories of ``tasks`` stacked ``(T, W, ...)`` with a 0/1 mask (for GEM's vmap)."""
+        width = int(max(self.caps[t] for t in tasks))
+        xs, ys, ws = [], [], []
+        for t in tasks:
+            batch = self.sample_task(t)
+            k = len(batch.y)
+            pad = width - k
+            xs.append(torch.cat([batch.x, batch.x.new_zeros(pad, *batch.x.shape[1:])]))
+            ys.append(torch.cat([batch.y, batch.y.new_zeros(pad)]))
+            ws.append(torch.cat([torch.ones(k), torch.zeros(pad)]).to(batch.x.device))
+        return torch.stack(xs), torch.stack(ys), torch.stack(ws)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode and decode ``x`` (what a stored copy of it would replay as)."""
+        with torch.no_grad():
+            return self.vae.decode(self.vae.encode(x, self.generator))
+
+    # ----------------------------------------------------------------- accounting
+    @property
+    def items(self) -> int:
+        if self.policy == "reservoir":
+            return min(self.n_seen, self.capacity)
+        return int(np.minimum(self.count, self.caps).sum())
+
+    @property
+    def item_bits(self) -> int:
+        """Bits of one packed row: the code, the label and (reservoir) the task id."""
+        return self.store.width
+
+    @property
+    def storage_bits(self) -> int:
+        return self.items * self.store.width
+
+    @property
+    def overhead_bits(self) -> int:
+        """The autoencoder at 32 bits per parameter (eq. 5's ``|theta|``)."""
+        return 32 * sum(p.numel() for p in self.vae.parameters())
+
+    def state_dict(self) -> dict:
+        state = {"vae": self.vae.state_dict(), "opt": self.opt.state_dict(), "store": self.store.data.copy(),
+                 "n_seen": self.n_seen, "generator": self.generator.get_state(),
+                 "rng": self.rng.bit_generator.state, "c": self.c, "l": self.l, "capacity": self.capacity}
+        if self.policy == "task_ring":
+            state["count"] = self.count.copy()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["c"], state["l"], state["capacity"]) != (self.c, self.l, self.capacity):
+            raise ValueError("checkpoint's SRM shape (c, l, capacity) differs from this memory's")
+        self.vae.load_state_dict(state["vae"])
+        self.opt.load_state_dict(state["opt"])
+        self.store.data[:] = state["store"]
+        self.n_seen = state["n_seen"]
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+        if self.policy == "task_ring":
+            self.count = np.asarray(state["count"]).copy()
+        self._set1 = None

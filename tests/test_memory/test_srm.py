@@ -1,0 +1,114 @@
+"""The Scalable Recollection Module: budget arithmetic (eq. 4-5), packed storage, policies,
+Gumbel-softmax, round trips, and its use by ER (Algorithm 1) and GEM (Algorithm 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents import run
+from memory import MemorySpec
+from memory.nets import DiscreteVAE, gumbel_softmax
+from memory.srm import SRM, code_bits, latent_for_budget
+
+MNIST = MemorySpec((1, 28, 28), 10, 20)
+CIFAR = MemorySpec((3, 32, 32), 100, 20)
+
+
+def test_eq4_budgets_match_the_papers_latents_up_to_the_label_bits():
+    # budget 100, 3,000 items: 627,200 / 3,000 = 209 bits; minus a 4-bit label and a 5-bit task id
+    # = 200 bits = 100 variables of 4 categories (the paper, which does not count labels: 104)
+    assert latent_for_budget(100, MNIST, 3000, 4) == 100
+    m = SRM.for_budget(100, MNIST)
+    assert m.item_bits == 209 and 3000 * m.item_bits <= 100 * 6272
+    # budget 200 with 8 categories: 418 - 9 = 409 bits -> 136 variables of 3 bits (paper 139)
+    assert latent_for_budget(200, MNIST, 3000, 8) == 136
+    # CIFAR-100, budget 10 over 5,000 items, 2 categories: 49 - 7 - 5 = 37 (paper 48, no labels)
+    assert latent_for_budget(10, CIFAR, 5000, 2) == 37
+    # GEM's per-task policy stores no task id: 4 more variables
+    assert latent_for_budget(100, MNIST, 3000, 4, policy="task_ring") == 102
+    assert code_bits(104, 4) == 208 and code_bits(139, 8) == 417
+
+
+def test_eq5_counts_the_autoencoder():
+    c = latent_for_budget(100, MNIST, 3000, 4, total=True)
+    vae_bits = 32 * sum(p.numel() for p in DiscreteVAE((1, 28, 28), c, 4).parameters())
+    assert 3000 * (2 * c + 9) + vae_bits <= 100 * 6272 and c < 100
+    with pytest.raises(ValueError, match="cannot hold"):
+        latent_for_budget(0.5, MNIST, 3000, 4)
+
+
+def test_gumbel_softmax_is_hard_forward_soft_backward():
+    logits = torch.randn(6, 5, 4, requires_grad=True)
+    y = gumbel_softmax(logits, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(y.detach().sum(-1), torch.ones(6, 5)) and set(y.detach().unique().tolist()) <= {0.0, 1.0}
+    (y * torch.randn(6, 5, 4)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+    # the Gumbel-max sample follows the softmax probabilities
+    p = torch.tensor([[0.7, 0.2, 0.1]])
+    draws = torch.stack([gumbel_softmax(p.log(), 1.0, torch.Generator().manual_seed(i)).argmax(-1) for i in range(2000)])
+    freq = torch.bincount(draws.flatten(), minlength=3).float() / 2000
+    assert torch.allclose(freq, p[0], atol=0.04)
+
+
+def test_storage_is_the_packed_rows_and_codes_round_trip():
+    m = SRM(MNIST, c=20, l=4, capacity=30, seed=0)
+    x, y = torch.rand(25, 1, 28, 28), torch.randint(0, 10, (25,))
+    m.observe(x, 3, y)
+    assert m.items == 25 and m.storage_bits == 25 * (40 + 4 + 5) and m.store.nbytes == -(-30 * 49 // 8)
+    fields = m.store.read(np.arange(25))
+    assert np.array_equal(fields[:, 20], y.numpy()) and (fields[:, 21] == 3).all()
+    rec = m._decode_rows(np.arange(25))
+    codes = torch.from_numpy(fields[:, :20])
+    assert torch.allclose(rec.x, m.vae.decode(codes)) and torch.equal(rec.y, y)
+    assert m.tasks() == [3] and m.overhead_bits == 32 * sum(p.numel() for p in m.vae.parameters())
+
+
+def test_task_ring_policy_keeps_the_most_recent_per_task():
+    m = SRM(MemorySpec((1, 28, 28), 10, 2), c=8, l=4, capacity=10, policy="task_ring")
+    for i in range(3):
+        m.observe(torch.rand(4, 1, 28, 28), 0, torch.full((4,), i))
+    assert m.task_items(0) == 5 and m.items == 5 and m.tasks() == [0]
+    assert sorted(m.sample_task(0).y.tolist()) == [1, 2, 2, 2, 2]
+    x, y, w = m.padded([0])
+    assert x.shape == (1, 5, 1, 28, 28) and w.sum() == 5
+
+
+def test_observe_trains_the_autoencoder_on_recollections_and_the_batch():
+    m = SRM(MNIST, c=20, l=4, capacity=50, n_sets=3, set_size=5)
+    x = torch.rand(10, 1, 28, 28)
+    before = [p.detach().clone() for p in m.vae.parameters()]
+    m.observe(x, 0, torch.zeros(10, dtype=torch.long))
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.vae.parameters(), strict=True))
+    rec = m.sample(5)
+    assert rec.x.shape == (5, 1, 28, 28) and m._set1 is rec  # reused as Algorithm 1's first set
+    m.observe(x, 0, torch.zeros(10, dtype=torch.long))
+    assert m._set1 is None and m.items == 20
+    assert m.sample_codes(4).shape == (4, 1, 28, 28)
+
+
+def test_state_dict_round_trip():
+    a = SRM(MNIST, c=10, l=4, capacity=40, seed=1)
+    for _ in range(3):
+        a.observe(torch.rand(10, 1, 28, 28), 1, torch.randint(0, 10, (10,)))
+    b = SRM(MNIST, c=10, l=4, capacity=40, seed=9)
+    b.load_state_dict(a.state_dict())
+    rows = np.arange(a.items)
+    assert torch.allclose(a._decode_rows(rows).x, b._decode_rows(rows).x) and b.items == 30
+
+
+@pytest.mark.parametrize("agent", ["er", "gem"])
+def test_er_and_gem_run_with_recollections(agent, tiny, tmp_path):
+    r = run(agent=agent, memory="srm", budget=20, out=tmp_path,
+            settings={"memory.items": 1000, "memory.n_sets": 1}, **tiny)
+    assert r.memory == "srm" and r.items > 0
+    assert 0 < r.storage_bits <= 20 * 6272 and r.overhead_bits > 0
+    assert r.retained_accuracy > 0.2
+
+
+def test_memory_options_are_checked(tiny):
+    from cl_env.error import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="n_sets"):
+        run(agent="er", memory="srm", budget=20, settings={"memory.n_set": 2}, **tiny)
