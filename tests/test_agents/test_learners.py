@@ -141,7 +141,7 @@ def test_resume_refuses_a_different_configuration(tiny, tmp_path):
         ({"agent": "gemm"}, UnknownNameError, "Did you mean 'gem'"),
         ({"agent": "er", "memory": "reservior"}, UnknownNameError, "reservoir"),
         ({"agent": "online", "memory": "reservoir"}, ValueError, "accepts: none"),
-        ({"agent": "gem", "memory": "reservoir"}, ValueError, "accepts: \\['task_ring'\\]"),
+        ({"agent": "gem", "memory": "reservoir"}, ValueError, "accepts: \\['task_ring', 'srm'\\]"),
         ({"agent": "er", "settings": {"lrr": 1}}, UnknownNameError, "Did you mean 'lr'"),
     ],
 )
