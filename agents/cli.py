@@ -141,6 +141,38 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain_srm(args: argparse.Namespace) -> int:
+    """Pretrain SRM's discrete VAE on one stream's training images, for transfer to another."""
+    import torch
+
+    import cl_env
+    from agents.base import StreamInfo
+    from cl_env.error import CLEnvError
+    from memory.nets import DiscreteVAE
+    from memory.srm import latent_for_budget, pretrain_vae, save_vae
+
+    torch.manual_seed(args.seed)
+    try:
+        source = cl_env.make_stream(args.env_id, **parse_assignments(args.stream, "--stream"))
+        if args.c is None:
+            target = cl_env.make_stream(args.for_env) if args.for_env else source
+            spec = StreamInfo.from_stream(target).memory_spec("cpu")
+            c = latent_for_budget(args.budget, spec, args.items, args.l, args.policy)
+        else:
+            c = args.c
+        vae = DiscreteVAE(source.image_shape, c, args.l)
+    except (CLEnvError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    px, _, index, _ = source.pools()
+    history = pretrain_vae(vae, px[index], epochs=args.epochs, seed=args.seed)
+    save_vae(vae, args.out)
+    print(f"pretrained a discrete VAE (c={c}, l={args.l}) on {len(index)} images of {args.env_id}: "
+          f"loss per epoch {[round(h, 4) for h in history]}; wrote {args.out}\n"
+          f"use it with: --memory srm --set memory.vae_path={args.out!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cl-env", description="Continual-learning benchmarks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -170,6 +202,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+
+    pre = sub.add_parser("pretrain-srm", help="pretrain SRM's autoencoder on a stream (transfer)")
+    pre.add_argument("env_id", help="the stream whose training images it learns")
+    pre.add_argument("--out", required=True, help="file to write (then --set memory.vae_path=FILE)")
+    pre.add_argument("--c", type=int, default=None, help="variables (default: from --budget)")
+    pre.add_argument("--l", type=int, default=4, help="categories per variable")
+    pre.add_argument("--budget", type=float, default=100, help="size c for this budget (eq. 4)")
+    pre.add_argument("--items", type=int, default=3000)
+    pre.add_argument("--policy", default="reservoir", choices=["reservoir", "task_ring"])
+    pre.add_argument("--for-env", default=None, help="the stream the memory will serve (sizes c)")
+    pre.add_argument("--stream", nargs="*", metavar="KEY=VALUE")
+    pre.add_argument("--epochs", type=int, default=1)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.set_defaults(func=cmd_pretrain_srm)
     return p
 
 

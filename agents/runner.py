@@ -228,7 +228,12 @@ def run(
             logger.accuracy_matrix(R, t, figure=terminated)
             logger.scalars(learner.storage(), t, "storage/")
             logger.scalars(learner.summary(), t)
-            for tag, images in learner.visuals().items():
+            visuals = dict(learner.visuals())
+            if learner.memory is not None:
+                visuals.update(learner.memory.visuals())
+                probe = torch.cat([x[:100] for x, _ in tests[: t + 1]]).float().div_(255.0)
+                logger.scalars(learner.memory.report(probe), t)
+            for tag, images in visuals.items():
                 logger.images(tag, images, t)
             checkpoint()
             if stop_after_task is not None and t >= stop_after_task and not terminated:

@@ -100,6 +100,14 @@ class Memory(ABC):
         """Tasks with items held."""
         return []
 
+    def visuals(self) -> dict[str, torch.Tensor]:
+        """Image batches in [0, 1] to show at task ends (what the memory replays); none here."""
+        return {}
+
+    def report(self, x: torch.Tensor) -> dict[str, float]:
+        """Scalars about the memory measured on held-out images ``x`` (e.g. distortion); none here."""
+        return {}
+
     @property
     @abstractmethod
     def storage_bits(self) -> int:

@@ -74,6 +74,7 @@ class SRM(Memory):
         set_size: Recollections per set.
         tau: Gumbel-softmax temperature (1.0).
         vae: A (pre)trained :class:`DiscreteVAE` to start from (transfer), else a fresh one.
+        vae_path: A file written by :func:`save_vae` (``cl-env pretrain-srm``) to start from.
         seed: Seeds the VAE initialisation, the Gumbel noise and the write policy.
     """
 
@@ -82,7 +83,8 @@ class SRM(Memory):
 
     def __init__(self, spec: MemorySpec, c: int, l: int = 4, capacity: int = 3000,  # noqa: E741
                  policy: str = "reservoir", n_sets: int = 2, ae_lr: float = 1e-3, set_size: int = 10,
-                 tau: float = 1.0, vae: DiscreteVAE | None = None, seed: int = 0):
+                 tau: float = 1.0, vae: DiscreteVAE | None = None, vae_path: str | None = None,
+                 seed: int = 0):
         super().__init__(spec)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
@@ -92,6 +94,8 @@ class SRM(Memory):
         self.n_sets, self.set_size = n_sets, set_size
         self.capacity = int(capacity)
         dev = torch.device(spec.device)
+        if vae_path is not None:
+            vae = load_vae(vae_path)
         if vae is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -188,6 +192,8 @@ class SRM(Memory):
             self.opt.step()
         self.vae.eval()
         self._write(x.detach(), t, y)
+        self.last_originals = x.detach()[:10]
+        self.last_recollections = self.reconstruct(self.last_originals)
 
     def _sample(self, n: int) -> ReplayBatch:
         held = self._rows_held()
@@ -243,6 +249,19 @@ class SRM(Memory):
             ws.append(torch.cat([torch.ones(k), torch.zeros(pad)]).to(batch.x.device))
         return torch.stack(xs), torch.stack(ys), torch.stack(ws)
 
+    def visuals(self) -> dict[str, torch.Tensor]:
+        """The last written batch (top row) above its recollection (bottom row)."""
+        if self.last_originals is None:
+            return {}
+        k = min(10, len(self.last_originals))
+        return {"srm/originals_vs_recollections":
+                torch.cat([self.last_originals[:k], self.last_recollections[:k]])}
+
+    def report(self, x: torch.Tensor) -> dict[str, float]:
+        """Reconstruction distortion on held-out images: mean absolute pixel error (SRM Table 4 /
+        Figure 5's measure, pixels in [0, 1])."""
+        return {"srm/test_distortion_l1": float((self.reconstruct(x) - x).abs().mean())}
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Encode and decode ``x`` (what a stored copy of it would replay as)."""
         with torch.no_grad():
@@ -289,3 +308,44 @@ class SRM(Memory):
         if self.policy == "task_ring":
             self.count = np.asarray(state["count"]).copy()
         self._set1 = None
+
+
+def save_vae(vae: DiscreteVAE, path: str) -> None:
+    """Save a discrete VAE with its shape, for ``SRM(..., vae_path=path)`` (transfer)."""
+    torch.save({"image_shape": vae.image_shape, "c": vae.c, "l": vae.l, "tau": vae.tau,
+                "state": vae.state_dict()}, path)
+
+
+def load_vae(path: str) -> DiscreteVAE:
+    """Load what :func:`save_vae` wrote."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no pretrained VAE at {path}; write one with `cl-env pretrain-srm`")
+    d = torch.load(path, weights_only=False)
+    vae = DiscreteVAE(tuple(d["image_shape"]), d["c"], d["l"], d["tau"])
+    vae.load_state_dict(d["state"])
+    return vae
+
+
+def pretrain_vae(vae: DiscreteVAE, x: torch.Tensor, epochs: int = 1, batch_size: int = 64,
+                 lr: float = 1e-3, seed: int = 0) -> list[float]:
+    """Train a discrete VAE on images ``x`` (uint8 or float in [0, 1]) with Adam; returns the
+    mean loss of each epoch. For transfer: pretrain on one dataset, then start SRM from it."""
+    g = torch.Generator().manual_seed(seed)
+    x = x.float().div(255.0) if x.dtype == torch.uint8 else x
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    history = []
+    vae.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        total = 0.0
+        for s in range(0, len(x), batch_size):
+            loss = vae.loss(x[order[s:s + batch_size]], g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(order[s:s + batch_size])
+        history.append(total / len(x))
+    vae.eval()
+    return history

@@ -112,3 +112,35 @@ def test_memory_options_are_checked(tiny):
 
     with pytest.raises(UnknownNameError, match="n_sets"):
         run(agent="er", memory="srm", budget=20, settings={"memory.n_set": 2}, **tiny)
+
+
+def test_pretrain_then_transfer(mnist_root, tmp_path, tiny, capsys):
+    from agents.cli import main
+
+    out = tmp_path / "vae.pt"
+    c = latent_for_budget(20, MemorySpec((1, 28, 28), 10, 2), 1000, 4)  # the 2-task target stream
+    code = main(["pretrain-srm", "SeqFashionMNIST-v0", "--stream", f"root={str(mnist_root)!r}",
+                 "--c", str(c), "--out", str(out)])
+    assert code == 0 and out.exists()
+    assert "memory.vae_path" in capsys.readouterr().out
+    from memory.srm import load_vae
+
+    vae = load_vae(str(out))
+    r = run(agent="er", memory="srm", budget=20, settings={"memory.items": 1000, "memory.vae_path": str(out)},
+            **tiny)
+    assert r.memory == "srm" and r.config["memory_options"]["vae_path"] == str(out)
+    assert vae.c == c
+    with pytest.raises(ValueError, match="the given VAE has"):
+        run(agent="er", memory="srm", budget=40, settings={"memory.items": 1000, "memory.vae_path": str(out)},
+            **tiny)
+
+
+def test_srm_logs_recollections_and_distortion(tiny, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(agent="er", memory="srm", budget=20, out=tmp_path, settings={"memory.items": 1000}, **tiny)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    assert "srm/originals_vs_recollections" in acc.Tags()["images"]
+    assert "srm/test_distortion_l1" in acc.Tags()["scalars"]
+    assert "eval/accuracy_matrix" in acc.Tags()["images"]
