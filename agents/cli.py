@@ -102,16 +102,19 @@ def compare_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     results = load_results(args.dirs)
     if not results:
         print(f"error: no result.json found under {args.dirs}", file=sys.stderr)
         return 2
     header, rows = compare_table(results)
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    print(markdown_table(header, rows))
     buf = io.StringIO()
     csv.writer(buf).writerows([header, *rows])
     if args.csv:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from agents import run
-from agents.cli import compare_table, load_results
+from agents.cli import compare_table, load_results, markdown_table
 
 BASELINE = {"model": "mlp400", "lr": 0.05}  # ARM's MNIST model and learning rate
 CONFIGS = [("online", None, BASELINE), ("lwf", None, BASELINE), ("er", 50, BASELINE),
@@ -31,10 +31,7 @@ def main() -> None:
             r = run("SplitMNIST-v0", agent=agent, budget=budget, seed=seed, settings=settings,
                     out=f"{args.out}/{tag}")
             print(f"{tag:10s} RA {r.retained_accuracy:.3f}  forgetting {r.forgetting:.3f}")
-    header, rows = compare_table(load_results([args.out]))
-    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print("\n" + markdown_table(*compare_table(load_results([args.out]))))
 
 
 if __name__ == "__main__":

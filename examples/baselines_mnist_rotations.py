@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from agents import run
-from agents.cli import compare_table, load_results
+from agents.cli import compare_table, load_results, markdown_table
 
 CONFIGS = [
     ("online", None),
@@ -41,10 +41,7 @@ def main() -> None:
                     stream_kwargs=stream, out=f"{args.out}/{tag}")
             print(f"{tag:12s} RA {r.retained_accuracy:.3f}  BWT {r.backward_transfer:+.3f}  "
                   f"{r.wall_time_s:.1f} s")
-    header, rows = compare_table(load_results([args.out]))
-    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print("\n" + markdown_table(*compare_table(load_results([args.out]))))
 
 
 if __name__ == "__main__":

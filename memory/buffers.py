@@ -15,6 +15,26 @@ import torch
 from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits, to_uint8
 
 
+def reservoir_slots(n_seen: int, batch: int, capacity: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Reservoir sampling (Vitter 1985) for a batch: which examples are written where.
+
+    Example ``i`` of the batch is the ``n_seen + i``-th of the stream; it fills the next free slot
+    while there is one, else replaces a uniform index in ``[0, n_seen + i]`` if that falls inside
+    the buffer. When two examples of the batch draw the same slot the later one wins, as in the
+    sequential rule.
+
+    Returns:
+        ``(src, dst)``: batch positions and the distinct slots they go to.
+    """
+    pos = n_seen + np.arange(batch)
+    slots = np.where(pos < capacity, pos, (rng.random(batch) * (pos + 1)).astype(np.int64))
+    keep = slots < capacity
+    src, dst = np.nonzero(keep)[0], slots[keep]
+    _, last = np.unique(dst[::-1], return_index=True)
+    return src[::-1][last], dst[::-1][last]
+
+
 def _empty(spec: MemorySpec, n: int, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, ...]:
     dev = torch.device(spec.device)
     return (torch.zeros(*lead, n, *spec.image_shape, dtype=torch.uint8, device=dev),
@@ -58,18 +78,10 @@ class ReservoirBuffer(Memory):
         return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
 
     def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
-        b = len(x)
-        pos = self.n_seen + np.arange(b)
-        # slot for each example: fill first, then replace a uniform index in [0, pos]
-        slots = np.where(pos < self.capacity, pos, (self.rng.random(b) * (pos + 1)).astype(np.int64))
-        self.n_seen += b
-        keep = slots < self.capacity
-        if not keep.any():
+        src, dst = reservoir_slots(self.n_seen, len(x), self.capacity, self.rng)
+        self.n_seen += len(x)
+        if len(src) == 0:
             return
-        src, dst = np.nonzero(keep)[0], slots[keep]
-        # a later example overwriting the same slot in this batch wins, as in the sequential rule
-        _, last = np.unique(dst[::-1], return_index=True)
-        src, dst = src[::-1][last], dst[::-1][last]
         dst_t = torch.from_numpy(dst).to(self.x.device)
         src_t = torch.from_numpy(src).to(x.device)
         self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)

@@ -19,6 +19,7 @@ import torch
 
 from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
 from memory.bitstore import BitStore
+from memory.buffers import reservoir_slots
 from memory.nets.discrete_vae import DiscreteVAE
 
 POLICIES = ("reservoir", "task_ring")
@@ -156,13 +157,8 @@ class SRM(Memory):
         codes = self.vae.encode(x, self.generator).cpu().numpy()
         b = len(codes)
         if self.policy == "reservoir":
-            pos = self.n_seen + np.arange(b)
-            slots = np.where(pos < self.capacity, pos, (self.rng.random(b) * (pos + 1)).astype(np.int64))
+            src, dst = reservoir_slots(self.n_seen, b, self.capacity, self.rng)
             self.n_seen += b
-            keep = slots < self.capacity
-            src, dst = np.nonzero(keep)[0], slots[keep]
-            _, last = np.unique(dst[::-1], return_index=True)  # a later example wins a shared slot
-            src, dst = src[::-1][last], dst[::-1][last]
             extra = np.stack([y.cpu().numpy()[src], np.full(len(src), t)], 1)
         else:
             cap = int(self.caps[t])
