@@ -341,7 +341,7 @@ def pretrain_vae(vae: DiscreteVAE, x: torch.Tensor, epochs: int = 1, batch_size:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(order[s:s + batch_size])
+            total += loss.item() * len(order[s:s + batch_size])
         history.append(total / len(x))
     vae.eval()
     return history
