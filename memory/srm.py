@@ -25,6 +25,31 @@ from memory.nets.discrete_vae import DiscreteVAE
 POLICIES = ("reservoir", "task_ring")
 
 
+def msss_select(x: torch.Tensor, m: int, gamma: float, rng: np.random.Generator) -> np.ndarray:
+    """Minimum Sum of Squared Similarities (SRM appendix, Algorithm 3; Bouneffouf & Birol 2015).
+
+    Picks ``m`` diverse rows of ``x`` (``(N, D)``): two at random, then repeatedly, from a random
+    ``gamma`` fraction of the rows not yet picked, the one whose squared dot-product similarities
+    to the picked rows sum lowest.
+
+    Returns:
+        The picked row indices, in the order picked.
+    """
+    n = len(x)
+    if m >= n:
+        return rng.permutation(n)
+    flat = x.reshape(n, -1)
+    picked = list(rng.choice(n, size=min(2, m), replace=False))
+    sq = (flat @ flat[picked].T).pow(2).sum(1)  # running sum of squared similarities
+    while len(picked) < m:
+        rest = np.setdiff1d(np.arange(n), picked)
+        t = rng.choice(rest, size=max(1, int(np.ceil(gamma * len(rest)))), replace=False)
+        best = int(t[int(torch.argmin(sq[torch.from_numpy(t)]))])
+        picked.append(best)
+        sq = sq + (flat @ flat[best]).pow(2)
+    return np.asarray(picked)
+
+
 def code_bits(c: int, l: int) -> int:  # noqa: E741
     """``k = c * ceil(log2 l)`` bits of one code (SRM appendix)."""
     return c * max(1, math.ceil(math.log2(l)))
@@ -203,6 +228,37 @@ class SRM(Memory):
             return None
         self._set1 = self._sample(n)
         return self._set1
+
+    def sample_active(self, n: int, difficulty, k: int = 10, diverse: bool = False,
+                      pool: int = 10, gamma: float = 0.5) -> ReplayBatch | None:
+        """Active (and diverse) buffer sampling (SRM appendix, "Designing generative sampling
+        heuristics"): for each of ``n`` outputs draw ``k`` stored codes — with ``diverse``, draw
+        ``k * pool`` and keep ``k`` by :func:`msss_select` — decode them and keep the one the
+        learner finds hardest.
+
+        Args:
+            n: Recollections to return.
+            difficulty: ``x -> (len(x),)`` scores, higher = harder (e.g. the student's loss
+                against the teacher).
+            k: Candidates per output (10 in the paper).
+            diverse: Filter ``k * pool`` candidates down to ``k`` with MSSS first.
+            pool: The diverse step's oversampling factor (10 in the paper).
+            gamma: MSSS's subsampled fraction.
+        """
+        if self.items == 0:
+            return None
+        held = self._rows_held()
+        out = []
+        for _ in range(n):
+            rows = held[self.rng.integers(0, len(held), k * pool if diverse else k)]
+            cand = self._decode_rows(rows)
+            if diverse:
+                keep = torch.from_numpy(msss_select(cand.x, k, gamma, self.rng)).to(cand.x.device)
+                cand = ReplayBatch(cand.x[keep], cand.t[keep], cand.y[keep])
+            with torch.no_grad():
+                i = int(torch.argmax(difficulty(cand.x)))
+            out.append((cand.x[i], cand.t[i], cand.y[i]))
+        return ReplayBatch(*(torch.stack(v) for v in zip(*out, strict=True)))
 
     def sample_codes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Code sampling (Table 4's alternative): uniform random codes, decoded, no buffer."""

@@ -144,3 +144,30 @@ def test_srm_logs_recollections_and_distortion(tiny, tmp_path):
     assert "srm/originals_vs_recollections" in acc.Tags()["images"]
     assert "srm/test_distortion_l1" in acc.Tags()["scalars"]
     assert "eval/accuracy_matrix" in acc.Tags()["images"]
+
+
+def test_msss_picks_one_point_per_cluster():
+    from memory.srm import msss_select
+
+    rng = np.random.default_rng(0)
+    centres = torch.eye(4) * 10  # 4 orthogonal clusters, 25 points each
+    x = torch.cat([c + 0.1 * torch.randn(25, 4, generator=torch.Generator().manual_seed(i))
+                   for i, c in enumerate(centres)])
+    for seed in range(20):
+        # two random starts (maybe one cluster), then each pick is orthogonal to all picked so far:
+        # a new cluster while one is left, so 5 picks always cover the 4 clusters
+        picked = msss_select(x, 5, 1.0, np.random.default_rng(seed))
+        assert len(set((picked // 25).tolist())) == 4
+    assert len(set(msss_select(x, 10, 0.5, rng).tolist())) == 10
+
+
+def test_active_sampling_keeps_the_hardest_candidate():
+    m = SRM(MNIST, c=10, l=4, capacity=50)
+    m.observe(torch.rand(40, 1, 28, 28), 0, torch.randint(0, 10, (40,)))
+    brightness = lambda x: x.flatten(1).mean(1)  # noqa: E731 - "difficulty" = mean pixel
+    act = m.sample_active(8, brightness, k=10)
+    rnd = m.sample(200)
+    assert act.x.shape == (8, 1, 28, 28)
+    assert brightness(act.x).mean() > brightness(rnd.x).mean()
+    div = m.sample_active(4, brightness, k=5, diverse=True, pool=4)
+    assert div.x.shape == (4, 1, 28, 28)
