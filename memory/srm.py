@@ -216,6 +216,11 @@ class SRM(Memory):
         self.last_originals = x.detach()[:10]
         self.last_recollections = self.reconstruct(self.last_originals)
 
+    def add(self, x: torch.Tensor, t: int, y: torch.Tensor) -> None:
+        """Encode ``x`` and write it under the policy, without training the autoencoder (for a
+        memory built from a pretrained autoencoder, e.g. generative distillation)."""
+        self._write(x.detach(), int(t), y)
+
     def _sample(self, n: int) -> ReplayBatch:
         held = self._rows_held()
         rows = held[self.rng.integers(0, len(held), n)]
