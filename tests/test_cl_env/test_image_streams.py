@@ -80,6 +80,7 @@ def test_svhn_to_mnist_shares_one_shape(stream_kwargs):
 
 
 def test_svhn_luma_matches_pil():
+    import numpy as np
     from PIL import Image
 
     from cl_env.streams.images import _to_shape
@@ -87,8 +88,7 @@ def test_svhn_luma_matches_pil():
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     ours = _to_shape(x, 1, 32)
     for i in range(2):
-        pil = torch.from_numpy(__import__("numpy").asarray(
-            Image.fromarray(x[i].permute(1, 2, 0).numpy()).convert("L")))
+        pil = torch.from_numpy(np.array(Image.fromarray(x[i].permute(1, 2, 0).numpy()).convert("L")))
         assert (ours[i, 0].int() - pil.int()).abs().max() <= 1
 
 
