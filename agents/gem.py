@@ -148,7 +148,7 @@ class GEM(_Projecting):
     def _past_memories(self, tasks: list[int]):
         """Padded float memories of past tasks, cached while they are unchanged (GEM writes only
         to the current task's ring, so during a task the past ones are frozen)."""
-        if not getattr(self.memory, "static_items", True):
+        if not self.memory.static_items:
             return self.memory.padded(tasks)  # recollections change with the decoder: no cache
         key = (tuple(tasks), tuple(self.memory.task_items(t) for t in tasks))
         if self._past_cache is None or self._past_cache[0] != key:

@@ -72,15 +72,15 @@ class ContinualEnv(gym.Env):
         # The batch plan is fixed for the env's life: per batch, its task and whether it ends it.
         sizes = stream.usable_sizes(batch_size)
         per_task = [n // batch_size for n in sizes]
-        self._batch_t = np.repeat(np.arange(stream.n_tasks), per_task)
-        self._batch_end = np.zeros(len(self._batch_t), dtype=bool)
-        self._batch_end[np.cumsum(per_task) - 1] = True
-        self._batch_t_list = self._batch_t.tolist()  # Python lists index faster than arrays
-        self._batch_end_list = self._batch_end.tolist()
+        batch_t = np.repeat(np.arange(stream.n_tasks), per_task)
+        batch_end = np.zeros(len(batch_t), dtype=bool)
+        batch_end[np.cumsum(per_task) - 1] = True
+        self._batch_t_list = batch_t.tolist()  # Python lists index faster than arrays
+        self._batch_end_list = batch_end.tolist()
         self._t_obs = [np.int64(t) for t in range(stream.n_tasks)]
         self._fast_numpy = self.device is None and batch_size > 1
         self._y_shape = (batch_size,)
-        self.n_batches = len(self._batch_t)
+        self.n_batches = len(self._batch_t_list)
         self._pool_x, self._pool_y, self._pool_index, _ = stream.pools()
         per_example = 4 * int(np.prod(stream.image_shape))
         self.chunk_batches = max(1, (chunk_bytes // per_example) // batch_size)
@@ -165,14 +165,14 @@ class ContinualEnv(gym.Env):
         return np.count_nonzero(a == y) / self.batch_size
 
     def _t_info(self, i: int) -> dict:
-        return {"t": int(self._batch_t[i])} if self.task_labels else {}
+        return {"t": self._batch_t_list[i]} if self.task_labels else {}
 
     def _obs(self, i: int) -> dict:
         if not self._chunk_start <= i < self._chunk_end:
             self._load_chunk(i)
         x = self._x[i - self._chunk_start]
         if self.task_labels:
-            return {"x": x, "t": self._t_obs[self._batch_t[i]]}
+            return {"x": x, "t": self._t_obs[self._batch_t_list[i]]}
         return {"x": x}
 
     def _terminal_obs(self) -> dict:

@@ -76,6 +76,7 @@ class Memory(ABC):
     """
 
     name: ClassVar[str] = ""
+    static_items: ClassVar[bool] = True  # False where replayed items change without new writes (SRM)
 
     def __init__(self, spec: MemorySpec):
         self.spec = spec
