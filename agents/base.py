@@ -106,6 +106,7 @@ class Agent:
     name: ClassVar[str] = ""
     SETTINGS: ClassVar[dict[str, Any]] = {"lr": 0.1, "model": None, "head": None}
     needs_task_labels: ClassVar[bool] = False
+    generative: ClassVar[bool] = False  # learns P(x): evaluated by test ELBO and Fréchet distance
     batch_sizes: ClassVar[tuple[int, ...] | None] = None  # None: any; else the only ones it runs with
 
     def __init__(self, info: StreamInfo, memory: Memory | None = None,
@@ -229,6 +230,10 @@ class Agent:
         """One learning step on a batch (``logits`` = this batch's training forward)."""
         raise NotImplementedError
 
+    def prepare(self, stream) -> None:  # noqa: B027 - optional hook
+        """Called once with the whole stream before the first step; only upper bounds that are
+        allowed to see all the data (``vae --set bound=full``) use it."""
+
     def on_task_end(self, t: int) -> None:  # noqa: B027 - optional hook
         """Learner-specific task-boundary work."""
 
@@ -270,7 +275,7 @@ class Agent:
     def state_dict(self) -> dict:
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "memory": None if self.memory is None else self.memory.state_dict(),
             "generator": self.generator.get_state(),
             "extra": self.extra_state(),
@@ -278,7 +283,8 @@ class Agent:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.memory is not None:
             self.memory.load_state_dict(state["memory"])
         self.generator.set_state(state["generator"])

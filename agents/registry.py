@@ -33,8 +33,9 @@ class AgentEntry:
 
 AGENTS: dict[str, AgentEntry] = {
     "online": AgentEntry("agents.online:Online", description="online SGD, no memory (lower bound)"),
-    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm"), "reservoir", 200,
-                     "experience replay: current batch + replay batch (Chaudhry et al. 2019)"),
+    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher"), "reservoir", 200,
+                     "experience replay: current batch + replay batch (Chaudhry et al. 2019); "
+                     "with --memory teacher, generative replay (GEN)"),
     "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm"), "task_ring", None,
                       "Gradient Episodic Memory, QP projection (Lopez-Paz & Ranzato 2017)",
                       {"srm": {"policy": "task_ring"}}),
@@ -46,6 +47,15 @@ AGENTS: dict[str, AgentEntry] = {
                       "Automatic Recall Machines: replay recalled from an old copy of the model (Ji et al.)"),
     "adi": AgentEntry("agents.arm:ADI", ("self_recall",), "self_recall", None,
                       "Adaptive DeepInversion baseline of ARM: generate seen classes from the old model"),
+    "lvae": AgentEntry("agents.generative:GenerativeAgent", ("teacher",), "teacher", None,
+                       "lifelong generative model: student-teacher VAE, eq. 6 (Ramapuram et al.)",
+                       {"teacher": {"mode": "lifelong"}}),
+    "vae": AgentEntry("agents.generative:VanillaVAE", ("teacher",), "teacher", None,
+                      "vanilla VAE on the stream (--set bound=upto|full: the upper bounds)",
+                      {"teacher": {"mode": "vanilla"}}),
+    "ewc_vae": AgentEntry("agents.generative:EWCVAE", ("teacher",), "teacher", None,
+                          "student-teacher VAE with EWC on the ELBO's Fisher (LGM baseline)",
+                          {"teacher": {"mode": "ewc"}}),
     "sb3": AgentEntry("agents.sb3:SB3Agent",
                       description="a Stable-Baselines3 algorithm (--set algo=ppo|a2c|dqn) as a contextual bandit"),
 }
@@ -78,7 +88,7 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
     if name not in entry.memories:
         raise ValueError(f"agent {agent!r} cannot use memory {name!r}; it accepts: {list(entry.memories)}")
     cls = memory_class(name)
-    kwargs = {"seed": seed} if name in ("reservoir", "self_recall", "srm") else {}
+    kwargs = {"seed": seed} if name in ("reservoir", "self_recall", "srm", "teacher") else {}
     kwargs.update(entry.memory_kwargs.get(name, {}))
     kwargs.update(options or {})
     _check_options(cls, name, options or {})

@@ -37,7 +37,11 @@ class Result:
     """What a run produces; ``result.json`` holds exactly these keys.
 
     Accuracies are fractions in [0, 1]. ``accuracy_matrix[i][j]`` is the test accuracy on task
-    ``j`` after training through task ``i``.
+    ``j`` after training through task ``i``. Generative agents (``lvae``, ``vae``, ``ewc_vae``)
+    have no accuracies (``[]`` / None); they fill, one value per task end, ``neg_test_elbo``
+    (nats per image on the union of the test sets seen so far), ``frechet_distance`` (same union,
+    as many samples) and ``zd_consistency`` (teacher vs student ``z_d``; None before a teacher
+    exists), and ``elbo_matrix[i][j]`` (-ELBO on task ``j`` after task ``i``).
     """
 
     env: str
@@ -45,11 +49,11 @@ class Result:
     memory: str | None
     seed: int
     accuracy_matrix: list[list[float]]
-    retained_accuracy: float
-    backward_transfer: float
+    retained_accuracy: float | None
+    backward_transfer: float | None
     forward_transfer: float | None
-    forgetting: float
-    online_accuracy: float
+    forgetting: float | None
+    online_accuracy: float | None
     storage_bits: int
     overhead_bits: int
     effective_examples: float
@@ -58,6 +62,10 @@ class Result:
     examples_per_s: float
     data: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    neg_test_elbo: list[float] | None = None
+    frechet_distance: list[float] | None = None
+    elbo_matrix: list[list[float]] | None = None
+    zd_consistency: list[float | None] | None = None
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
@@ -93,6 +101,21 @@ def evaluate(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]]) -> np
         correct.append(c)
     counts = np.array([len(y) for _, y in tests], dtype=np.float64)
     return torch.stack(correct).cpu().numpy() / counts
+
+
+def evaluate_generative(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]], t: int,
+                        net) -> tuple[np.ndarray, float, float]:
+    """Per-task -ELBO of every task, -ELBO and Fréchet distance on the union of tasks ``0..t``."""
+    from agents.evaluators import generative_frechet
+    from memory.generative import negative_elbo
+
+    model = agent.memory.student
+    per_task = np.array([negative_elbo(model, x.float().div(255.0)) for x, _ in tests])
+    counts = np.array([len(y) for _, y in tests[: t + 1]], dtype=np.float64)
+    union_elbo = float((per_task[: t + 1] * counts).sum() / counts.sum())
+    real = torch.cat([x for x, _ in tests[: t + 1]]).float().div_(255.0)
+    samples = agent.memory.generate(len(real), generator=torch.Generator().manual_seed(agent.seed + 99))
+    return per_task, union_elbo, generative_frechet(net, samples, real)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -179,8 +202,18 @@ def run(
         "python": platform.python_version(), "torch": torch.__version__, "cl_env": cl_env.__version__,
     }
 
+    learner.prepare(stream)
+    gen = learner.generative
+    net = None
+    if gen:
+        from agents.evaluators import feature_classifier
+
+        net, net_acc = feature_classifier(stream, device, seed=0)
+        config["frechet_classifier_accuracy"] = round(net_acc, 4)
+    gen_log: dict[str, list] = {"neg_test_elbo": [], "frechet_distance": [], "zd_consistency": []}
     R = np.full((T, T), np.nan)
-    baseline = evaluate(learner, tests)  # b_j of FWT: the randomly initialised model
+    # b_j of FWT: the randomly initialised model (generative agents: its -ELBO)
+    baseline = np.zeros(T) if gen else evaluate(learner, tests)
     reward_sum, steps, elapsed_before = 0.0, 0, 0.0
     obs, _ = env.reset(seed=seed)
     if resume and ckpt_path is not None and ckpt_path.exists():
@@ -189,7 +222,7 @@ def run(
             raise ValueError(f"{ckpt_path} was written by a different configuration: "
                              f"{state['config']} vs {config}; use another --out or drop --resume")
         learner.load_state_dict(state["agent"])
-        R, baseline = state["R"], state["baseline"]
+        R, baseline, gen_log = state["R"], state["baseline"], state["gen_log"]
         reward_sum, steps, elapsed_before = state["reward_sum"], state["steps"], state["elapsed"]
         if steps < raw.n_batches:
             obs = raw.seek(steps)
@@ -199,7 +232,7 @@ def run(
     def checkpoint() -> None:
         if ckpt_path is None:
             return
-        _atomic_save({"agent": learner.state_dict(), "R": R, "baseline": baseline,
+        _atomic_save({"agent": learner.state_dict(), "R": R, "baseline": baseline, "gen_log": gen_log,
                       "reward_sum": reward_sum, "steps": steps, "config": config,
                       "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
 
@@ -219,13 +252,23 @@ def run(
         if raw.last_task_end:
             t = raw.last_t
             learner.end_task(t)
-            R[t] = evaluate(learner, tests)
             reward_sum += float(reward_acc)
             reward_acc.zero_()
-            logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, t, "eval/accuracy/")
-            logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
-                            "online_accuracy": reward_sum / steps}, t, "eval/")
-            logger.accuracy_matrix(R, t, figure=terminated)
+            if gen:
+                R[t], union_elbo, fd = evaluate_generative(learner, tests, t, net)
+                cons = learner.memory.consistency_history[-1]
+                gen_log["neg_test_elbo"].append(union_elbo)
+                gen_log["frechet_distance"].append(fd)
+                gen_log["zd_consistency"].append(cons)
+                logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, t, "eval/neg_elbo/")
+                logger.scalars({"neg_test_elbo": union_elbo, "frechet_distance": fd,
+                                **({} if cons is None else {"zd_consistency": cons})}, t, "eval/")
+            else:
+                R[t] = evaluate(learner, tests)
+                logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, t, "eval/accuracy/")
+                logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
+                                "online_accuracy": reward_sum / steps}, t, "eval/")
+                logger.accuracy_matrix(R, t, figure=terminated)
             logger.scalars(learner.storage(), t, "storage/")
             logger.scalars(learner.summary(), t)
             visuals = dict(learner.visuals())
@@ -253,14 +296,21 @@ def run(
     wall = elapsed_before + time.perf_counter() - started
     store = learner.storage()
     spec = info.memory_spec(device)
+    accuracy = {} if gen else {
+        "accuracy_matrix": R.tolist(),
+        "retained_accuracy": metrics.retained_accuracy(R),
+        "backward_transfer": metrics.backward_transfer(R),
+        "forward_transfer": metrics.forward_transfer(R, baseline),
+        "forgetting": metrics.forgetting(R),
+        "online_accuracy": reward_sum / max(steps, 1),
+    }
+    generative = {} if not gen else {
+        "accuracy_matrix": [], "retained_accuracy": None, "backward_transfer": None,
+        "forward_transfer": None, "forgetting": None, "online_accuracy": None,
+        "elbo_matrix": R.tolist(), **gen_log,
+    }
     result = Result(
-        env=env_id, agent=agent, memory=config["memory"], seed=seed,
-        accuracy_matrix=R.tolist(),
-        retained_accuracy=metrics.retained_accuracy(R),
-        backward_transfer=metrics.backward_transfer(R),
-        forward_transfer=metrics.forward_transfer(R, baseline),
-        forgetting=metrics.forgetting(R),
-        online_accuracy=reward_sum / max(steps, 1),
+        env=env_id, agent=agent, memory=config["memory"], seed=seed, **accuracy, **generative,
         storage_bits=store["storage_bits"], overhead_bits=store["overhead_bits"],
         effective_examples=store["storage_bits"] / spec.example_bits, items=store["items"],
         wall_time_s=wall,

@@ -86,3 +86,25 @@ def summary(R: ArrayLike, baseline: ArrayLike | None = None) -> dict[str, float 
         "forward_transfer": None if baseline is None else forward_transfer(R, baseline),
         "forgetting": forgetting(R),
     }
+
+
+def frechet_distance(features_a: ArrayLike, features_b: ArrayLike) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (LGM eq. 20; Heusel et al.).
+
+    ``||m_a - m_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^{1/2})`` with means and covariances over the
+    *whole* sets (rows are examples), not averaged over minibatches (the reference code's per-batch
+    mean is biased). Needs at least 2 rows in each set.
+    """
+    a, b = np.asarray(features_a, dtype=np.float64), np.asarray(features_b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
+        raise ValueError(f"features must be (N, D) arrays with N >= 2 and equal D, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("features hold NaN or inf (a diverged model?): the Fréchet distance is undefined")
+    ma, mb = a.mean(0), b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # Tr (C_a C_b)^{1/2} = Tr (C_a^{1/2} C_b C_a^{1/2})^{1/2}: symmetric PSD, so eigh is exact and stable
+    w, v = np.linalg.eigh(ca)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root_a @ cb @ root_a)
+    tr_covmean = np.sqrt(np.clip(inner, 0, None)).sum()
+    return float(((ma - mb) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2.0 * tr_covmean)

@@ -15,6 +15,7 @@ MEMORIES: dict[str, str] = {
     "task_ring": "memory.buffers:TaskRingBuffer",
     "self_recall": "memory.self_recall:SelfRecall",
     "srm": "memory.srm:SRM",
+    "teacher": "memory.generative:GenerativeTeacher",
 }
 
 
