@@ -53,18 +53,23 @@ def categorical_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
     return (logq.exp() * (logq + math.log(logits.shape[1]))).sum(1)
 
 
-def consistency_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+def consistency_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                   floor: float = 1e-6) -> torch.Tensor:
     """``KL[Q_student(z_d | x^) || Q_teacher(z_d | x^)]`` per example (eq. 6; eq. 9 of the appendix).
 
-    The categoricals differ in size after ``z_d`` grows; the smaller one's log-probabilities are
-    zero-padded, as the reference code does, so a student category the teacher does not have adds
-    ``q log q`` (the student's own entropy share) rather than an infinite divergence.
+    The categoricals differ in size after ``z_d`` grows: the teacher's is zero-padded (§7.8.2) --
+    it gives no mass to the student's new category -- with the zero floored at ``floor`` so the
+    divergence stays finite: mass the student puts on a new category for a *teacher* sample costs
+    ``q (log q - log floor)``. (The reference code pads the teacher's *log*-probabilities with 0,
+    i.e. probability 1, which rewards sending every teacher sample to the new category: with it
+    the student and teacher agreed on 0 % of teacher samples after three distributions.)
     """
     ls, lt = student_logits.log_softmax(1), teacher_logits.log_softmax(1)
     j = max(ls.shape[1], lt.shape[1])
-    ls_p, lt_p = F.pad(ls, (0, j - ls.shape[1])), F.pad(lt, (0, j - lt.shape[1]))
-    qs = F.pad(ls.exp(), (0, j - ls.shape[1]))
-    return (qs * (ls_p - lt_p)).sum(1)
+    log_floor = math.log(floor)
+    ls_p = F.pad(ls, (0, j - ls.shape[1]), value=log_floor)
+    lt_p = F.pad(lt, (0, j - lt.shape[1]), value=log_floor)
+    return (ls_p.exp() * (ls_p - lt_p)).sum(1)
 
 
 def info_gain(z_c: torch.Tensor, mu_hat: torch.Tensor, logvar_hat: torch.Tensor) -> torch.Tensor:

@@ -49,8 +49,11 @@ def test_consistency_kl_zero_pads_the_smaller_categorical():
     s = torch.tensor([[1.0, 0.0, -1.0]])   # the grown student: 3 categories
     t = torch.tensor([[0.5, -0.5]])        # the teacher: 2
     qs, lt = s.softmax(1)[0], t.log_softmax(1)[0]
-    expect = sum(qs[j] * (math.log(qs[j]) - lt[j]) for j in range(2)) + qs[2] * math.log(qs[2])
+    # the teacher gives the new category probability 0, floored at 1e-6
+    expect = sum(qs[j] * (math.log(qs[j]) - lt[j]) for j in range(2)) + qs[2] * (math.log(qs[2]) - math.log(1e-6))
     assert G.consistency_kl(s, t).item() == pytest.approx(float(expect), rel=1e-5)
+    # mass on the new category is penalised, not rewarded
+    assert G.consistency_kl(torch.tensor([[0.5, -0.5, -30.0]]), t).item() < 1e-6
 
 
 def test_info_gain_by_hand():

@@ -1,0 +1,452 @@
+"""Distilled addressable memories (Deng & Russakovsky, *Remember the Past*).
+
+A dataset is compressed into ``n`` bases ``b_k`` (stored at ``1/ds`` resolution, upsampled
+bilinearly) and addressing matrices ``A_i`` (one per recall slot ``i``); a query ``y`` (a one-hot
+label, or any vector) recalls ``x'_i = y^T A_i [b_0; ...; b_{n-1}]`` (eq. 2). Labels are not
+stored: recalling class ``k`` means ``y = e_k``. Memories and addressing are learned by
+back-propagation through time (Algorithm 1): a freshly initialised model is trained on the
+recalled data by SGD with momentum for ``T`` steps, its loss on real data is differentiated
+through the whole unroll, and the memories take an outer SGD step.
+
+The unroll is differentiated by a hand-written reverse pass through SGD with momentum (as the
+reference code does): the forward pass keeps only the parameters ``theta_t`` of every step (no
+graph), and the reverse pass recomputes one step's gradient at a time with a graph, so memory
+grows with ``T * |theta|``, not with ``T`` graphs of activations.
+
+Storage (eq. 4, the reference formula): bases and addressing are 32-bit floats, and with ``K``
+classes, ``n`` bases and ``ipc`` images per class of budget, the rows of addressing per class are
+``floor((ipc * HWC * K - n * HWC / ds^2) / (K * n))``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits, to_uint8
+
+FLOAT_BITS = 32
+
+# --------------------------------------------------------------------------- budget (eq. 4)
+
+
+def rows_per_class(ipc: float, image_shape: tuple[int, int, int], n_classes: int, n_bases: int,
+                   ds: int = 2) -> int:
+    """Addressing rows per class that fit ``ipc`` float images per class (eq. 4, reference formula).
+
+    ``floor((ipc * HWC * K - n * HWC / ds^2) / (K * n))``; e.g. CIFAR-10, ipc 1, 16 bases, ds 2
+    gives 115. Raises when the bases alone exceed the budget.
+    """
+    c, h, w = image_shape
+    hwc = c * h * w
+    base_floats = n_bases * c * math.ceil(h / ds) * math.ceil(w / ds)
+    rows = math.floor((ipc * hwc * n_classes - base_floats) / (n_classes * n_bases))
+    if rows < 1:
+        raise ValueError(f"{n_bases} bases at 1/{ds} resolution ({base_floats} floats) leave no room for "
+                         f"addressing in {ipc} images per class x {n_classes} classes; use fewer bases "
+                         f"(--set n_bases=...) or a larger budget")
+    return rows
+
+
+def floats_for(n_bases: int, rows: int, n_classes: int, image_shape: tuple[int, int, int], ds: int) -> int:
+    c, h, w = image_shape
+    return n_bases * c * math.ceil(h / ds) * math.ceil(w / ds) + rows * n_classes * n_bases
+
+
+# --------------------------------------------------------------------------- memories and addressing (eq. 2)
+
+
+class AddressableMemories(nn.Module):
+    """Bases ``(n, C, H/ds, W/ds)`` and addressing ``(r, d_y, n)``: ``r`` recall slots for queries of size ``d_y``.
+
+    With one-hot queries, ``addressing[i, k]`` is the coefficient row of class ``k``'s ``i``-th
+    image (the reference's per-(class, slot) rows); :meth:`recall` takes any query vectors.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], n_classes: int, n_bases: int, rows: int,
+                 ds: int = 2, generator: torch.Generator | None = None, init: torch.Tensor | None = None):
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape, self.n_classes, self.ds = tuple(image_shape), n_classes, ds
+        small = (c, math.ceil(h / ds), math.ceil(w / ds))
+        if init is not None:  # start the bases from real images (downsampled)
+            idx = torch.arange(n_bases) % len(init)
+            bases = F.interpolate(init[idx].float(), size=small[1:], mode="bilinear", align_corners=False)
+        else:
+            bases = torch.randn((n_bases, *small), generator=generator) * 0.1 + 0.5
+        self.bases = nn.Parameter(bases)
+        coef = torch.randn((rows, n_classes, n_bases), generator=generator) / math.sqrt(n_bases)
+        self.addressing = nn.Parameter(coef + 1.0 / n_bases)
+
+    @property
+    def rows(self) -> int:
+        return self.addressing.shape[0]
+
+    @property
+    def floats(self) -> int:
+        return self.bases.numel() + self.addressing.numel()
+
+    def full_bases(self) -> torch.Tensor:
+        """The bases bilinearly upsampled to the image size, flattened: ``(n, C*H*W)``."""
+        up = F.interpolate(self.bases, size=self.image_shape[1:], mode="bilinear", align_corners=False)
+        return up.flatten(1)
+
+    def recall(self, y: torch.Tensor) -> torch.Tensor:
+        """``x'_i = y^T A_i B`` for every query row of ``y`` ``(m, d_y)`` and slot ``i``: ``(m, r, C, H, W)``."""
+        coef = torch.einsum("md,rdn->mrn", y, self.addressing)
+        return (coef @ self.full_bases()).view(len(y), self.rows, *self.image_shape)
+
+    def recall_classes(self, classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every slot of the given classes (all by default): images ``(m * r, C, H, W)`` and labels."""
+        classes = torch.arange(self.n_classes) if classes is None else classes
+        y = F.one_hot(classes.to(self.bases.device), self.n_classes).to(self.bases.dtype)
+        x = self.recall(y).flatten(0, 1)
+        return x, classes.to(self.bases.device).repeat_interleave(self.rows)
+
+
+# --------------------------------------------------------------------------- BPTT through SGD with momentum (Algorithm 1)
+
+
+@dataclass
+class Unroll:
+    """Inner-loop settings: ``steps`` of SGD, learning rate ``lr``, momentum ``momentum``, minibatch
+    ``batch_per_class`` synthetic images of every class per step (all when the slots are fewer)."""
+
+    steps: int = 150
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_per_class: int = 32
+
+
+def _loss(model: nn.Module, params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(functional_call(model, params, (x,)), y)
+
+
+def minibatches(rows: int, n_classes: int, unroll: Unroll, generator: torch.Generator) -> list[torch.Tensor]:
+    """Per inner step, the indices into ``recall_classes()`` (class-major) of the synthetic minibatch."""
+    if rows <= unroll.batch_per_class:
+        return [torch.arange(rows * n_classes)] * unroll.steps
+    out = []
+    for _ in range(unroll.steps):
+        pick = torch.stack([torch.randperm(rows, generator=generator)[: unroll.batch_per_class]
+                            for _ in range(n_classes)])
+        out.append((pick + rows * torch.arange(n_classes)[:, None]).flatten())
+    return out
+
+
+def unroll_forward(model: nn.Module, params0: dict, x_syn: torch.Tensor, y_syn: torch.Tensor,
+                   unroll: Unroll, batches: list[torch.Tensor]) -> tuple[dict, list[dict]]:
+    """Train ``params0`` on the synthetic data without a graph; returns ``theta_T`` and ``[theta_0..theta_{T-1}]``."""
+    theta = {k: v.detach() for k, v in params0.items()}
+    mom = {k: torch.zeros_like(v) for k, v in theta.items()}
+    x_syn = x_syn.detach()
+    trajectory = []
+    for b in batches:
+        trajectory.append(theta)
+        with torch.enable_grad():
+            th = {k: v.requires_grad_(True) for k, v in theta.items()}
+            g = torch.autograd.grad(_loss(model, th, x_syn[b], y_syn[b]), list(th.values()))
+        mom = {k: unroll.momentum * mom[k] + gk for k, gk in zip(theta, g, strict=True)}
+        theta = {k: (theta[k] - unroll.lr * mom[k]).detach() for k in theta}
+    return theta, trajectory
+
+
+def unroll_backward(model: nn.Module, trajectory: list[dict], d_theta: dict, x_syn: torch.Tensor,
+                    y_syn: torch.Tensor, unroll: Unroll, batches: list[torch.Tensor]) -> torch.Tensor:
+    """The reverse pass: ``dL/dx_syn`` from ``dL/dtheta_T`` through ``theta_t = theta_{t-1} - lr m_t``,
+    ``m_t = beta m_{t-1} + g(theta_{t-1}, x_b)``, one recomputed step at a time (Hessian-vector products)."""
+    d_theta = dict(d_theta)
+    d_m = {k: torch.zeros_like(v) for k, v in d_theta.items()}
+    d_x = torch.zeros_like(x_syn)
+    x_leaf = x_syn.detach().requires_grad_(True)
+    for theta, b in zip(reversed(trajectory), reversed(batches), strict=True):
+        d_m_total = {k: d_m[k] - unroll.lr * d_theta[k] for k in d_theta}
+        with torch.enable_grad():
+            th = {k: v.detach().requires_grad_(True) for k, v in theta.items()}
+            g = torch.autograd.grad(_loss(model, th, x_leaf[b], y_syn[b]), list(th.values()), create_graph=True)
+            out = torch.autograd.grad(g, [*th.values(), x_leaf], grad_outputs=[d_m_total[k] for k in th],
+                                      allow_unused=True)
+        for k, gk in zip(th, out[:-1], strict=True):
+            if gk is not None:
+                d_theta[k] = d_theta[k] + gk
+        if out[-1] is not None:
+            d_x += out[-1]
+        d_m = {k: unroll.momentum * d_m_total[k] for k in d_m_total}
+    return d_x
+
+
+def bptt_gradient(model: nn.Module, params0: dict, x_syn: torch.Tensor, y_syn: torch.Tensor,
+                  x_real: torch.Tensor, y_real: torch.Tensor, unroll: Unroll,
+                  batches: list[torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """``dJ/dx_syn`` of the real-data loss ``J = l(f_{theta_T}(x_real), y_real)`` after the unroll, and ``J``."""
+    theta_T, trajectory = unroll_forward(model, params0, x_syn, y_syn, unroll, batches)
+    with torch.enable_grad():
+        th = {k: v.requires_grad_(True) for k, v in theta_T.items()}
+        loss = _loss(model, th, x_real, y_real)
+        d_theta = dict(zip(th, torch.autograd.grad(loss, list(th.values())), strict=True))
+    return unroll_backward(model, trajectory, d_theta, x_syn, y_syn, unroll, batches), float(loss.detach())
+
+
+# --------------------------------------------------------------------------- distillation and evaluation
+
+
+@dataclass
+class Distillation:
+    """Outer-loop settings of Algorithm 1 (reference: SGD lr 0.1, momentum 0.5, clip 2, 64 real per class)."""
+
+    iterations: int = 200
+    lr: float = 0.1
+    momentum: float = 0.5
+    clip: float = 2.0
+    real_per_class: int = 64
+
+
+def distill(mem: AddressableMemories, x: torch.Tensor, y: torch.Tensor, model_fn: Callable[[], nn.Module],
+            unroll: Unroll | None = None, outer: Distillation | None = None, seed: int = 0,
+            progress: Callable[[int, float], None] | None = None) -> list[float]:
+    """Learn ``mem`` from real data ``x`` (floats in [0, 1]) and labels ``y`` by BPTT (Algorithm 1).
+
+    Each outer iteration: recall every class's slots, initialise a fresh model with ``model_fn``,
+    unroll the inner SGD, take the loss on ``real_per_class`` real images of every class, and step
+    the memories (SGD with momentum, gradient-norm clip). Returns the outer losses.
+    """
+    unroll, outer = unroll or Unroll(), outer or Distillation()
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(mem.parameters(), lr=outer.lr, momentum=outer.momentum)
+    by_class = [torch.nonzero(y == k).flatten() for k in range(mem.n_classes)]
+    present = [k for k in range(mem.n_classes) if len(by_class[k])]
+    if not present:
+        raise ValueError("distill needs at least one labelled example")
+    losses = []
+    for it in range(outer.iterations):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 100003 + it)
+            model = model_fn().to(mem.bases.device)
+        params0 = {k: v.detach() for k, v in model.named_parameters()}
+        x_syn, y_syn = mem.recall_classes()
+        real_idx = torch.cat([by_class[k][torch.randint(0, len(by_class[k]), (outer.real_per_class,), generator=gen)]
+                              for k in present])
+        batches = minibatches(mem.rows, mem.n_classes, unroll, gen)
+        d_x, loss = bptt_gradient(model, params0, x_syn, y_syn, x[real_idx.to(x.device)],
+                                  y[real_idx.to(y.device)], unroll, [b.to(x_syn.device) for b in batches])
+        opt.zero_grad(set_to_none=True)
+        x_syn.backward(d_x)
+        nn.utils.clip_grad_norm_(mem.parameters(), outer.clip)
+        opt.step()
+        losses.append(loss)
+        if progress is not None:
+            progress(it, loss)
+    return losses
+
+
+def train_fresh(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 300, lr: float = 0.01,
+                momentum: float = 0.9, batch_size: int = 256, seed: int = 0) -> nn.Module:
+    """Train ``model`` from its initialisation on ``(x, y)`` (SGD with momentum, the evaluation protocol)."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    model.train()
+    x, y = x.detach(), y.detach()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=gen).to(x.device)
+        for s in range(0, len(x), batch_size):
+            idx = order[s:s + batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1000) -> float:
+    model.eval()
+    pred = torch.cat([model(x[s:s + chunk]).argmax(1) for s in range(0, len(x), chunk)])
+    return float((pred == y).float().mean())
+
+
+def evaluate_data(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                  model_fn: Callable[[], nn.Module], repeats: int = 5, epochs: int = 300,
+                  seed: int = 0) -> tuple[float, float]:
+    """Mean and std test accuracy of ``repeats`` fresh models trained on ``(x, y)``."""
+    accs = []
+    for r in range(repeats):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 7919 + r)
+            model = model_fn().to(x.device)
+        accs.append(accuracy(train_fresh(model, x, y, epochs=epochs, seed=seed + r), x_test, y_test))
+    return float(np.mean(accs)), float(np.std(accs))
+
+
+# --------------------------------------------------------------------------- compress-then-recall as a memory
+
+
+class Addressable(Memory):
+    """Compress-then-recall (§5.2) as a memory: each task distilled into its share of the budget.
+
+    While a task streams in, the free part of the budget holds its examples (8-bit pixels and a
+    label each, reservoir-sampled); at the task end they are distilled into the task's share
+    (``1/T`` of the budget, as floats: ``n_bases`` bases and as many addressing rows per class as
+    eq. 4 leaves) and the buffer is dropped. ``sample`` / ``sample_task`` recall examples, so
+    ``er`` and ``gem`` can replay them; the ``recall`` agent trains a fresh model on all of them.
+
+    Args:
+        spec: The stream's shapes.
+        total_bits: The budget in bits.
+        n_bases: Bases per task (2).
+        ds: Downsampling of the bases (2).
+        iterations, inner_steps, inner_lr, momentum, batch_per_class, outer_lr, outer_momentum,
+            clip, real_per_class: Algorithm 1 (see :class:`Unroll`, :class:`Distillation`); the
+            defaults are small so a 20-task stream distils in minutes on a CPU.
+        seed: Seeds everything.
+    """
+
+    name = "addressable"
+    static_items = True
+
+    def __init__(self, spec: MemorySpec, total_bits: int, n_bases: int = 2, ds: int = 2, iterations: int = 30,
+                 inner_steps: int = 10, inner_lr: float = 0.01, momentum: float = 0.9, batch_per_class: int = 32,
+                 outer_lr: float = 0.1, outer_momentum: float = 0.5, clip: float = 2.0, real_per_class: int = 64,
+                 seed: int = 0):
+        super().__init__(spec)
+        self.total_bits, self.n_bases, self.ds, self.seed = int(total_bits), int(n_bases), int(ds), seed
+        self.unroll = Unroll(inner_steps, inner_lr, momentum, batch_per_class)
+        self.outer = Distillation(iterations, outer_lr, outer_momentum, clip, real_per_class)
+        share = self.total_bits // max(spec.n_tasks, 1) // FLOAT_BITS
+        ipc = share / (spec.n_classes * spec.example_bits / 8)
+        self.rows = rows_per_class(ipc, spec.image_shape, spec.n_classes, self.n_bases, self.ds)
+        self.memories: dict[int, AddressableMemories] = {}
+        self.buf_x: list[torch.Tensor] = []
+        self.buf_y: list[torch.Tensor] = []
+        self.seen = 0
+        self.rng = np.random.default_rng(seed)
+        self.model_fn: Callable[[], nn.Module] | None = None
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> Addressable:
+        return cls(spec, budget_bits(budget, spec), **kwargs)
+
+    # ----------------------------------------------------------------- accounting
+    @property
+    def task_bits(self) -> int:
+        return FLOAT_BITS * floats_for(self.n_bases, self.rows, self.spec.n_classes, self.spec.image_shape, self.ds)
+
+    @property
+    def slot_bits(self) -> int:
+        return self.spec.example_bits + self.spec.label_bits
+
+    @property
+    def capacity(self) -> int:
+        """Real examples the free part of the budget holds now."""
+        return max(0, (self.total_bits - len(self.memories) * self.task_bits) // self.slot_bits)
+
+    @property
+    def storage_bits(self) -> int:
+        held = sum(len(b) for b in self.buf_x)
+        return len(self.memories) * self.task_bits + held * self.slot_bits
+
+    @property
+    def items(self) -> int:
+        return len(self.memories) * self.rows * self.spec.n_classes + sum(len(b) for b in self.buf_x)
+
+    # ----------------------------------------------------------------- stream
+    def observe(self, x: torch.Tensor, t: int | None, y: torch.Tensor, ctx: Any = None) -> None:
+        """Reservoir-sample the current task into the free part of the budget."""
+        cap = self.capacity
+        xs, ys = to_uint8(x.detach()), y.detach()
+        for i in range(len(xs)):
+            self.seen += 1
+            held = sum(len(b) for b in self.buf_x)
+            if held < cap:
+                self.buf_x.append(xs[i:i + 1])
+                self.buf_y.append(ys[i:i + 1])
+            else:
+                j = int(self.rng.integers(0, self.seen))
+                if j < cap:
+                    self.buf_x[j], self.buf_y[j] = xs[i:i + 1], ys[i:i + 1]
+
+    def end_task(self, t: int, ctx: Any = None) -> None:
+        """Distil the buffered examples of task ``t`` into its share and drop them."""
+        if not self.buf_x:
+            return
+        model_fn = self.model_fn or getattr(ctx, "fresh_model", None)
+        if model_fn is None:
+            raise ValueError("the addressable memory distils with a model: give it model_fn (or use it from an agent)")
+        x = torch.cat(self.buf_x).float().div_(255.0)
+        y = torch.cat(self.buf_y)
+        gen = torch.Generator().manual_seed(self.seed * 1000 + t)
+        init = torch.stack([x[torch.nonzero(y == k).flatten()[0]] if (y == k).any() else x[0]
+                            for k in range(self.n_bases)]) if len(x) else None
+        mem = AddressableMemories(self.spec.image_shape, self.spec.n_classes, self.n_bases, self.rows,
+                                  self.ds, generator=gen, init=init).to(x.device)
+        distill(mem, x, y, model_fn, self.unroll, self.outer, seed=self.seed * 1000 + t)
+        self.memories[t] = mem.requires_grad_(False)
+        self._cache.pop(t, None)
+        self.buf_x, self.buf_y, self.seen = [], [], 0
+
+    # ----------------------------------------------------------------- recall
+    def recalled(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Task ``t``'s recalled images (clamped to [0, 1]) and labels."""
+        if t not in self._cache:
+            with torch.no_grad():
+                x, y = self.memories[t].recall_classes()
+            self._cache[t] = (x.clamp(0, 1), y)
+        return self._cache[t]
+
+    def all_recalled(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every task's recalled images, labels and task ids."""
+        xs, ys, ts = [], [], []
+        for t in sorted(self.memories):
+            x, y = self.recalled(t)
+            xs.append(x)
+            ys.append(y)
+            ts.append(torch.full_like(y, t))
+        return torch.cat(xs), torch.cat(ys), torch.cat(ts)
+
+    def tasks(self) -> list[int]:
+        return sorted(self.memories)
+
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        if not self.memories:
+            return None
+        x, y, t = self.all_recalled()
+        idx = torch.randint(0, len(y), (n,), generator=generator).to(y.device)
+        return ReplayBatch(x[idx], t[idx], y[idx])
+
+    def sample_task(self, t: int, n: int | None = None, ctx: Any = None,
+                    generator: torch.Generator | None = None) -> ReplayBatch | None:
+        if t not in self.memories:
+            return None
+        x, y = self.recalled(t)
+        if n is not None and n < len(y):
+            idx = torch.randint(0, len(y), (n,), generator=generator).to(y.device)
+            x, y = x[idx], y[idx]
+        return ReplayBatch(x, torch.full_like(y, t), y)
+
+    def visuals(self) -> dict[str, torch.Tensor]:
+        if not self.memories:
+            return {}
+        t = max(self.memories)
+        x, _ = self.recalled(t)
+        return {"addressable/recalled_last_task": x[:: max(1, len(x) // 64)][:64]}
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return copy.deepcopy({"memories": self.memories, "buf_x": self.buf_x, "buf_y": self.buf_y,
+                              "seen": self.seen, "rng": self.rng.bit_generator.state})
+
+    def load_state_dict(self, state: dict) -> None:
+        state = copy.deepcopy(state)
+        self.memories, self.buf_x, self.buf_y = state["memories"], state["buf_x"], state["buf_y"]
+        self.seen = state["seen"]
+        self.rng.bit_generator.state = state["rng"]
+        self._cache = {}
