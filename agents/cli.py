@@ -1,4 +1,4 @@
-"""The ``cl-env`` command line: ``run``, ``compare`` and ``list``, thin fronts over the library."""
+"""The ``cl-env`` command line: ``run``, ``compare``, ``list``, ``distill``, ``pretrain-srm``, thin fronts over the library."""
 
 from __future__ import annotations
 
@@ -44,9 +44,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{result.agent} on {result.env} (seed {result.seed}, memory {result.memory}): "
-          f"retained accuracy {result.retained_accuracy:.4f}, BWT {result.backward_transfer:+.4f}, "
-          f"forgetting {result.forgetting:.4f}, online accuracy {result.online_accuracy:.4f}, "
+    if result.neg_test_elbo is not None:
+        scores = (f"-ELBO {result.neg_test_elbo[-1]:.2f} nats, Fréchet distance "
+                  f"{result.frechet_distance[-1]:.2f} (after the last task)")
+    else:
+        scores = (f"retained accuracy {result.retained_accuracy:.4f}, BWT {result.backward_transfer:+.4f}, "
+                  f"forgetting {result.forgetting:.4f}, online accuracy {result.online_accuracy:.4f}")
+    print(f"{result.agent} on {result.env} (seed {result.seed}, memory {result.memory}): {scores}, "
           f"storage {result.effective_examples:.1f} examples ({result.items} items), "
           f"{result.wall_time_s:.1f} s")
     if args.out:
@@ -75,6 +79,10 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 
 def compare_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The papers' layout, one row per (env, agent, memory, budget, settings), seeds aggregated."""
+    generative = [r for r in results if r.get("neg_test_elbo") is not None]
+    if generative and len(generative) == len(results):
+        return generative_table(results)
+    results = [r for r in results if r.get("neg_test_elbo") is None]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in results:
         cfg = r.get("config", {})
@@ -99,6 +107,25 @@ def compare_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
             _mean_std([r["online_accuracy"] for r in rs], 100),
             _mean_std([r["wall_time_s"] for r in rs], digits=1),
         ])
+    return header, rows
+
+
+def generative_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Generative runs: -ELBO and Fréchet distance after each task (LGM Figures 3-4), seeds aggregated."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in results:
+        cfg = r.get("config", {})
+        settings = {k: v for k, v in cfg.get("settings", {}).items() if k not in ("lr", "model", "head")}
+        settings.update({f"memory.{k}": v for k, v in cfg.get("memory_options", {}).items()})
+        groups[(r["env"], r["agent"], json.dumps(settings, sort_keys=True),
+                json.dumps(cfg.get("stream_kwargs", {}), sort_keys=True))].append(r)
+    T = max(len(r["neg_test_elbo"]) for r in results)
+    header = ["env", "method", "settings", "stream", "seeds", "metric", *[f"after {t + 1}" for t in range(T)]]
+    rows = []
+    for (env, agent, settings, stream), rs in sorted(groups.items()):
+        for key, label in (("neg_test_elbo", "-ELBO (nats)"), ("frechet_distance", "Fréchet")):
+            rows.append([env, agent, settings, stream, ",".join(str(r["seed"]) for r in rs), label,
+                         *[_mean_std([r[key][t] for r in rs if len(r[key]) > t], digits=1) for t in range(T)]])
     return header, rows
 
 
@@ -176,6 +203,36 @@ def cmd_pretrain_srm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Distil a dataset into addressable memories and measure them (Remember the Past, Table 1)."""
+    import torch
+
+    from agents.distill import distill_source
+    from cl_env.error import CLEnvError
+
+    torch.manual_seed(args.seed)
+    try:
+        r = distill_source(args.source, ipc=args.ipc, n_bases=args.bases, ds=args.ds, model=args.model,
+                           iterations=args.iterations, inner_steps=args.inner_steps, inner_lr=args.inner_lr,
+                           repeats=args.repeats, eval_epochs=args.eval_epochs, seed=args.seed,
+                           root=args.root, device=args.device, out=args.out)
+    except (CLEnvError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m, s = r["distilled_accuracy"]
+    print(f"{args.source}, {args.ipc} image(s) per class of storage ({r['storage_bits']} bits; "
+          f"{args.bases} bases + {r['rows_per_class']} addressing rows per class): "
+          f"distilled {100 * m:.2f} ± {100 * s:.2f} %", end="")
+    for key in ("random_same_count", "random_same_bits"):
+        if key in r:
+            bm, bs = r[key]["accuracy"]
+            print(f"; {r[key]['per_class']} random real per class {100 * bm:.2f} ± {100 * bs:.2f} %", end="")
+    print(f" ({r['wall_time_s']:.0f} s)")
+    if args.out:
+        print(f"wrote {Path(args.out) / 'distill.json'}, memories.pt and TensorBoard events")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cl-env", description="Continual-learning benchmarks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -205,6 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+
+    d = sub.add_parser("distill", help="distil a dataset into addressable memories (Remember the Past)")
+    d.add_argument("source", help="a data source: mnist5k, mnist, fashion_mnist, cifar10, cifar100, svhn")
+    d.add_argument("--ipc", type=float, default=1, help="storage budget in float images per class (eq. 4)")
+    d.add_argument("--bases", type=int, default=16)
+    d.add_argument("--ds", type=int, default=2, help="bases stored at 1/ds resolution")
+    d.add_argument("--model", default="mlp", help="inner and evaluation model (paper: convnet, on a GPU)")
+    d.add_argument("--iterations", type=int, default=300, help="outer iterations (paper: 50,000)")
+    d.add_argument("--inner-steps", type=int, default=30, help="unrolled SGD steps (paper: 150)")
+    d.add_argument("--inner-lr", type=float, default=0.1, help="inner SGD lr (paper, ConvNet: 0.01)")
+    d.add_argument("--repeats", type=int, default=5, help="fresh models per evaluation")
+    d.add_argument("--eval-epochs", type=int, default=300)
+    d.add_argument("--root", default=None)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--out", default=None)
+    d.set_defaults(func=cmd_distill)
 
     pre = sub.add_parser("pretrain-srm", help="pretrain SRM's autoencoder on a stream (transfer)")
     pre.add_argument("env_id", help="the stream whose training images it learns")

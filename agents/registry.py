@@ -33,10 +33,10 @@ class AgentEntry:
 
 AGENTS: dict[str, AgentEntry] = {
     "online": AgentEntry("agents.online:Online", description="online SGD, no memory (lower bound)"),
-    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher"), "reservoir", 200,
+    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher", "addressable"), "reservoir", 200,
                      "experience replay: current batch + replay batch (Chaudhry et al. 2019); "
                      "with --memory teacher, generative replay (GEN)"),
-    "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm"), "task_ring", None,
+    "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm", "addressable"), "task_ring", None,
                       "Gradient Episodic Memory, QP projection (Lopez-Paz & Ranzato 2017)",
                       {"srm": {"policy": "task_ring"}}),
     "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir"), "task_ring", None,
@@ -47,6 +47,8 @@ AGENTS: dict[str, AgentEntry] = {
                       "Automatic Recall Machines: replay recalled from an old copy of the model (Ji et al.)"),
     "adi": AgentEntry("agents.arm:ADI", ("self_recall",), "self_recall", None,
                       "Adaptive DeepInversion baseline of ARM: generate seen classes from the old model"),
+    "recall": AgentEntry("agents.recall:CompressThenRecall", ("addressable",), "addressable", 200,
+                         "compress-then-recall: distil each task, train a fresh model on the recalled memories"),
     "lvae": AgentEntry("agents.generative:GenerativeAgent", ("teacher",), "teacher", None,
                        "lifelong generative model: student-teacher VAE, eq. 6 (Ramapuram et al.)",
                        {"teacher": {"mode": "lifelong"}}),
@@ -88,7 +90,7 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
     if name not in entry.memories:
         raise ValueError(f"agent {agent!r} cannot use memory {name!r}; it accepts: {list(entry.memories)}")
     cls = memory_class(name)
-    kwargs = {"seed": seed} if name in ("reservoir", "self_recall", "srm", "teacher") else {}
+    kwargs = {"seed": seed} if name in ("reservoir", "self_recall", "srm", "teacher", "addressable") else {}
     kwargs.update(entry.memory_kwargs.get(name, {}))
     kwargs.update(options or {})
     _check_options(cls, name, options or {})

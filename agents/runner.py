@@ -109,7 +109,7 @@ def evaluate_generative(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tens
     from agents.evaluators import generative_frechet
     from memory.generative import negative_elbo
 
-    model = agent.memory.student
+    model = agent.memory.model
     per_task = np.array([negative_elbo(model, x.float().div(255.0)) for x, _ in tests])
     counts = np.array([len(y) for _, y in tests[: t + 1]], dtype=np.float64)
     union_elbo = float((per_task[: t + 1] * counts).sum() / counts.sum())

@@ -16,6 +16,7 @@ MEMORIES: dict[str, str] = {
     "self_recall": "memory.self_recall:SelfRecall",
     "srm": "memory.srm:SRM",
     "teacher": "memory.generative:GenerativeTeacher",
+    "addressable": "memory.addressable:Addressable",
 }
 
 

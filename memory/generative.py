@@ -189,6 +189,7 @@ class GenerativeTeacher(Memory):
         self.anchor: dict[str, torch.Tensor] | None = None
         self.recent: list[torch.Tensor] = []  # uint8, the last fisher_samples real examples (EWC)
         self.last_losses: dict[str, torch.Tensor] = {}
+        self.handed_over = False  # True between a hand-over and the next training step
         self.consistency_history: list[float | None] = []
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -218,6 +219,7 @@ class GenerativeTeacher(Memory):
         return self.last_losses
 
     def _step(self, x: torch.Tensor, extra: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        self.handed_over = False
         real = x if extra is None else torch.cat([x, extra])
         n_gen = teacher_count(len(x), self.k) if self.teacher is not None and self.mode != "vanilla" else 0
         if n_gen:
@@ -320,6 +322,7 @@ class GenerativeTeacher(Memory):
             self.student = grow(self.teacher, 1 if self.mode == "lifelong" else 0).requires_grad_(True)
         self.optimizer = self._optimizer()
         self.k += 1
+        self.handed_over = True
         self._keep_classifier(ctx)
 
     def _keep_classifier(self, ctx: Any) -> None:
@@ -328,10 +331,16 @@ class GenerativeTeacher(Memory):
             self.classifier = copy.deepcopy(model).eval().requires_grad_(False)
 
     # ----------------------------------------------------------------- replay
+    @property
+    def model(self) -> LifelongVAE:
+        """The model holding everything learned so far: right after a hand-over that is the teacher
+        (the new student's latent projections are untrained); otherwise the student."""
+        return self.teacher if self.teacher is not None and self.handed_over else self.student
+
     def generate(self, n: int, category: int | None = None, generator: torch.Generator | None = None,
-                 model: str = "student") -> torch.Tensor:
-        """``n`` samples of the student (or the ``teacher``), optionally of one ``z_d`` category."""
-        m = self.student if model == "student" else self.teacher
+                 model: str = "current") -> torch.Tensor:
+        """``n`` samples of :attr:`model` (or the ``student`` / ``teacher``), optionally of one ``z_d`` category."""
+        m = {"current": self.model, "student": self.student, "teacher": self.teacher}[model]
         if m is None:
             raise ValueError("no teacher yet: it exists after the first task end")
         return m.generate(n, generator if generator is not None else self.generator, category)
@@ -349,7 +358,7 @@ class GenerativeTeacher(Memory):
     def visuals(self) -> dict[str, torch.Tensor]:
         """Eight student samples per ``z_d`` category, a row each (generation of a chosen distribution)."""
         gen = torch.Generator().manual_seed(0)
-        rows = [self.student.generate(8, gen, c) for c in range(self.student.z_d)]
+        rows = [self.model.generate(8, gen, c) for c in range(self.model.z_d)]
         return {"teacher/samples_by_zd": torch.cat(rows)}
 
     # ----------------------------------------------------------------- accounting
@@ -374,7 +383,7 @@ class GenerativeTeacher(Memory):
         return copy.deepcopy({
             "student": self.student, "teacher": self.teacher, "classifier": self.classifier,
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-            "k": self.k, "k_seen": self.k_seen, "step": self.step, "fisher": self.fisher, "anchor": self.anchor,
+            "k": self.k, "k_seen": self.k_seen, "handed_over": self.handed_over, "step": self.step, "fisher": self.fisher, "anchor": self.anchor,
             "recent": self.recent, "consistency_history": self.consistency_history,
         })
 
@@ -387,3 +396,4 @@ class GenerativeTeacher(Memory):
         self.k, self.k_seen, self.step = state["k"], state["k_seen"], state["step"]
         self.fisher, self.anchor, self.recent = state["fisher"], state["anchor"], state["recent"]
         self.consistency_history = state["consistency_history"]
+        self.handed_over = state["handed_over"]
