@@ -138,6 +138,11 @@ class Agent:
         return build_model(self.settings["model"], self.info.image_shape,
                            self.info.n_classes).to(self.device)
 
+    def fresh_model(self) -> nn.Module:
+        """A newly initialised model of the agent's architecture (memories that distil or retrain
+        use it: the ``addressable`` memory's inner model)."""
+        return self.make_model()
+
     def make_optimizer(self) -> PlainSGD | torch.optim.Optimizer | None:
         """Plain SGD without momentum, as GEM and the papers' baselines use."""
         return PlainSGD(self.model.parameters(), lr=self.settings["lr"])

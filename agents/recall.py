@@ -9,7 +9,6 @@ evaluated.
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from agents.base import Agent
@@ -28,10 +27,6 @@ class CompressThenRecall(Agent):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fresh_count = 0
-
-    def fresh_model(self) -> nn.Module:
-        """A newly initialised model of the agent's architecture (the distillation's inner model)."""
-        return self.make_model()
 
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
         self.memory.observe(x.detach(), t if t is not None else 0, y, ctx=self)

@@ -415,6 +415,15 @@ class Addressable(Memory):
     def tasks(self) -> list[int]:
         return sorted(self.memories)
 
+    def task_items(self, t: int) -> int:
+        return self.rows * self.spec.n_classes if t in self.memories else 0
+
+    def padded(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Recalled memories of ``tasks`` stacked for GEM: ``x (T, W, C, H, W)``, ``y (T, W)``, weights (all 1)."""
+        xs, ys = zip(*(self.recalled(t) for t in tasks), strict=True)
+        x, y = torch.stack(xs), torch.stack(ys)
+        return x, y, torch.ones(y.shape, device=y.device)
+
     def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
         if not self.memories:
             return None

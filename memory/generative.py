@@ -144,7 +144,8 @@ class GenerativeTeacher(Memory):
         lr: Adam learning rate (1e-3).
         lam: Information-gain weight lambda (0.01).
         consistency: Weight of the consistency regulariser (1).
-        gamma: EWC strength (``mode="ewc"``).
+        gamma: EWC strength (``mode="ewc"``; 100, the best of 100, 1e3, 1e4 by final -ELBO on
+            the MNIST digits, seed 0).
         fisher_samples: Real examples of a task kept until its end for the Fisher (EWC).
         tau, tau_min, anneal: Gumbel temperature ``max(tau_min, tau * exp(-anneal * step))``.
         batch_norm: Batch norm in the bodies (default off; the paper uses it except for EWC). With
@@ -161,7 +162,7 @@ class GenerativeTeacher(Memory):
 
     def __init__(self, spec: MemorySpec, mode: str = "lifelong", arch: str = "dense", z_c: int = 14,
                  z_d: int | None = None, lr: float = 1e-3, lam: float = 0.01, consistency: float = 1.0,
-                 gamma: float = 1e3, fisher_samples: int = 500, tau: float = 1.0, tau_min: float = 0.5,
+                 gamma: float = 100.0, fisher_samples: int = 500, tau: float = 1.0, tau_min: float = 0.5,
                  anneal: float = 3e-5, batch_norm: bool = False, steps: int = 1, clip: float = 10.0,
                  seed: int = 0):
         super().__init__(spec)
