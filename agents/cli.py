@@ -63,6 +63,8 @@ def load_results(paths: list[str]) -> list[dict]:
     """Every ``result.json`` at or under the given paths."""
     found = []
     for p in map(Path, paths):
+        if p.is_file() and p.suffix != ".json":
+            continue  # e.g. a shell glob that caught run logs
         files = [p] if p.is_file() else sorted(p.rglob("result.json"))
         found += [json.loads(f.read_text()) for f in files]
     return found
