@@ -96,12 +96,18 @@ def sequential_classes(
     root: str | Path | None = None,
     download: bool = False,
     seed: int = 0,
+    classes: tuple[int, ...] | list[int] | None = None,
 ) -> TaskStream:
-    """One distribution per class, in label order, whole splits (Lifelong Generative Modeling
-    §5: sequential Fashion-MNIST). Labels are kept, so classifiers can use it too (class-incremental)."""
+    """One distribution per class, in label order (or the order of ``classes``, a subset), whole
+    splits (Lifelong Generative Modeling §5: sequential Fashion-MNIST). Labels are kept, so
+    classifiers can use it too (class-incremental)."""
     data = load_source(source, env_id=env_id, root=root, download=download)
-    groups = [(c,) for c in range(data.n_classes)]
-    names = [data.class_names[c] if data.class_names else f"class {c}" for c in range(data.n_classes)]
+    order = list(range(data.n_classes)) if classes is None else [int(c) for c in classes]
+    bad = [c for c in order if not 0 <= c < data.n_classes]
+    if bad or len(set(order)) != len(order) or not order:
+        raise ValueError(f"{env_id}: classes must be distinct labels in [0, {data.n_classes}), got {classes}")
+    groups = [(c,) for c in order]
+    names = [data.class_names[c] if data.class_names else f"class {c}" for c in order]
     return TaskStream(_class_tasks(data, groups, names), env_id, data.n_classes, "class",
                       _metadata(data, seed))
 
