@@ -235,6 +235,32 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a grid of cells from a YAML/TOML config on local processes or Ray."""
+    from agents.sweep import expand, load_config, sweep
+    from cl_env.error import CLEnvError
+
+    try:
+        cfg = load_config(args.config)
+        if args.out:
+            cfg["out"] = args.out
+        if args.dry_run:
+            cells, skipped = expand(cfg)
+            for note in skipped:
+                print(f"skipped: {note}")
+            for c in cells:
+                print(f"{c.env} {c.agent} memory={c.memory} budget={c.budget} seed={c.seed} {c.settings or ''}")
+            print(f"{len(cells)} cells")
+            return 0
+        records = sweep(cfg, workers=args.workers, backend=args.backend, address=args.address)
+    except (CLEnvError, ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = [r for r in records if not r["ok"]]
+    print(f"ran {len(records)} cells ({len(failed)} failed); compare with: cl-env compare {cfg.get('out', 'runs/sweep')}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cl-env", description="Continual-learning benchmarks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -264,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+
+    sw = sub.add_parser("sweep", help="a grid of runs from a YAML/TOML config (local processes or Ray)")
+    sw.add_argument("config", help="a .yaml/.yml/.toml file (see agents/sweep.py for the keys)")
+    sw.add_argument("--workers", type=int, default=None, help="processes (default: the cores)")
+    sw.add_argument("--backend", default="local", choices=["local", "ray"])
+    sw.add_argument("--address", default=None, help="Ray cluster address (ray.init(address=...))")
+    sw.add_argument("--out", default=None, help="override the config's out directory")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    sw.set_defaults(func=cmd_sweep)
 
     d = sub.add_parser("distill", help="distil a dataset into addressable memories (Remember the Past)")
     d.add_argument("source", help="a data source: mnist5k, mnist, fashion_mnist, cifar10, cifar100, svhn")

@@ -36,9 +36,8 @@ def distill_source(source: str = "mnist5k", ipc: float = 1, n_bases: int = 16, d
     shape, K = tuple(data.train_x.shape[1:]), data.n_classes
     rows = A.rows_per_class(ipc, shape, K, n_bases, ds)
     gen = torch.Generator().manual_seed(seed)
-    firsts = [torch.nonzero(y == (k % K)).flatten() for k in range(n_bases)]
-    init = torch.stack([x[f[(k // K) % len(f)]] for k, f in enumerate(firsts)])
-    mem = A.AddressableMemories(shape, K, n_bases, rows, ds, generator=gen, init=init.cpu()).to(device)
+    init, labels = A.bases_from_data(x.cpu(), y.cpu(), n_bases, gen)
+    mem = A.AddressableMemories(shape, K, n_bases, rows, ds, generator=gen, init=init, init_labels=labels).to(device)
 
     def model_fn():
         return build_model(model, shape, K)

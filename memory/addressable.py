@@ -73,7 +73,8 @@ class AddressableMemories(nn.Module):
     """
 
     def __init__(self, image_shape: tuple[int, int, int], n_classes: int, n_bases: int, rows: int,
-                 ds: int = 2, generator: torch.Generator | None = None, init: torch.Tensor | None = None):
+                 ds: int = 2, generator: torch.Generator | None = None, init: torch.Tensor | None = None,
+                 init_labels: torch.Tensor | None = None):
         super().__init__()
         c, h, w = image_shape
         self.image_shape, self.n_classes, self.ds = tuple(image_shape), n_classes, ds
@@ -84,8 +85,15 @@ class AddressableMemories(nn.Module):
         else:
             bases = torch.randn((n_bases, *small), generator=generator) * 0.1 + 0.5
         self.bases = nn.Parameter(bases)
-        coef = torch.randn((rows, n_classes, n_bases), generator=generator) / math.sqrt(n_bases)
-        self.addressing = nn.Parameter(coef + 1.0 / n_bases)
+        if init_labels is None:
+            coef = torch.randn((rows, n_classes, n_bases), generator=generator) / math.sqrt(n_bases) + 1.0 / n_bases
+        else:  # every slot of class k starts at (the mean of) the bases taken from class k's images, plus noise
+            coef = 0.1 * torch.randn((rows, n_classes, n_bases), generator=generator) / math.sqrt(n_bases)
+            own = F.one_hot(init_labels.long().cpu(), n_classes).T.float()  # (K, n)
+            coef += own / own.sum(1, keepdim=True).clamp(min=1)
+        self.addressing = nn.Parameter(coef)
+        # the classes this memory answers for (a task may hold only some): recall_classes' default
+        self.register_buffer("classes", torch.arange(n_classes))
 
     @property
     def rows(self) -> int:
@@ -107,10 +115,24 @@ class AddressableMemories(nn.Module):
 
     def recall_classes(self, classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Every slot of the given classes (all by default): images ``(m * r, C, H, W)`` and labels."""
-        classes = torch.arange(self.n_classes) if classes is None else classes
+        classes = self.classes if classes is None else classes
         y = F.one_hot(classes.to(self.bases.device), self.n_classes).to(self.bases.dtype)
         x = self.recall(y).flatten(0, 1)
         return x, classes.to(self.bases.device).repeat_interleave(self.rows)
+
+
+def bases_from_data(x: torch.Tensor, y: torch.Tensor, n_bases: int,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real images to start the bases from, cycling over the classes present (a random image each),
+    and their labels (for :class:`AddressableMemories`' ``init_labels``)."""
+    present = torch.unique(y).tolist()
+    picks, labels = [], []
+    for j in range(n_bases):
+        k = present[j % len(present)]
+        idx = torch.nonzero(y == k).flatten()
+        picks.append(int(idx[torch.randint(0, len(idx), (1,), generator=generator)]))
+        labels.append(k)
+    return x[picks], torch.tensor(labels)
 
 
 # --------------------------------------------------------------------------- BPTT through SGD with momentum (Algorithm 1)
@@ -226,6 +248,7 @@ def distill(mem: AddressableMemories, x: torch.Tensor, y: torch.Tensor, model_fn
     present = [k for k in range(mem.n_classes) if len(by_class[k])]
     if not present:
         raise ValueError("distill needs at least one labelled example")
+    mem.classes = torch.tensor(present, device=mem.bases.device)  # only classes with data are recalled
     losses = []
     for it in range(outer.iterations):
         with torch.random.fork_rng(devices=[]):
@@ -235,7 +258,7 @@ def distill(mem: AddressableMemories, x: torch.Tensor, y: torch.Tensor, model_fn
         x_syn, y_syn = mem.recall_classes()
         real_idx = torch.cat([by_class[k][torch.randint(0, len(by_class[k]), (outer.real_per_class,), generator=gen)]
                               for k in present])
-        batches = minibatches(mem.rows, mem.n_classes, unroll, gen)
+        batches = minibatches(mem.rows, len(present), unroll, gen)
         d_x, loss = bptt_gradient(model, params0, x_syn, y_syn, x[real_idx.to(x.device)],
                                   y[real_idx.to(y.device)], unroll, [b.to(x_syn.device) for b in batches])
         opt.zero_grad(set_to_none=True)
@@ -323,7 +346,7 @@ class Addressable(Memory):
         self.total_bits, self.ds, self.seed = int(total_bits), int(ds), seed
         self.unroll = Unroll(inner_steps, inner_lr, momentum, batch_per_class)
         self.outer = Distillation(iterations, outer_lr, outer_momentum, clip, real_per_class)
-        share = self.total_bits // max(spec.n_tasks, 1) // FLOAT_BITS
+        share = (self.total_bits // max(spec.n_tasks, 1) - spec.n_classes) // FLOAT_BITS
         ipc = share / (spec.n_classes * spec.example_bits / 8)
         if n_bases is None:  # the most bases (<= 16) that leave 4 addressing rows per class
             fits = [n for n in (16, 8, 4, 2, 1) if floats_for(n, 4, spec.n_classes, spec.image_shape, self.ds) <= share]
@@ -345,7 +368,10 @@ class Addressable(Memory):
     # ----------------------------------------------------------------- accounting
     @property
     def task_bits(self) -> int:
-        return FLOAT_BITS * floats_for(self.n_bases, self.rows, self.spec.n_classes, self.spec.image_shape, self.ds)
+        """A task's memories: bases and addressing as floats, plus a bit per class saying whether the
+        task had it (absent classes are not recalled)."""
+        floats = floats_for(self.n_bases, self.rows, self.spec.n_classes, self.spec.image_shape, self.ds)
+        return FLOAT_BITS * floats + self.spec.n_classes
 
     @property
     def slot_bits(self) -> int:
@@ -363,7 +389,7 @@ class Addressable(Memory):
 
     @property
     def items(self) -> int:
-        return len(self.memories) * self.rows * self.spec.n_classes + sum(len(b) for b in self.buf_x)
+        return sum(self.task_items(t) for t in self.memories) + sum(len(b) for b in self.buf_x)
 
     # ----------------------------------------------------------------- stream
     def observe(self, x: torch.Tensor, t: int | None, y: torch.Tensor, ctx: Any = None) -> None:
@@ -391,10 +417,9 @@ class Addressable(Memory):
         x = torch.cat(self.buf_x).float().div_(255.0)
         y = torch.cat(self.buf_y)
         gen = torch.Generator().manual_seed(self.seed * 1000 + t)
-        init = torch.stack([x[torch.nonzero(y == k).flatten()[0]] if (y == k).any() else x[0]
-                            for k in range(self.n_bases)]) if len(x) else None
+        init, labels = bases_from_data(x.cpu(), y.cpu(), self.n_bases, gen)
         mem = AddressableMemories(self.spec.image_shape, self.spec.n_classes, self.n_bases, self.rows,
-                                  self.ds, generator=gen, init=init).to(x.device)
+                                  self.ds, generator=gen, init=init, init_labels=labels).to(x.device)
         distill(mem, x, y, model_fn, self.unroll, self.outer, seed=self.seed * 1000 + t)
         self.memories[t] = mem.requires_grad_(False)
         self._cache.pop(t, None)
@@ -423,13 +448,19 @@ class Addressable(Memory):
         return sorted(self.memories)
 
     def task_items(self, t: int) -> int:
-        return self.rows * self.spec.n_classes if t in self.memories else 0
+        return self.rows * len(self.memories[t].classes) if t in self.memories else 0
 
     def padded(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Recalled memories of ``tasks`` stacked for GEM: ``x (T, W, C, H, W)``, ``y (T, W)``, weights (all 1)."""
+        """Recalled memories of ``tasks`` stacked for GEM: ``x (T, W, C, H, W)``, ``y (T, W)`` and a 0/1
+        weight mask (tasks that lacked some classes recall fewer items)."""
         xs, ys = zip(*(self.recalled(t) for t in tasks), strict=True)
-        x, y = torch.stack(xs), torch.stack(ys)
-        return x, y, torch.ones(y.shape, device=y.device)
+        width = max(len(y) for y in ys)
+        x = torch.zeros((len(tasks), width, *self.spec.image_shape), device=xs[0].device)
+        y = torch.zeros((len(tasks), width), dtype=ys[0].dtype, device=ys[0].device)
+        w = torch.zeros((len(tasks), width), device=xs[0].device)
+        for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
+            x[i, : len(yi)], y[i, : len(yi)], w[i, : len(yi)] = xi, yi, 1.0
+        return x, y, w
 
     def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
         if not self.memories:

@@ -121,6 +121,7 @@ def test_memory_distils_each_task_into_its_share_and_recalls_it():
     assert mem.storage_bits == mem.capacity * mem.slot_bits <= mem.total_bits
     mem.end_task(0)
     assert mem.tasks() == [0] and mem.storage_bits == mem.task_bits <= mem.total_bits // 2
+    assert mem.task_bits == 32 * (mem.memories[0].bases.numel() + mem.memories[0].addressing.numel()) + 3
     assert mem.items == mem.rows * 3
     batch = mem.sample_task(0)
     assert batch.x.shape == (mem.rows * 3, 1, 8, 8) and batch.x.min() >= 0 and batch.x.max() <= 1
