@@ -144,6 +144,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 2
     header, rows = compare_table(results)
     print(markdown_table(header, rows))
+    if args.plot:
+        from agents.report import retention_vs_storage
+
+        retention_vs_storage(results, args.plot)
+        print(f"\nwrote {args.plot} (retained accuracy against incremental storage)")
     buf = io.StringIO()
     csv.writer(buf).writerows([header, *rows])
     if args.csv:
@@ -261,6 +266,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """A self-contained HTML report of a run or sweep directory."""
+    from agents.report import build_report
+
+    try:
+        path = build_report(args.dir, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cl-env", description="Continual-learning benchmarks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -287,9 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="table of results (Markdown and CSV)")
     c.add_argument("dirs", nargs="+")
     c.add_argument("--csv", default=None, help="write the CSV here instead of printing it")
+    c.add_argument("--plot", default=None, help="write a retention-vs-storage plot (PNG) here")
     c.set_defaults(func=cmd_compare)
 
     sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+
+    rp = sub.add_parser("report", help="self-contained HTML report of a run or sweep directory")
+    rp.add_argument("dir")
+    rp.add_argument("--out", default=None, help="the HTML file (default: DIR/report.html)")
+    rp.set_defaults(func=cmd_report)
 
     sw = sub.add_parser("sweep", help="a grid of runs from a YAML/TOML config (local processes or Ray)")
     sw.add_argument("config", help="a .yaml/.yml/.toml file (see agents/sweep.py for the keys)")
