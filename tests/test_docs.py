@@ -15,7 +15,7 @@ from agents.registry import AGENTS
 from memory import MEMORIES
 
 ROOT = Path(__file__).parents[1]
-PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 
 
 def _commands(text: str) -> list[tuple[str, bool]]:
@@ -64,3 +64,18 @@ def test_commands_exist(page):
             parser.parse_args(args)
         except SystemExit:
             pytest.fail(f"{page.name}: {cmd!r} does not parse")
+
+
+def test_reference_pages_are_current_and_cover_every_name():
+    from agents.docgen import ROOT as REF
+    from agents.docgen import pages
+
+    expected = pages()
+    for name in [*cl_env.STREAMS]:
+        assert f"env-{name}.md" in expected
+    for name in AGENTS:
+        assert f"agent-{name}.md" in expected
+    for name in MEMORIES:
+        assert f"memory-{name}.md" in expected
+    stale = [n for n, text in expected.items() if not (REF / n).exists() or (REF / n).read_text() != text]
+    assert not stale, f"docs/reference is out of date for {stale}: run `python -m agents.docgen`"
