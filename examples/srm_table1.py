@@ -23,7 +23,7 @@ def cells(budget: int) -> list[tuple[str, str, dict]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="one seed, 2 tasks, 300 items")
+    p.add_argument("--quick", action="store_true", help="one seed, 2 tasks")
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 200])
     p.add_argument("--out", default="runs/srm_t1")
     args = p.parse_args()
@@ -31,8 +31,6 @@ def main() -> None:
     stream = {"n_tasks": 2, "train_per_task": 200} if args.quick else {}
     for budget in [100] if args.quick else args.budgets:
         for agent, memory, settings in cells(budget):
-            if args.quick and memory == "srm":
-                settings = {**settings, "memory.items": 300}
             for seed in seeds:
                 r = run("MNISTRotations-v0", agent=agent, memory=memory, budget=budget, seed=seed,
                         settings=settings, stream_kwargs=stream,
