@@ -63,6 +63,7 @@ def distill_source(source: str = "mnist5k", ipc: float = 1, n_bases: int = 16, d
         "storage_bits": bits, "storage_float_images_per_class": mem.floats / (K * int(np.prod(shape))),
         "iterations": iterations, "inner_steps": inner_steps, "inner_lr": inner_lr, "seed": seed,
         "distilled_accuracy": acc, "outer_loss_first_last": [losses[0], losses[-1]],
+        "skipped_iterations": int(sum(not np.isfinite(v) for v in losses)),
         "distill_time_s": distill_s, "train_examples": len(y), "test_examples": len(yt),
     }
     if baselines:

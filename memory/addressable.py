@@ -239,7 +239,8 @@ def distill(mem: AddressableMemories, x: torch.Tensor, y: torch.Tensor, model_fn
 
     Each outer iteration: recall every class's slots, initialise a fresh model with ``model_fn``,
     unroll the inner SGD, take the loss on ``real_per_class`` real images of every class, and step
-    the memories (SGD with momentum, gradient-norm clip). Returns the outer losses.
+    the memories (SGD with momentum, gradient-norm clip). An iteration whose unroll diverged
+    (non-finite loss or gradient) is skipped. Returns the outer losses (NaN where skipped).
     """
     unroll, outer = unroll or Unroll(), outer or Distillation()
     gen = torch.Generator().manual_seed(seed)
@@ -261,11 +262,15 @@ def distill(mem: AddressableMemories, x: torch.Tensor, y: torch.Tensor, model_fn
         batches = minibatches(mem.rows, len(present), unroll, gen)
         d_x, loss = bptt_gradient(model, params0, x_syn, y_syn, x[real_idx.to(x.device)],
                                   y[real_idx.to(y.device)], unroll, [b.to(x_syn.device) for b in batches])
+        losses.append(loss)
+        if not (math.isfinite(loss) and torch.isfinite(d_x).all()):
+            # the unroll diverged for this initialisation (a long unroll at a large inner lr can):
+            # skip the step rather than write NaN into the memories (it cost a Fashion-MNIST seed)
+            continue
         opt.zero_grad(set_to_none=True)
         x_syn.backward(d_x)
         nn.utils.clip_grad_norm_(mem.parameters(), outer.clip)
         opt.step()
-        losses.append(loss)
         if progress is not None:
             progress(it, loss)
     return losses

@@ -129,3 +129,16 @@ def test_memory_distils_each_task_into_its_share_and_recalls_it():
     other = A.Addressable(spec, total_bits=40 * (64 * 8), n_bases=2, seed=5)
     other.load_state_dict(state)
     assert torch.equal(other.sample_task(0).x, batch.x)
+
+
+def test_a_diverging_unroll_is_skipped_not_written():
+    x, y = torch.rand(30, 1, 8, 8), torch.arange(30) % 3
+    mem = A.AddressableMemories((1, 8, 8), 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in mem.parameters()]
+
+    def model_fn():
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+
+    losses = A.distill(mem, x, y, model_fn, A.Unroll(steps=3, lr=float("nan")), A.Distillation(iterations=2), seed=0)
+    assert all(not torch.isfinite(torch.tensor(v)) for v in losses)
+    assert all(torch.equal(p, q) for p, q in zip(mem.parameters(), before, strict=True))
