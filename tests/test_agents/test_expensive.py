@@ -37,9 +37,14 @@ def test_sb3_bandits_learn_split_mnist(algo, threshold):
 
 
 def test_arm_and_adi_beat_lwf_and_naive_on_split_mnist():
+    """The ordering of ARM's Table 6 on the mean of seeds 0-2 (one seed is too noisy: on seed 0
+    ARM has 45.7 % and LwF 46.2 %; over seeds 0-2, 46.7 vs 43.0)."""
     base = {"model": "mlp400", "lr": 0.05}
-    naive = run("SplitMNIST-v0", agent="online", settings=base).retained_accuracy
-    lwf = run("SplitMNIST-v0", agent="lwf", settings=base).retained_accuracy
-    arm = run("SplitMNIST-v0", agent="arm").retained_accuracy
-    adi = run("SplitMNIST-v0", agent="adi").retained_accuracy
+
+    def mean_ra(agent, settings=None):
+        return sum(run("SplitMNIST-v0", agent=agent, settings=settings, seed=s).retained_accuracy
+                   for s in range(3)) / 3
+
+    naive, lwf = mean_ra("online", base), mean_ra("lwf", base)
+    arm, adi = mean_ra("arm"), mean_ra("adi")
     assert min(arm, adi) > lwf > naive + 0.1, (arm, adi, lwf, naive)
