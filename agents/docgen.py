@@ -73,8 +73,8 @@ def memory_page(name: str) -> str:
     from memory import memory_class
 
     cls = memory_class(name)
-    opts = _signature_options(cls.__init__) + [o for o in _signature_options(cls.for_budget)
-                                                if o not in _signature_options(cls.__init__)]
+    own = _signature_options(cls.__init__)
+    opts = own + [o for o in _signature_options(cls.for_budget) if o not in own]
     return "\n".join([
         f"# Memory `{name}`", "", f"Class `{cls.__module__}.{cls.__name__}`.", "",
         _doc(sys.modules[cls.__module__]), "", _doc(cls), "",

@@ -389,22 +389,20 @@ class Addressable(Memory):
 
     @property
     def storage_bits(self) -> int:
-        held = sum(len(b) for b in self.buf_x)
-        return len(self.memories) * self.task_bits + held * self.slot_bits
+        return len(self.memories) * self.task_bits + len(self.buf_x) * self.slot_bits
 
     @property
     def items(self) -> int:
-        return sum(self.task_items(t) for t in self.memories) + sum(len(b) for b in self.buf_x)
+        return sum(self.task_items(t) for t in self.memories) + len(self.buf_x)
 
     # ----------------------------------------------------------------- stream
     def observe(self, x: torch.Tensor, t: int | None, y: torch.Tensor, ctx: Any = None) -> None:
         """Reservoir-sample the current task into the free part of the budget."""
         cap = self.capacity
         xs, ys = to_uint8(x.detach()), y.detach()
-        for i in range(len(xs)):
+        for i in range(len(xs)):  # the buffer holds one example per entry
             self.seen += 1
-            held = sum(len(b) for b in self.buf_x)
-            if held < cap:
+            if len(self.buf_x) < cap:
                 self.buf_x.append(xs[i:i + 1])
                 self.buf_y.append(ys[i:i + 1])
             else:

@@ -10,8 +10,6 @@ with a larger ``J`` and copies every other weight.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -158,5 +156,3 @@ def grow(model: LifelongVAE, extra: int = 1) -> LifelongVAE:
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
-
-LOG_2PI = math.log(2 * math.pi)
