@@ -61,13 +61,14 @@ class ARM(Agent):
         profile = settings.get("profile") or profile_for(info.image_shape)
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+        valid = self.all_settings()
         for key, value in PROFILES[profile].items():
-            if settings.get(key) is None:
+            if key in valid and settings.get(key) is None:
                 settings[key] = value
         settings["profile"] = profile
         if settings.get("model") is None:
             settings["model"] = "mlp400" if profile == "mnist" else "reduced_resnet18"
-        if settings.get("divergence_weight") is None:
+        if "divergence_weight" in valid and settings.get("divergence_weight") is None:
             settings["divergence_weight"] = 8.0 if settings.get("lag") == 1 else 1.0
         super().__init__(info, memory, settings, device, seed)
         if memory is None or memory.name != "self_recall":
@@ -110,8 +111,16 @@ class ARM(Agent):
 class ADI(ARM):
     """Adaptive DeepInversion as ARM compares it: recalled inputs are pushed towards randomly
     chosen seen-but-not-present classes of the old model, with the divergence ("adaptive") term,
-    batch-norm statistics, sharpening, L2 and TV priors; training as ARM's line 9."""
+    batch-norm statistics, sharpening, L2 and TV priors; training as ARM's line 9.
+
+    Settings (besides ARM's, less its lambda1-lambda3 and divergence_weight, which ADI's
+    objective does not have):
+        classes_weight: weight of the cross-entropy towards the chosen classes (1).
+        adaptive_weight: weight of the old/new divergence ("adaptive" term, 1).
+        bn_weight: weight of the batch-norm statistics prior (1).
+    """
 
     name = "adi"
     objective = "adi"
     SETTINGS = {"classes_weight": 1.0, "adaptive_weight": 1.0, "bn_weight": 1.0}
+    UNUSED_SETTINGS = ("lambda1", "lambda2", "lambda3", "divergence_weight")  # ARM's eq. 8 terms

@@ -105,6 +105,8 @@ class Agent:
 
     name: ClassVar[str] = ""
     SETTINGS: ClassVar[dict[str, Any]] = {"lr": 0.1, "model": None, "head": None}
+    # inherited settings a subclass does not read (dropped from its valid settings)
+    UNUSED_SETTINGS: ClassVar[tuple[str, ...]] = ()
     needs_task_labels: ClassVar[bool] = False
     generative: ClassVar[bool] = False  # learns P(x): evaluated by test ELBO and Fréchet distance
     batch_sizes: ClassVar[tuple[int, ...] | None] = None  # None: any; else the only ones it runs with
@@ -153,6 +155,8 @@ class Agent:
         merged: dict[str, Any] = {}
         for klass in reversed(cls.__mro__):
             merged.update(getattr(klass, "SETTINGS", {}))
+        for key in cls.UNUSED_SETTINGS:
+            merged.pop(key, None)
         return merged
 
     @classmethod

@@ -48,10 +48,12 @@ class SB3Agent(Agent):
         policy: SB3 policy name (``"MultiInputPolicy"`` for the dict observation).
         algo_kwargs: Keyword arguments for the algorithm's constructor, e.g.
             ``{"n_steps": 256, "batch_size": 64}`` for PPO or ``{"learning_starts": 100}`` for DQN.
+        lr: The algorithm's ``learning_rate``; default (None): 1e-3 for PPO, SB3's own default
+            for A2C and DQN. Giving both ``lr`` and ``algo_kwargs.learning_rate`` is an error.
     """
 
     name = "sb3"
-    SETTINGS = {"algo": "ppo", "policy": "MultiInputPolicy", "algo_kwargs": {}}
+    SETTINGS = {"algo": "ppo", "policy": "MultiInputPolicy", "algo_kwargs": {}, "lr": None}
     needs_task_labels = True
     batch_sizes = (1,)
 
@@ -69,6 +71,11 @@ class SB3Agent(Agent):
         cls = {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}[algo]
         kwargs = dict(self.settings["algo_kwargs"])
         kwargs.setdefault("gamma", 0.0)  # one-step episodes: nothing to bootstrap
+        if self.settings["lr"] is not None:
+            if "learning_rate" in kwargs:
+                raise ValueError("sb3: give the learning rate once, as lr or as algo_kwargs.learning_rate, "
+                                 f"not both (lr={self.settings['lr']}, learning_rate={kwargs['learning_rate']})")
+            kwargs["learning_rate"] = float(self.settings["lr"])
         if algo == "ppo":  # measured on SplitMNIST-v0: SB3's 2048-step rollouts barely learn
             kwargs.setdefault("n_steps", 64)
             kwargs.setdefault("batch_size", 64)

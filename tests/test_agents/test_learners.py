@@ -205,3 +205,26 @@ def test_arm_runs_on_split_cifar10_fixture(stream_kwargs):
     assert r.config["settings"]["profile"] == "cifar10" and r.config["settings"]["lr"] == 0.01
     assert r.config["settings"]["model"] == "reduced_resnet18"
     assert len(r.accuracy_matrix) == 5 and r.overhead_bits > 0
+
+
+def test_sb3_lr_sets_the_algorithms_learning_rate(tiny):
+    stream = make_stream(tiny["env_id"], **tiny["stream_kwargs"])
+    info = StreamInfo.from_stream(stream)
+    agent = agent_class("sb3")(info, None, {"algo": "a2c", "lr": 2e-3})
+    assert agent.algo.learning_rate == 2e-3
+    assert agent.algo.policy.optimizer.param_groups[0]["lr"] == pytest.approx(2e-3)
+    default = agent_class("sb3")(info, None, {"algo": "ppo"})
+    assert default.algo.learning_rate == 1e-3  # PPO's default here
+    with pytest.raises(ValueError, match="not both"):
+        agent_class("sb3")(info, None, {"lr": 1e-3, "algo_kwargs": {"learning_rate": 1e-4}})
+
+
+def test_adi_lists_only_the_settings_its_objective_reads(tiny):
+    valid = agent_class("adi").all_settings()
+    assert {"classes_weight", "adaptive_weight", "bn_weight", "lambda4", "lambda5"} <= set(valid)
+    assert not {"lambda1", "lambda2", "lambda3", "divergence_weight"} & set(valid)
+    assert {"lambda1", "lambda3", "divergence_weight"} <= set(agent_class("arm").all_settings())
+    stream = make_stream(tiny["env_id"], **tiny["stream_kwargs"])
+    info = StreamInfo.from_stream(stream)
+    with pytest.raises(UnknownNameError, match="lambda1"):
+        agent_class("adi")(info, build_memory("adi", "self_recall", None, info.memory_spec("cpu")), {"lambda1": 2.0})
