@@ -1,6 +1,7 @@
 """SRM Table 1 on the embedded MNIST-5k: experience replay and GEM with real storage against
 recollections at equal incremental storage (100 and 200 effective examples), 3 seeds
-(docs/benchmarks.md). Slow on a CPU: GEM with recollections takes 10-30 minutes a run.
+(docs/benchmarks.md). Slow on a CPU: GEM with recollections takes 10-30 minutes a run at budget
+100 and 47-70 minutes at 200 on a 2-core machine.
 
 Usage:
     python examples/srm_table1.py [--quick] [--budgets 100 200] [--out runs/srm_t1]
