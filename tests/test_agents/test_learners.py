@@ -207,9 +207,14 @@ def test_arm_runs_on_split_cifar10_fixture(stream_kwargs):
     assert len(r.accuracy_matrix) == 5 and r.overhead_bits > 0
 
 
-def test_sb3_lr_sets_the_algorithms_learning_rate(tiny):
-    stream = make_stream(tiny["env_id"], **tiny["stream_kwargs"])
-    info = StreamInfo.from_stream(stream)
+@pytest.fixture
+def tiny_info(tiny):
+    """The :class:`StreamInfo` of the ``tiny`` stream, for building agents directly."""
+    return StreamInfo.from_stream(make_stream(tiny["env_id"], **tiny["stream_kwargs"]))
+
+
+def test_sb3_lr_sets_the_algorithms_learning_rate(tiny_info):
+    info = tiny_info
     agent = agent_class("sb3")(info, None, {"algo": "a2c", "lr": 2e-3})
     assert agent.algo.learning_rate == 2e-3
     assert agent.algo.policy.optimizer.param_groups[0]["lr"] == pytest.approx(2e-3)
@@ -219,12 +224,11 @@ def test_sb3_lr_sets_the_algorithms_learning_rate(tiny):
         agent_class("sb3")(info, None, {"lr": 1e-3, "algo_kwargs": {"learning_rate": 1e-4}})
 
 
-def test_adi_lists_only_the_settings_its_objective_reads(tiny):
+def test_adi_lists_only_the_settings_its_objective_reads(tiny_info):
     valid = agent_class("adi").all_settings()
     assert {"classes_weight", "adaptive_weight", "bn_weight", "lambda4", "lambda5"} <= set(valid)
     assert not {"lambda1", "lambda2", "lambda3", "divergence_weight"} & set(valid)
     assert {"lambda1", "lambda3", "divergence_weight"} <= set(agent_class("arm").all_settings())
-    stream = make_stream(tiny["env_id"], **tiny["stream_kwargs"])
-    info = StreamInfo.from_stream(stream)
+    info = tiny_info
     with pytest.raises(UnknownNameError, match="lambda1"):
         agent_class("adi")(info, build_memory("adi", "self_recall", None, info.memory_spec("cpu")), {"lambda1": 2.0})
