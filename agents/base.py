@@ -261,6 +261,13 @@ class Agent:
         """Scalars to log at task ends beyond the runner's own; none by default."""
         return {}
 
+    def counters(self) -> dict[str, int]:
+        """Counts of events a reader of the result must see (GEM's failed QP solves, projected
+        steps); ``result.json`` carries them under ``counters``. The memory's own
+        ``counters()``, if it has one, are added with a ``memory.`` prefix."""
+        mem = getattr(self.memory, "counters", None)
+        return {} if mem is None else {f"memory.{k}": v for k, v in mem().items()}
+
     @property
     def overhead_bits(self) -> int:
         """Sunk storage the learner itself keeps (an old model, Fisher), beyond the memory's."""

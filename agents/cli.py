@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
-import io
-import json
-import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
+
+DIVERGED_EXIT = 3  # a run (or a sweep cell) diverged: its result.json exists, with status "diverged"
 
 
 def parse_assignments(items: list[str] | None, flag: str) -> dict:
@@ -39,11 +36,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.env_id, agent=args.agent, memory=args.memory, budget=args.budget, seed=args.seed,
             device=args.device, out=args.out, settings=parse_assignments(args.set, "--set"),
             stream_kwargs=parse_assignments(args.stream, "--stream"), batch_size=args.batch_size,
-            resume=args.resume, checkpoint_every=args.checkpoint_every, progress=args.progress,
+            resume=args.resume, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
+            progress=args.progress,
         )
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if result.status == "diverged":
+        d = result.divergence
+        print(f"DIVERGED: {result.agent} on {result.env} (seed {result.seed}) stopped at step {d['step']} "
+              f"(task {d['task']}, {d['examples_seen']} examples): {d['reason']}; "
+              f"{len(result.accuracy_matrix)} accuracy row(s) measured before it. Not a result: "
+              f"compare lists it flagged and never averages it in. Try a smaller lr or regulariser weight.",
+              file=sys.stderr)
+        if args.out:
+            print(f"wrote {Path(args.out) / 'result.json'} (status diverged)")
+        return DIVERGED_EXIT
     if result.neg_test_elbo is not None:
         scores = (f"-ELBO {result.neg_test_elbo[-1]:.2f} nats, Fréchet distance "
                   f"{result.frechet_distance[-1]:.2f} (after the last task)")
@@ -53,109 +61,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{result.agent} on {result.env} (seed {result.seed}, memory {result.memory}): {scores}, "
           f"storage {result.effective_examples:.1f} examples ({result.items} items), "
           f"{result.wall_time_s:.1f} s")
+    notable = {k: v for k, v in result.counters.items() if v and k not in ("projections", "resumes")}
+    if notable:
+        print(f"counters: {notable} (in result.json)")
     if args.out:
         print(f"wrote {Path(args.out) / 'result.json'} and TensorBoard events "
               f"(tensorboard --logdir {args.out})")
     return 0
 
 
-def load_results(paths: list[str]) -> list[dict]:
-    """Every ``result.json`` at or under the given paths."""
-    found = []
-    for p in map(Path, paths):
-        if p.is_file() and p.suffix != ".json":
-            continue  # e.g. a shell glob that caught run logs
-        files = [p] if p.is_file() else sorted(p.rglob("result.json"))
-        found += [json.loads(f.read_text()) for f in files]
-    return found
-
-
-def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    vals = [v * scale for v in values if v is not None]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return f"{vals[0]:.{digits}f}"
-    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
-
-
-def compare_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """The papers' layout, one row per (env, agent, memory, budget, settings), seeds aggregated."""
-    generative = [r for r in results if r.get("neg_test_elbo") is not None]
-    if generative and len(generative) == len(results):
-        return generative_table(results)
-    results = [r for r in results if r.get("neg_test_elbo") is None]
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in results:
-        cfg = r.get("config", {})
-        key = (r["env"], r["agent"], r["memory"], cfg.get("budget"),
-               json.dumps(cfg.get("settings", {}), sort_keys=True))
-        groups[key].append(r)
-    from cl_env import metrics
-
-    header = ["env", "method", "memory", "incremental storage (examples)", "items", "seeds",
-              "retained acc %", "BTI %", "BWT %", "forgetting %", "online acc %", "wall time s"]
-    rows = []
-    for (env, agent, mem, _, _), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        rows.append([
-            env, agent, mem or "-",
-            _mean_std([r["effective_examples"] for r in rs], digits=1),
-            _mean_std([r["items"] for r in rs], digits=0),
-            ",".join(str(r["seed"]) for r in rs),
-            _mean_std([r["retained_accuracy"] for r in rs], 100),
-            _mean_std([metrics.bti(r["accuracy_matrix"]) for r in rs], 100),
-            _mean_std([r["backward_transfer"] for r in rs], 100),
-            _mean_std([r["forgetting"] for r in rs], 100),
-            _mean_std([r["online_accuracy"] for r in rs], 100),
-            _mean_std([r["wall_time_s"] for r in rs], digits=1),
-        ])
-    return header, rows
-
-
-def generative_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Generative runs: -ELBO and Fréchet distance after each task (LGM Figures 3-4), seeds aggregated."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in results:
-        cfg = r.get("config", {})
-        settings = {k: v for k, v in cfg.get("settings", {}).items() if k not in ("lr", "model", "head")}
-        settings.update({f"memory.{k}": v for k, v in cfg.get("memory_options", {}).items()})
-        groups[(r["env"], r["agent"], json.dumps(settings, sort_keys=True),
-                json.dumps(cfg.get("stream_kwargs", {}), sort_keys=True))].append(r)
-    T = max(len(r["neg_test_elbo"]) for r in results)
-    header = ["env", "method", "settings", "stream", "seeds", "metric", *[f"after {t + 1}" for t in range(T)]]
-    rows = []
-    for (env, agent, settings, stream), rs in sorted(groups.items()):
-        for key, label in (("neg_test_elbo", "-ELBO (nats)"), ("frechet_distance", "Fréchet")):
-            rows.append([env, agent, settings, stream, ",".join(str(r["seed"]) for r in rs), label,
-                         *[_mean_std([r[key][t] for r in rs if len(r[key]) > t], digits=1) for t in range(T)]])
-    return header, rows
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    results = load_results(args.dirs)
-    if not results:
-        print(f"error: no result.json found under {args.dirs}", file=sys.stderr)
+    from agents import results
+
+    runs, skipped = results.find_results(args.dirs)
+    for note in skipped:
+        print(f"skipped: {note}", file=sys.stderr)
+    if not runs:
+        print(f"error: no readable result.json found under {args.dirs}", file=sys.stderr)
         return 2
-    header, rows = compare_table(results)
-    print(markdown_table(header, rows))
+    tables = results.comparison_tables(runs)
+    if args.format == "csv":
+        sys.stdout.write(results.to_csv(tables))
+    elif args.format == "json":
+        sys.stdout.write(results.to_json(tables, results.group_runs(runs), skipped))
+    else:
+        sys.stdout.write(results.to_markdown(tables))
+    if args.csv:
+        Path(args.csv).write_text(results.to_csv(tables))
+        print(f"wrote {args.csv}", file=sys.stderr)
     if args.plot:
         from agents.report import retention_vs_storage
 
-        retention_vs_storage(results, args.plot)
-        print(f"\nwrote {args.plot} (retained accuracy against incremental storage)")
-    buf = io.StringIO()
-    csv.writer(buf).writerows([header, *rows])
-    if args.csv:
-        Path(args.csv).write_text(buf.getvalue())
-        print(f"\nwrote {args.csv}")
-    else:
-        print("\n" + buf.getvalue().rstrip())
+        retention_vs_storage(runs, args.plot)
+        print(f"wrote {args.plot} (retained accuracy against incremental storage)", file=sys.stderr)
     return 0
 
 
@@ -253,17 +191,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             cells, skipped = expand(cfg)
             for note in skipped:
                 print(f"skipped: {note}")
+            root = Path(cfg.get("out", "runs/sweep"))
             for c in cells:
-                print(f"{c.env} {c.agent} memory={c.memory} budget={c.budget} seed={c.seed} {c.settings or ''}")
+                print(f"{c.describe()} -> {c.directory(root)} ({c.config_hash()})")
             print(f"{len(cells)} cells")
             return 0
         records = sweep(cfg, workers=args.workers, backend=args.backend, address=args.address)
     except (CLEnvError, ValueError, TypeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    failed = [r for r in records if not r["ok"]]
-    print(f"ran {len(records)} cells ({len(failed)} failed); compare with: cl-env compare {cfg.get('out', 'runs/sweep')}")
-    return 1 if failed else 0
+    failed = [r for r in records if r["status"] == "failed"]
+    diverged = [r for r in records if r["status"] == "diverged"]
+    print(f"ran {len(records)} cells ({len(failed)} failed, {len(diverged)} diverged); compare with: "
+          f"cl-env compare {cfg.get('out', 'runs/sweep')}")
+    return 1 if failed else (DIVERGED_EXIT if diverged else 0)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -297,14 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream options, e.g. source=fashion_mnist seed=1")
     r.add_argument("--batch-size", type=int, default=None,
                    help="examples per step (default 10; 1 for the sb3 agent)")
-    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from its checkpoint.pt (same configuration only)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="delete the run files in OUT (result, checkpoint, events) and start afresh")
     r.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     r.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("compare", help="table of results (Markdown and CSV)")
-    c.add_argument("dirs", nargs="+")
-    c.add_argument("--csv", default=None, help="write the CSV here instead of printing it")
+    c = sub.add_parser("compare", help="table of results, runs grouped by configuration (seeds aggregated)")
+    c.add_argument("dirs", nargs="+", help="run or sweep directories (every result.json under them)")
+    c.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"],
+                   help="markdown (mean ± std text), csv (numeric mean/std/n columns) or json")
+    c.add_argument("--csv", default=None, help="also write the CSV to this file")
     c.add_argument("--plot", default=None, help="write a retention-vs-storage plot (PNG) here")
     c.set_defaults(func=cmd_compare)
 
@@ -317,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="a grid of runs from a YAML/TOML config (local processes or Ray)")
     sw.add_argument("config", help="a .yaml/.yml/.toml file (see agents/sweep.py for the keys)")
-    sw.add_argument("--workers", type=int, default=None, help="processes (default: the cores)")
+    sw.add_argument("--workers", type=int, default=None,
+                    help="processes (default: the cores of this process's affinity / OMP_NUM_THREADS)")
     sw.add_argument("--backend", default="local", choices=["local", "ray"])
     sw.add_argument("--address", default=None, help="Ray cluster address (ray.init(address=...))")
     sw.add_argument("--out", default=None, help="override the config's out directory")

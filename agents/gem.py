@@ -99,6 +99,9 @@ class _Projecting(Agent):
     def extra_state(self) -> dict:
         return {"n_projections": self.n_projections}
 
+    def counters(self) -> dict[str, int]:
+        return {**super().counters(), "projections": int(self.n_projections)}
+
     def load_extra_state(self, state: dict) -> None:
         self.n_projections = state["n_projections"]
 
@@ -198,6 +201,11 @@ class GEM(_Projecting):
 
     def extra_state(self) -> dict:
         return {**super().extra_state(), "n_qp_failures": self.n_qp_failures}
+
+    def counters(self) -> dict[str, int]:
+        """``qp_failures``: steps whose QP failed at every ridge and kept the unprojected gradient
+        (plain SGD on that step); ``projections``: steps that violated a constraint."""
+        return {**super().counters(), "qp_failures": int(self.n_qp_failures)}
 
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)

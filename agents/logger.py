@@ -1,6 +1,10 @@
 """The one logger: TensorBoard event files (``torch.utils.tensorboard``) under the run directory.
 
-Agents never hold a writer; they return named loss tensors and the runner logs them here.
+Agents never hold a writer; they return named loss tensors and the runner logs them here. Every
+scalar, image and text uses one x-axis, the number of training examples seen, so training and
+evaluation curves overlay; a resumed run purges what the killed run logged after its checkpoint
+(``purge_step``, in examples). The run's configuration goes in as text and as TensorBoard hparams
+(:meth:`Logger.hparams`), so the HParams tab filters and compares runs by agent, memory, budget.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ def accuracy_heatmap(R: np.ndarray, title: str = "accuracy matrix"):
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     T = R.shape[1]
     fig = Figure(figsize=(1.2 + 0.35 * T, 1.0 + 0.35 * T))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     im = ax.imshow(np.where(np.isnan(R), np.nan, R), vmin=0.0, vmax=1.0, cmap="viridis")
+    for axis in (ax.xaxis, ax.yaxis):  # tasks are integers: never a tick at 2.5
+        axis.set_major_locator(MaxNLocator(integer=True, nbins=min(T, 10)))
     ax.set_xlabel("test task j")
     ax.set_ylabel("after training task i")
     ax.set_title(title)
@@ -41,6 +48,52 @@ class Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out), purge_step=purge_step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag, text, step)
+
+    def hparams(self, hparams: dict, metrics: list[str]) -> None:
+        """Write the HParams plugin's experiment and session-start summaries into this run.
+
+        ``hparams``: flat name -> bool/int/float/str (others as text); ``metrics``: the scalar
+        tags the HParams tab shows per run (logged later with :meth:`scalars`). Written into the
+        run's own event file rather than through ``SummaryWriter.add_hparams``, which opens a
+        second run directory.
+        """
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams as hp_summary
+
+        clean = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in hparams.items()}
+        exp, ssi, _ = hp_summary(clean, {m: 0.0 for m in metrics})  # values: logged as scalars
+        fw = self.writer._get_file_writer()
+        fw.add_summary(exp)
+        fw.add_summary(ssi)
+
+    def end_session(self, status: str) -> None:
+        """The HParams session-end summary (status ``completed`` -> success, else failure)."""
+        if self.writer is None:
+            return
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+        from tensorboard.plugins.hparams.api_pb2 import Status
+        from tensorboard.plugins.hparams.metadata import (
+            PLUGIN_DATA_VERSION,
+            PLUGIN_NAME,
+            SESSION_END_INFO_TAG,
+        )
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+
+        code = Status.Value("STATUS_SUCCESS" if status == "completed" else "STATUS_FAILURE")
+        content = HParamsPluginData(session_end_info=SessionEndInfo(status=code), version=PLUGIN_DATA_VERSION)
+        meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME, content=content.SerializeToString()))
+        self.writer._get_file_writer().add_summary(
+            Summary(value=[Summary.Value(tag=SESSION_END_INFO_TAG, metadata=meta)]))
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
 
     def scalars(self, values: dict[str, float | torch.Tensor], step: int, prefix: str = "") -> None:
         if self.writer is None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agents import results
+
 
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
@@ -32,36 +34,51 @@ def _img(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def retention_vs_storage(results: list[dict], path: str | Path | None = None):
-    """Retained accuracy (%) against incremental storage (effective examples), one series per
-    (env, agent, memory), mean ± std over seeds (the SRM paper's comparisons). Returns the figure."""
+def retention_vs_storage(runs: list[results.Run], path: str | Path | None = None):
+    """Retained accuracy (%) against incremental storage (effective examples), mean ± std over
+    seeds (the SRM paper's comparisons). One series per configuration except the seed and the
+    budget; completed runs only (a diverged run is no point on a curve). Returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[tuple, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        if r.get("retained_accuracy") is None:
+    series: dict[str, dict[str, list[results.Run]]] = defaultdict(lambda: defaultdict(list))
+    configs: dict[str, dict] = {}
+    for r in runs:
+        if r.status != "completed" or r.data.get("retained_accuracy") is None:
             continue
-        budget = r.get("config", {}).get("budget")
-        groups[(r["env"], r["agent"], r["memory"] or "-")][budget].append(
-            (r["effective_examples"], 100 * r["retained_accuracy"]))
+        cfg = {k: v for k, v in results.identity(r.config).items() if k not in ("seed", "budget")}
+        key = results.canonical(cfg)
+        configs[key] = cfg
+        series[key][results.canonical(r.config.get("budget"))].append(r)
+    varying = _varying([configs[k] for k in series])
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (env, agent, mem), by_budget in sorted(groups.items()):
-        pts = sorted((np.mean([s for s, _ in v]), np.mean([a for _, a in v]), np.std([a for _, a in v]))
-                     for v in by_budget.values())
+    for key in sorted(series):
+        pts = sorted((np.mean([r.data["effective_examples"] for r in v]),
+                      np.mean([100 * r.data["retained_accuracy"] for r in v]),
+                      np.std([100 * r.data["retained_accuracy"] for r in v])) for v in series[key].values())
         xs, ys, es = zip(*pts, strict=True)
-        label = f"{agent} ({mem})" + (f" · {env}" if len({k[0] for k in groups}) > 1 else "")
+        cfg = configs[key]
+        flat = results.flatten(cfg)
+        label = f"{cfg['agent']} ({cfg.get('memory') or '-'})" + "".join(
+            f" · {results._label(k)}={flat.get(k)}" for k in varying)
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
     ax.set_xlabel("incremental storage (effective real examples)")
     ax.set_ylabel("retained accuracy %")
     ax.grid(alpha=0.3)
-    if groups:
+    if series:
         ax.legend(fontsize=7)
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+def _varying(configs: list[dict]) -> list[str]:
+    """Dotted keys whose values differ between ``configs`` (agent and memory aside)."""
+    flats = [results.flatten(c) for c in configs]
+    keys = sorted({k for f in flats for k in f} - {"agent", "memory"})
+    return [k for k in keys if len({results.canonical(f.get(k)) for f in flats}) > 1]
 
 
 def _heatmap(R: np.ndarray, title: str):
@@ -69,9 +86,9 @@ def _heatmap(R: np.ndarray, title: str):
 
     fig, ax = plt.subplots(figsize=(4, 3.4))
     im = ax.imshow(100 * R, vmin=0, vmax=100, cmap="viridis")
-    ticks = range(0, len(R), max(1, len(R) // 10))
+    ticks = range(0, R.shape[1], max(1, R.shape[1] // 10))
     ax.set_xticks(ticks)
-    ax.set_yticks(ticks)
+    ax.set_yticks([t for t in ticks if t < len(R)])
     ax.set_xlabel("evaluated on task j")
     ax.set_ylabel("after task i")
     ax.set_title(title, fontsize=9)
@@ -127,43 +144,71 @@ def _event_images(run_dir: Path) -> dict[str, str]:
 
 
 def build_report(root: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``root/report.html`` (or ``out``) for every ``result.json`` under ``root``."""
+    """Write ``root/report.html`` (or ``out``) for every ``result.json`` under ``root``.
+
+    The comparison tables group runs as ``cl-env compare`` does (:mod:`agents.results`); each
+    run's section shows its status and its whole configuration; unreadable result files are
+    listed, not fatal.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
-    from agents.cli import compare_table
 
     root = Path(root)
-    files = [root] if root.is_file() else sorted(root.rglob("result.json"))
-    if not files:
-        raise FileNotFoundError(f"no result.json at or under {root}: run `cl-env run ... --out {root}` first")
-    results = [(f.parent, json.loads(f.read_text())) for f in files]
-    header, rows = compare_table([r for _, r in results])
-    parts = [f"<h1>cl-env report: {html.escape(str(root))}</h1>",
-             f"<p>{len(results)} run(s).</p>", "<h2>Comparison</h2>", _table(header, rows)]
-    classifiers = [r for _, r in results if r.get("retained_accuracy") is not None]
+    runs, skipped = results.find_results([root])
+    if not runs:
+        more = f" ({len(skipped)} unreadable: {skipped[0]})" if skipped else ""
+        raise FileNotFoundError(f"no readable result.json at or under {root}{more}: "
+                                f"run `cl-env run ... --out {root}` first")
+    parts = [f"<h1>cl-env report: {html.escape(str(root))}</h1>", f"<p>{len(runs)} run(s).</p>"]
+    if skipped:
+        parts.append("<p>Skipped (not readable results):</p><ul>"
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in skipped) + "</ul>")
+    parts.append("<h2>Comparison</h2>")
+    for t in results.comparison_tables(runs):
+        parts.append(_table(t.columns, t.rows) + "".join(f"<p>{html.escape(n)}</p>" for n in t.notes))
+    classifiers = [r for r in runs if r.data.get("retained_accuracy") is not None]
     if classifiers:
         parts += ["<h2>Retention against incremental storage</h2>",
                   _img(_png(retention_vs_storage(classifiers)), "retention vs storage")]
     parts.append("<h2>Runs</h2>")
-    for run_dir, r in results:
+    for run in runs:
+        run_dir, r = run.path.parent, run.data
         rel = run_dir.relative_to(root) if run_dir != root and root in run_dir.parents else run_dir.name
         title = f"{r['agent']} · {r['memory'] or 'no memory'} · {r['env']} · seed {r['seed']}"
-        parts.append(f'<section><h3>{html.escape(title)}</h3><p class="path">{html.escape(str(rel))}</p>')
+        if run.status != "completed":
+            title += f" · {run.status.upper()}"
+        parts.append(f'<section><h3>{html.escape(title)}</h3><p class="path">{html.escape(str(rel))} · '
+                     f'configuration {html.escape(r.get("config_hash", ""))}</p>')
+        if run.status == "diverged":
+            d = r.get("divergence") or {}
+            parts.append(f'<p class="bad">Diverged at step {d.get("step")} (task {d.get("task")}): '
+                         f'{html.escape(str(d.get("reason")))}. Not a result: never averaged in.</p>')
         if r.get("accuracy_matrix"):
             R = np.array(r["accuracy_matrix"], dtype=float)
             parts.append(_img(_png(_heatmap(R, "accuracy matrix")), "accuracy matrix")
                          + _img(_png(_curves(R, "accuracy of each task over the stream")), "per-task accuracy"))
+        if run.status == "completed" and r.get("retained_accuracy") is not None:
             scores = (f"retained accuracy {100 * r['retained_accuracy']:.2f} %, BWT "
                       f"{100 * r['backward_transfer']:+.2f} %, forgetting {100 * r['forgetting']:.2f} %")
-        else:
+        elif run.status == "completed":
             parts.append(_img(_png(_generative(r)), "generative metrics"))
             scores = f"-ELBO {r['neg_test_elbo'][-1]:.2f} nats, Fréchet {r['frechet_distance'][-1]:.2f}"
+        else:
+            scores = "no scores: the run diverged"
         storage = [["incremental storage (bits)", f"{r['storage_bits']:,}"],
                    ["effective real examples", f"{r['effective_examples']:.1f}"],
                    ["replayable items", f"{r['items']:,}"], ["overhead (bits)", f"{r['overhead_bits']:,}"],
                    ["wall time (s)", f"{r['wall_time_s']:.1f}"]]
         parts.append(f"<p>{html.escape(scores)}</p>" + _table(["storage", "value"], storage))
+        counters = {**(r.get("counters") or {})}
+        if counters or r.get("warnings"):
+            parts.append(_table(["counter / warning", "value"],
+                                [[k, str(v)] for k, v in counters.items()]
+                                + [["warning", w] for w in r.get("warnings") or []]))
+        config_rows = [[k, json.dumps(v, default=str)] for k, v in results.flatten(run.config).items()]
+        parts.append("<details><summary>configuration</summary>" + _table(["key", "value"], config_rows)
+                     + "</details>")
         for tag, b64 in _event_images(run_dir).items():
             parts.append(f"<figure>{_img(b64, tag)}<figcaption>{html.escape(tag)}</figcaption></figure>")
         parts.append("</section>")
@@ -171,11 +216,11 @@ def build_report(root: str | Path, out: str | Path | None = None) -> Path:
              "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
              "font-size:12px}img{margin:4px;vertical-align:top}section{border-top:1px solid #ddd;margin-top:1em}"
              ".path{color:#777;font-size:11px}figure{display:inline-block;margin:4px}"
-             "figcaption{font-size:11px;color:#555}")
+             "figcaption{font-size:11px;color:#555}.bad{color:#b00;font-weight:bold}")
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cl-env report</title>"
            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
     path = Path(out) if out is not None else (root if root.is_dir() else root.parent) / "report.html"
-    path.write_text(doc, encoding="utf-8")
+    results.write_text_atomic(path, doc)
     return path
 
 

@@ -3,13 +3,18 @@
 ``run`` builds the env, the memory and the agent, steps through the stream (``act`` -> ``step``
 -> ``observe``), evaluates every task's whole test set at every task end, logs to TensorBoard,
 checkpoints, and returns a :class:`Result` (also written as ``result.json``).
+
+A run directory holds one run: ``config.json`` (its resolved configuration and hash, written at
+start), ``checkpoint.pt`` (at task ends), TensorBoard events and, at the end, ``result.json``
+(status ``completed`` or ``diverged``). See :mod:`agents.results` for identity and grouping.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -23,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 import cl_env
+from agents import results
 from agents.base import Agent, StreamInfo
 from agents.logger import Logger
 from agents.registry import AGENTS, agent_class, build_memory
@@ -66,13 +72,21 @@ class Result:
     frechet_distance: list[float] | None = None
     elbo_matrix: list[list[float]] | None = None
     zd_consistency: list[float | None] | None = None
+    status: str = "completed"
+    config_hash: str = ""
+    divergence: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+    counters: dict = field(default_factory=dict)
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
+        """Write atomically, as strict JSON (non-finite values as null)."""
+        results.write_json_atomic(path, asdict(self))
 
     @classmethod
     def from_json(cls, path: str | Path) -> Result:
-        return cls(**json.loads(Path(path).read_text()))
+        data = results.read_json(path)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def validate(agent: str, memory: str | None, settings: dict | None) -> type[Agent]:
@@ -119,9 +133,111 @@ def evaluate_generative(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tens
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
+    """``torch.save`` to a temporary named for this process, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+RUN_FILES = (results.CONFIG_FILE, results.RESULT_FILE, results.CHECKPOINT_FILE, "error.txt")
+
+
+def _run_files(out: Path) -> list[Path]:
+    """The files of a run in ``out`` (configuration, result, checkpoint, TensorBoard events)."""
+    if not out.is_dir():
+        return []
+    found = [out / n for n in RUN_FILES if (out / n).exists()]
+    return found + sorted(out.glob("events.out.tfevents.*")) + sorted(out.glob(".checkpoint.pt.*.tmp"))
+
+
+def _recorded_config(out: Path) -> dict | None:
+    """The configuration the run in ``out`` recorded (config.json, else result.json), or None."""
+    for name in (results.CONFIG_FILE, results.RESULT_FILE):
+        path = out / name
+        if path.exists():
+            try:
+                data = results.read_json(path)
+            except results.ResultFileError:
+                continue
+            if isinstance(data.get("config"), dict):
+                return data["config"]
+    return None
+
+
+def prepare_run_directory(out: Path, config: dict, resume: bool, overwrite: bool) -> bool:
+    """Check ``out`` against ``config`` before any work; returns whether to resume from its checkpoint.
+
+    Raises:
+        RunDirectoryError: ``out`` holds another run (names the keys that differ) or the same run
+            without ``--resume``/``--overwrite``; ``--resume`` with no checkpoint to resume from.
+    """
+    if resume and overwrite:
+        raise results.RunDirectoryError("--resume and --overwrite exclude each other: --resume continues "
+                                        "the run in --out, --overwrite deletes it; pass one")
+    files = _run_files(out)
+    if overwrite:
+        for f in files:
+            f.unlink()
+        return False
+    recorded = _recorded_config(out)
+    diff = [] if recorded is None else results.differing_keys(recorded, config)
+    ckpt = out / results.CHECKPOINT_FILE
+    if resume:
+        if diff:
+            raise results.RunDirectoryError(
+                f"--resume: {out} holds a run of another configuration ({results.describe_differences(recorded, config, diff)}); "
+                f"resume it with its own options, use another --out, or --overwrite to replace it")
+        if not ckpt.exists():
+            what = "a finished result but" if (out / results.RESULT_FILE).exists() else "nothing to resume:"
+            raise results.RunDirectoryError(
+                f"--resume: {out} holds {what} no {results.CHECKPOINT_FILE}; drop --resume to start "
+                f"the run there (add --overwrite if the directory holds files of a run)")
+        return True
+    if files:
+        names = ", ".join(sorted({f.name if not f.name.startswith("events.") else "TensorBoard events"
+                                  for f in files}))
+        if diff:
+            raise results.RunDirectoryError(
+                f"{out} holds another run ({names}) whose configuration differs: "
+                f"{results.describe_differences(recorded, config, diff)}; use another --out, or "
+                f"--overwrite to replace it")
+        same = "this same configuration" if recorded is not None else "a run"
+        raise results.RunDirectoryError(
+            f"{out} already holds {same} ({names}); pass --resume to continue it from its checkpoint, "
+            f"--overwrite to start afresh, or use another --out")
+    return False
+
+
+@contextlib.contextmanager
+def _recording_warnings():
+    """Warnings shown during the run, also kept (once each) for ``result.json``."""
+    caught: list[str] = []
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def record(message, category, filename, lineno, file=None, line=None):
+            text = f"{category.__name__}: {message}"
+            if text not in caught:
+                caught.append(text)
+            show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = record
+        yield caught
+
+
+def _parameters(learner: Agent) -> list[torch.Tensor]:
+    params = [p for p in learner.model.parameters()] if isinstance(learner.model, torch.nn.Module) else []
+    inner = getattr(learner.memory, "model", None)
+    if isinstance(inner, torch.nn.Module):
+        params += list(inner.parameters())
+    return params
+
+
+def _nonfinite_parameters(learner: Agent) -> bool:
+    params = _parameters(learner)
+    if not params:
+        return False
+    return not bool(torch.stack([torch.isfinite(p.detach()).all() for p in params]).all())
 
 
 def run(
@@ -136,6 +252,7 @@ def run(
     stream_kwargs: dict | None = None,
     batch_size: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     checkpoint_every: int | None = None,
     log_every: int = 50,
     progress: bool | None = None,
@@ -150,173 +267,252 @@ def run(
         budget: Incremental storage in effective real examples (``budget * C * H * W * 8`` bits).
         seed: Seeds the agent (model init, sampling) and the order of examples inside each task.
         device: ``"cpu"`` or ``"cuda"``.
-        out: Directory for ``result.json``, TensorBoard events and ``checkpoint.pt``; None keeps
-            everything in memory.
+        out: Directory for ``config.json``, ``result.json``, TensorBoard events and
+            ``checkpoint.pt``; None keeps everything in memory. A directory that holds another
+            run is refused (:class:`agents.results.RunDirectoryError`) unless ``resume`` or
+            ``overwrite``.
         settings: Agent settings (``--set key=value``); keys ``memory.NAME`` go to the memory's
             constructor (e.g. ``memory.items=3000``, ``memory.categories=8``, ``memory.n_sets=5``).
         stream_kwargs: Options of the stream (``source``, ``root``, ``seed`` of the instance, sizes).
         batch_size: Examples per step (default 10, the papers' value; 1 for ``sb3``).
-        resume: Continue from ``out/checkpoint.pt`` if it exists.
+        resume: Continue the same configuration from ``out/checkpoint.pt`` (which must exist).
+        overwrite: Delete the run files in ``out`` first and start afresh.
         checkpoint_every: Also checkpoint every this many steps (task ends always checkpoint).
-        log_every: Steps between loss logs.
+        log_every: Steps between loss logs (and between divergence checks).
         progress: Show a tqdm bar (default: only on an interactive terminal).
         stop_after_task: Stop (as if killed) after this task's checkpoint; for tests and demos.
+
+    A non-finite loss (checked every step, on the device) or parameter (checked every
+    ``log_every`` steps and at task ends) stops the run: the result has ``status="diverged"``,
+    ``divergence`` (step, task, examples seen, reason) and the accuracy rows measured so far.
     """
     started = time.perf_counter()
     settings = dict(settings or {})
+    config = results.run_config(env_id, agent, memory, budget, seed, device, settings, stream_kwargs,
+                                batch_size)
     memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
     stream_kwargs = dict(stream_kwargs or {})
     cls = validate(agent, memory, settings)
-    if batch_size is None:
-        batch_size = cls.batch_sizes[0] if cls.batch_sizes else 10
+    batch_size = config["batch_size"]
     if cls.batch_sizes and batch_size not in cls.batch_sizes:
         raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
                          f"got {batch_size}; pass --batch-size {cls.batch_sizes[0]}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
     out = Path(out) if out is not None else None
-    ckpt_path = out / "checkpoint.pt" if out is not None else None
-    if resume and out is None:
-        raise ValueError("resume=True needs an out directory holding checkpoint.pt")
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)  # gymnasium's float-image notes
-        # torch mode on every device: the CPU runs exercise the same code path as CUDA runs,
-        # and the batches are prepared on the device once per pass
-        env = gym.make(env_id, batch_size=batch_size, device=device, disable_env_checker=True,
-                       **stream_kwargs)
-    raw: cl_env.ContinualEnv = env.unwrapped
-    stream = raw.stream
-    if cls.needs_task_labels and not raw.task_labels:
-        raise ValueError(f"agent {agent!r} needs task labels; do not pass task_labels=False")
-    info = StreamInfo.from_stream(stream)
-    mem = build_memory(agent, memory, budget, info.memory_spec(device), seed=seed, options=memory_options)
-    learner = cls(info, mem, settings, device=device, seed=seed)
-    dev = torch.device(device)
-    tests = [(t.test_x.to(dev), t.test_y.to(dev)) for t in stream.tasks]
-    T = stream.n_tasks
-    config = {
-        "env": env_id, "agent": agent, "memory": None if mem is None else mem.name,
-        "budget": budget, "seed": seed, "device": device, "batch_size": batch_size,
-        "settings": learner.settings, "memory_options": memory_options, "stream_kwargs": {k: str(v) for k, v in stream_kwargs.items()},
-        "python": platform.python_version(), "torch": torch.__version__, "cl_env": cl_env.__version__,
-    }
-
-    learner.prepare(stream)
-    gen = learner.generative
-    net = None
-    if gen:
-        from agents.evaluators import feature_classifier
-
-        net, net_acc = feature_classifier(stream, device, seed=0)
-        config["frechet_classifier_accuracy"] = round(net_acc, 4)
-    gen_log: dict[str, list] = {"neg_test_elbo": [], "frechet_distance": [], "zd_consistency": []}
-    R = np.full((T, T), np.nan)
-    # b_j of FWT: the randomly initialised model (generative agents: its -ELBO)
-    baseline = np.zeros(T) if gen else evaluate(learner, tests)
-    reward_sum, steps, elapsed_before = 0.0, 0, 0.0
-    obs, _ = env.reset(seed=seed)
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        if state["config"] != config:
-            raise ValueError(f"{ckpt_path} was written by a different configuration: "
-                             f"{state['config']} vs {config}; use another --out or drop --resume")
-        learner.load_state_dict(state["agent"])
-        R, baseline, gen_log = state["R"], state["baseline"], state["gen_log"]
-        reward_sum, steps, elapsed_before = state["reward_sum"], state["steps"], state["elapsed"]
-        if steps < raw.n_batches:
-            obs = raw.seek(steps)
-    logger = Logger(out, purge_step=steps if steps else None)
-    started_loop = time.perf_counter()
-
-    def checkpoint() -> None:
-        if ckpt_path is None:
-            return
-        _atomic_save({"agent": learner.state_dict(), "R": R, "baseline": baseline, "gen_log": gen_log,
-                      "reward_sum": reward_sum, "steps": steps, "config": config,
-                      "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
-
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=raw.n_batches, initial=steps, disable=not show, desc=f"{agent} on {env_id}")
-    reward_acc = torch.zeros((), device=dev)
-    stopped = False
-    while steps < raw.n_batches:
-        action = learner.act(obs)
-        next_obs, reward, terminated, _, step_info = env.step(action)
-        losses = learner.observe(obs, step_info["y"])
-        reward_acc += reward
-        steps += 1
-        bar.update(1)
-        if steps % log_every == 0:
-            logger.scalars(losses, steps * batch_size, "train/")
-        if raw.last_task_end:
-            t = raw.last_t
-            learner.end_task(t)
-            reward_sum += float(reward_acc)
-            reward_acc.zero_()
-            if gen:
-                R[t], union_elbo, fd = evaluate_generative(learner, tests, t, net)
-                cons = learner.memory.consistency_history[-1]
-                gen_log["neg_test_elbo"].append(union_elbo)
-                gen_log["frechet_distance"].append(fd)
-                gen_log["zd_consistency"].append(cons)
-                logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, t, "eval/neg_elbo/")
-                logger.scalars({"neg_test_elbo": union_elbo, "frechet_distance": fd,
-                                **({} if cons is None else {"zd_consistency": cons})}, t, "eval/")
-            else:
-                R[t] = evaluate(learner, tests)
-                logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, t, "eval/accuracy/")
-                logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
-                                "online_accuracy": reward_sum / steps}, t, "eval/")
-                logger.accuracy_matrix(R, t, figure=terminated)
-            logger.scalars(learner.storage(), t, "storage/")
-            logger.scalars(learner.summary(), t)
-            visuals = dict(learner.visuals())
-            if learner.memory is not None:
-                visuals.update(learner.memory.visuals())
-                probe = torch.cat([x[:100] for x, _ in tests[: t + 1]]).float().div_(255.0)
-                logger.scalars(learner.memory.report(probe), t)
-            for tag, images in visuals.items():
-                logger.images(tag, images, t)
-            checkpoint()
-            if stop_after_task is not None and t >= stop_after_task and not terminated:
-                stopped = True
-                break
-        elif checkpoint_every and steps % checkpoint_every == 0:
-            reward_sum += float(reward_acc)
-            reward_acc.zero_()
-            checkpoint()
-        obs = next_obs
-    bar.close()
-    reward_sum += float(reward_acc)
-    logger.close()
-    if stopped:
-        raise KeyboardInterrupt(f"stopped after task {stop_after_task} (checkpoint in {out})")
-
-    wall = elapsed_before + time.perf_counter() - started
-    store = learner.storage()
-    spec = info.memory_spec(device)
-    accuracy = {} if gen else {
-        "accuracy_matrix": R.tolist(),
-        "retained_accuracy": metrics.retained_accuracy(R),
-        "backward_transfer": metrics.backward_transfer(R),
-        "forward_transfer": metrics.forward_transfer(R, baseline),
-        "forgetting": metrics.forgetting(R),
-        "online_accuracy": reward_sum / max(steps, 1),
-    }
-    generative = {} if not gen else {
-        "accuracy_matrix": [], "retained_accuracy": None, "backward_transfer": None,
-        "forward_transfer": None, "forgetting": None, "online_accuracy": None,
-        "elbo_matrix": R.tolist(), **gen_log,
-    }
-    result = Result(
-        env=env_id, agent=agent, memory=config["memory"], seed=seed, **accuracy, **generative,
-        storage_bits=store["storage_bits"], overhead_bits=store["overhead_bits"],
-        effective_examples=store["storage_bits"] / spec.example_bits, items=store["items"],
-        wall_time_s=wall,
-        examples_per_s=steps * batch_size / max(time.perf_counter() - started_loop, 1e-9),
-        data=stream.describe(), config=config,
-    )
+    ckpt_path = out / results.CHECKPOINT_FILE if out is not None else None
+    if (resume or overwrite) and out is None:
+        raise ValueError("resume=True / overwrite=True need an out directory")
+    chash = results.config_hash(config)
+    from_checkpoint = False
     if out is not None:
-        result.to_json(out / "result.json")
-    return result
+        from_checkpoint = prepare_run_directory(out, config, resume, overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+
+    with _recording_warnings() as caught:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")  # float-image notes
+            # torch mode on every device: the CPU runs exercise the same code path as CUDA runs,
+            # and the batches are prepared on the device once per pass
+            env = gym.make(env_id, batch_size=batch_size, device=device, disable_env_checker=True,
+                           **stream_kwargs)
+        raw: cl_env.ContinualEnv = env.unwrapped
+        stream = raw.stream
+        if cls.needs_task_labels and not raw.task_labels:
+            raise ValueError(f"agent {agent!r} needs task labels; do not pass task_labels=False")
+        info = StreamInfo.from_stream(stream)
+        mem = build_memory(agent, memory, budget, info.memory_spec(device), seed=seed, options=memory_options)
+        learner = cls(info, mem, settings, device=device, seed=seed)
+        dev = torch.device(device)
+        tests = [(t.test_x.to(dev), t.test_y.to(dev)) for t in stream.tasks]
+        T = stream.n_tasks
+        config = {**config, "runtime": results.runtime_info(),
+                  "derived": {"settings": results.plain(learner.settings),
+                              "memory_class": None if mem is None else type(mem).__name__}}
+        if out is not None:
+            results.write_json_atomic(out / results.CONFIG_FILE, {
+                "config_hash": chash, "status": "running", "config": config, "pid": os.getpid(),
+                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+
+        learner.prepare(stream)
+        gen = learner.generative
+        net = None
+        if gen:
+            from agents.evaluators import feature_classifier
+
+            net, net_acc = feature_classifier(stream, device, seed=0)
+            config["derived"]["frechet_classifier_accuracy"] = round(net_acc, 4)
+        gen_log: dict[str, list] = {"neg_test_elbo": [], "frechet_distance": [], "zd_consistency": []}
+        R = np.full((T, T), np.nan)
+        # b_j of FWT: the randomly initialised model (generative agents: its -ELBO)
+        baseline = np.zeros(T) if gen else evaluate(learner, tests)
+        reward_sum, steps, elapsed_before, resumes = 0.0, 0, 0.0, 0
+        obs, _ = env.reset(seed=seed)
+        if from_checkpoint:
+            state = torch.load(ckpt_path, weights_only=False)
+            if state.get("config_hash") != chash:
+                raise results.RunDirectoryError(
+                    f"{ckpt_path} was not written by this configuration (hash {state.get('config_hash')} "
+                    f"vs {chash}); use another --out, or --overwrite to start afresh")
+            learner.load_state_dict(state["agent"])
+            R, baseline, gen_log = state["R"], state["baseline"], state["gen_log"]
+            reward_sum, steps, elapsed_before = state["reward_sum"], state["steps"], state["elapsed"]
+            resumes = state.get("resumes", 0) + 1
+            if steps < raw.n_batches:
+                obs = raw.seek(steps)
+        # one x-axis for everything: examples seen; a resumed run drops what the killed one logged
+        # after its checkpoint (the checkpoint's own evaluation, at exactly that step, is kept)
+        logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None)
+        if not steps:
+            logger.text("config", "```json\n" + json.dumps(config, indent=2, default=str) + "\n```")
+            logger.hparams(results.hparams_of(config),
+                           ["final/neg_test_elbo", "final/frechet_distance"] if gen else
+                           ["final/retained_accuracy", "final/backward_transfer", "final/forgetting",
+                            "final/online_accuracy"])
+        started_loop = time.perf_counter()
+
+        def checkpoint() -> None:
+            if ckpt_path is None:
+                return
+            logger.flush()  # events up to the checkpoint reach the disk before it does
+            _atomic_save({"agent": learner.state_dict(), "R": R, "baseline": baseline, "gen_log": gen_log,
+                          "reward_sum": reward_sum, "steps": steps, "config": results.identity(config),
+                          "config_hash": chash, "resumes": resumes,
+                          "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
+
+        show = sys.stderr.isatty() if progress is None else progress
+        bar = tqdm(total=raw.n_batches, initial=steps, disable=not show, desc=f"{agent} on {env_id}")
+        reward_acc = torch.zeros((), device=dev)
+        # divergence: on the device, whether every loss so far was finite, and for how many steps
+        finite = torch.ones((), dtype=torch.bool, device=dev)
+        finite_steps = torch.full((), steps, dtype=torch.int64, device=dev)
+        divergence: dict | None = None
+
+        def diverged(reason_params: bool) -> dict | None:
+            if not bool(finite):
+                step = int(finite_steps) + 1
+                return {"step": step, "task": raw.task_of_batch(step - 1), "examples_seen": step * batch_size,
+                        "reason": "non-finite loss"}
+            if reason_params and _nonfinite_parameters(learner):
+                return {"step": steps, "task": raw.task_of_batch(steps - 1), "examples_seen": steps * batch_size,
+                        "reason": f"non-finite parameters (checked every {log_every} steps and at task ends)"}
+            return None
+
+        stopped = False
+        while steps < raw.n_batches:
+            action = learner.act(obs)
+            next_obs, reward, terminated, _, step_info = env.step(action)
+            losses = learner.observe(obs, step_info["y"])
+            for v in losses.values():
+                finite &= torch.isfinite(v).all()
+            finite_steps += finite
+            reward_acc += reward
+            steps += 1
+            bar.update(1)
+            examples = steps * batch_size
+            if steps % log_every == 0:
+                divergence = diverged(True)
+                if divergence is not None:
+                    break
+                logger.scalars(losses, examples, "train/")
+            if raw.last_task_end:
+                divergence = diverged(True)
+                if divergence is not None:
+                    break
+                t = raw.last_t
+                learner.end_task(t)
+                divergence = diverged(True)  # task-end work (distillation, hand-over) can diverge too
+                if divergence is not None:
+                    break
+                reward_sum += float(reward_acc)
+                reward_acc.zero_()
+                if gen:
+                    R[t], union_elbo, fd = evaluate_generative(learner, tests, t, net)
+                    cons = learner.memory.consistency_history[-1]
+                    gen_log["neg_test_elbo"].append(union_elbo)
+                    gen_log["frechet_distance"].append(fd)
+                    gen_log["zd_consistency"].append(cons)
+                    logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/neg_elbo/")
+                    logger.scalars({"neg_test_elbo": union_elbo, "frechet_distance": fd,
+                                    **({} if cons is None else {"zd_consistency": cons})}, examples, "eval/")
+                else:
+                    R[t] = evaluate(learner, tests)
+                    logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/accuracy/")
+                    logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
+                                    "online_accuracy": reward_sum / steps, "task": t}, examples, "eval/")
+                    logger.accuracy_matrix(R, examples, figure=terminated)
+                logger.scalars(learner.storage(), examples, "storage/")
+                logger.scalars(learner.summary(), examples)
+                visuals = dict(learner.visuals())
+                if learner.memory is not None:
+                    visuals.update(learner.memory.visuals())
+                    probe = torch.cat([x[:100] for x, _ in tests[: t + 1]]).float().div_(255.0)
+                    logger.scalars(learner.memory.report(probe), examples)
+                for tag, images in visuals.items():
+                    logger.images(tag, images, examples)
+                checkpoint()
+                if stop_after_task is not None and t >= stop_after_task and not terminated:
+                    stopped = True
+                    break
+            elif checkpoint_every and steps % checkpoint_every == 0:
+                divergence = diverged(True)
+                if divergence is not None:
+                    break
+                reward_sum += float(reward_acc)
+                reward_acc.zero_()
+                checkpoint()
+            obs = next_obs
+        bar.close()
+        if divergence is None and not stopped:
+            divergence = diverged(True)
+        reward_sum += float(reward_acc)
+        if stopped:
+            logger.close()
+            raise KeyboardInterrupt(f"stopped after task {stop_after_task} (checkpoint in {out})")
+
+        wall = elapsed_before + time.perf_counter() - started
+        store = learner.storage()
+        spec = info.memory_spec(device)
+        status = "completed" if divergence is None else "diverged"
+        done_rows = [i for i in range(T) if not np.isnan(R[i]).all()]
+        if status == "diverged":
+            warnings.warn(f"{agent} on {env_id} diverged at step {divergence['step']} (task {divergence['task']}): "
+                          f"{divergence['reason']}; the result has status 'diverged'", RuntimeWarning, stacklevel=2)
+            accuracy = {"accuracy_matrix": [R[i].tolist() for i in done_rows] if not gen else [],
+                        "retained_accuracy": None, "backward_transfer": None, "forward_transfer": None,
+                        "forgetting": None, "online_accuracy": None}
+            generative = {} if not gen else {"elbo_matrix": [R[i].tolist() for i in done_rows], **gen_log}
+        else:
+            accuracy = {} if gen else {
+                "accuracy_matrix": R.tolist(),
+                "retained_accuracy": metrics.retained_accuracy(R),
+                "backward_transfer": metrics.backward_transfer(R),
+                "forward_transfer": metrics.forward_transfer(R, baseline),
+                "forgetting": metrics.forgetting(R),
+                "online_accuracy": reward_sum / max(steps, 1),
+            }
+            generative = {} if not gen else {
+                "accuracy_matrix": [], "retained_accuracy": None, "backward_transfer": None,
+                "forward_transfer": None, "forgetting": None, "online_accuracy": None,
+                "elbo_matrix": R.tolist(), **gen_log,
+            }
+        counters = {"dropped_examples": int(sum(raw.dropped)), "resumes": resumes, **learner.counters()}
+        result = Result(
+            env=env_id, agent=agent, memory=config["memory"], seed=seed, **accuracy, **generative,
+            storage_bits=store["storage_bits"], overhead_bits=store["overhead_bits"],
+            effective_examples=store["storage_bits"] / spec.example_bits, items=store["items"],
+            wall_time_s=wall,
+            examples_per_s=steps * batch_size / max(time.perf_counter() - started_loop, 1e-9),
+            data=stream.describe(), config=config, status=status, config_hash=chash, divergence=divergence,
+            warnings=list(caught), counters=counters,
+        )
+        final = ({"neg_test_elbo": (gen_log["neg_test_elbo"] or [None])[-1],
+                  "frechet_distance": (gen_log["frechet_distance"] or [None])[-1]} if gen else
+                 {k: result.__dict__[k] for k in ("retained_accuracy", "backward_transfer", "forgetting",
+                                                   "online_accuracy")})
+        logger.scalars({k: v for k, v in final.items() if v is not None}, steps * batch_size, "final/")
+        logger.end_session(status)
+        logger.close()
+        if out is not None:
+            result.to_json(out / results.RESULT_FILE)
+        return result

@@ -1,10 +1,23 @@
 """``cl-env sweep``: a grid of runs (envs x agents x memories x budgets x settings x seeds) on local
-processes or on a Ray cluster, all results in one directory; a stopped sweep started again skips
-the finished cells and resumes the interrupted ones from their checkpoints.
+processes or on a Ray cluster, all results in one directory.
+
+A cell is identified by its run's configuration hash (:func:`agents.results.run_config`, every
+default resolved): its directory is ``OUT/<env>/<agent>-<memory>-b<budget>-<hash of the
+configuration without the seed>/seed<k>``. A cell is finished only when its ``result.json``
+parses and carries that same hash, so changing any key (a stream option, the batch size, the
+device, a setting) reruns exactly the cells it changes, and two spellings of one configuration
+(``memories: [null, reservoir]`` for ER) run once. A stopped sweep started again resumes the
+interrupted cells from their checkpoints.
+
+Each local cell runs in a process of its own: a worker that dies (killed, out of memory) costs
+only its cell, which is retried from its checkpoint (``retries`` times, default 2) while the
+others go on. Threads: ``OMP_NUM_THREADS`` is honoured, the cores are those of the process's CPU
+affinity, and by default workers x threads never exceed them. The sweep ends with a table of
+finished / diverged / failed cells.
 
 A config (YAML or TOML)::
 
-    out: runs/sweep                # every cell writes OUT/<env>/<agent>-<memory>-b<budget>[-<settings>]/seed<k>
+    out: runs/sweep
     envs: [MNISTRotations-v0]
     agents: [er, gem]
     memories: [null, srm]          # null: the agent's default; pairs an agent cannot use are skipped
@@ -13,20 +26,25 @@ A config (YAML or TOML)::
     settings: [{}, {lr: 0.03}]     # each a --set dict (memory.KEY allowed)
     stream: {}                     # --stream options for every env
     batch_size: null
+    device: cpu
+    retries: 2                     # attempts after a worker died, per cell
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
+import signal
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "batch_size", "device"}
+from agents import results
+
+KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "batch_size", "device",
+        "retries"}
 
 
 @dataclass(frozen=True)
@@ -43,12 +61,23 @@ class Cell:
     batch_size: int | None = None
     device: str = "cpu"
 
+    def config(self) -> dict:
+        """The run's resolved configuration (what its ``result.json`` will carry)."""
+        return results.run_config(self.env, self.agent, self.memory, self.budget, self.seed, self.device,
+                                  self.settings, self.stream, self.batch_size)
+
+    def config_hash(self) -> str:
+        return results.config_hash(self.config())
+
     def directory(self, root: Path) -> Path:
-        name = f"{self.agent}-{self.memory or 'default'}-b{'default' if self.budget is None else f'{self.budget:g}'}"
-        if self.settings:
-            text = json.dumps(self.settings, sort_keys=True, default=str)
-            name += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
-        return root / self.env / name / f"seed{self.seed}"
+        cfg = self.config()
+        budget = "default" if cfg["budget"] is None else f"{cfg['budget']:g}"
+        name = f"{cfg['agent']}-{cfg['memory'] or 'none'}-b{budget}-{results.group_hash(cfg)[:8]}"
+        return Path(root) / self.env / name / f"seed{self.seed}"
+
+    def describe(self) -> str:
+        extra = f" {self.settings}" if self.settings else ""
+        return f"{self.env} {self.agent} memory={self.memory} budget={self.budget} seed={self.seed}{extra}"
 
 
 def load_config(path: str | Path) -> dict:
@@ -80,7 +109,7 @@ def load_config(path: str | Path) -> dict:
 
 def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
     """The grid's cells, and a note for every combination skipped (an agent that cannot use a memory)."""
-    from agents.registry import AGENTS, agent_class
+    from agents.registry import AGENTS
     from cl_env.error import UnknownNameError
 
     def listed(key: str, default: list) -> list:
@@ -99,12 +128,53 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
             continue
         if not entry.memories:
             budget = None  # a memoryless agent runs once per remaining combination
-        agent_class(agent).resolve_settings({k: v for k, v in (settings or {}).items() if not k.startswith("memory.")})
-        cells.append(Cell(env, agent, memory, None if budget is None else float(budget), int(seed),
-                          dict(settings or {}), dict(cfg.get("stream") or {}), cfg.get("batch_size"),
-                          cfg.get("device", "cpu")))
-    unique = {json.dumps(asdict(c), sort_keys=True, default=str): c for c in cells}
+        cell = Cell(env, agent, memory, None if budget is None else float(budget), int(seed),
+                    dict(settings or {}), dict(cfg.get("stream") or {}), cfg.get("batch_size"),
+                    cfg.get("device", "cpu"))
+        cell.config()  # every name, setting and stream option checked before any cell runs
+        cells.append(cell)
+    unique: dict[str, Cell] = {}
+    for c in cells:  # one run per configuration, however it was spelled
+        unique.setdefault(c.config_hash(), c)
     return list(unique.values()), sorted(set(skipped))
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def plan_threads(workers: int | None, n_cells: int, log=print) -> tuple[int, int]:
+    """Worker processes and torch threads per worker.
+
+    ``OMP_NUM_THREADS``, when set, is the threads per cell (and sizes the default worker count);
+    otherwise the cores are shared out. By default workers x threads never exceed the cores of the
+    process's affinity; an explicit ``workers`` that oversubscribes them is honoured with a warning.
+    """
+    cores = available_cores()
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    omp_threads = int(omp) if omp.isdigit() and int(omp) > 0 else None
+    if workers is None:
+        threads = omp_threads or 1
+        workers = max(1, min(n_cells, cores // threads))
+        if omp_threads is None:
+            threads = max(1, cores // workers)
+    else:
+        workers = max(1, min(workers, max(n_cells, 1)))
+        threads = omp_threads or max(1, cores // workers)
+    if workers * threads > cores:
+        log(f"warning: {workers} workers x {threads} threads oversubscribe the {cores} cores this process may "
+            f"use; OpenMP threads spinning against each other can slow every cell tenfold "
+            f"(fewer --workers, or OMP_NUM_THREADS={max(1, cores // workers)})")
+    return workers, threads
+
+
+# fault injection for the sweep's own tests: a cell whose directory contains this text is
+# killed with SIGKILL after its first task's checkpoint, once (the marker file records it)
+_KILL_ENV = "CL_ENV_TEST_KILL_CELL"
 
 
 def run_cell(cell: dict, root: str, threads: int) -> dict:
@@ -120,79 +190,194 @@ def run_cell(cell: dict, root: str, threads: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     torch.manual_seed(c.seed)
+    resume = (out / results.CHECKPOINT_FILE).exists()
+    kill = os.environ.get(_KILL_ENV, "")
+    stop_after = None
+    if kill and "::" in kill:
+        pattern, marker = kill.split("::", 1)
+        if pattern in str(out) and not Path(marker).exists():
+            Path(marker).write_text(str(os.getpid()))
+            stop_after = 0
     try:
         r = run(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seed=c.seed, settings=c.settings,
                 stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device, out=out,
-                resume=(out / "checkpoint.pt").exists(), progress=False)
+                resume=resume, overwrite=not resume, progress=False, stop_after_task=stop_after)
+    except KeyboardInterrupt:
+        if stop_after is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise
     except Exception as exc:  # a failed cell is reported, the sweep goes on
-        (out / "error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
-        return {"cell": cell, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        results.write_text_atomic(out / "error.txt", f"{type(exc).__name__}: {exc}\n")
+        return {"cell": cell, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "seconds": time.perf_counter() - started, "dir": str(out)}
     score = r.retained_accuracy if r.retained_accuracy is not None else (r.neg_test_elbo or [None])[-1]
-    return {"cell": cell, "ok": True, "score": score, "seconds": time.perf_counter() - started, "dir": str(out)}
+    return {"cell": cell, "status": r.status, "score": score, "divergence": r.divergence,
+            "seconds": time.perf_counter() - started, "dir": str(out)}
+
+
+def _cell_process(cell: dict, root: str, threads: int, conn) -> None:
+    """A worker process's body: run the cell, send its record (small) through ``conn``."""
+    try:
+        rec = run_cell(cell, root, threads)
+    except BaseException as exc:  # noqa: BLE001 - reported as the cell's failure
+        rec = {"cell": cell, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    conn.send(rec)
+    conn.close()
 
 
 def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address: str | None = None,
           log=print) -> list[dict]:
-    """Run every unfinished cell of ``cfg``; returns one record per cell run now."""
+    """Run every unfinished cell of ``cfg``; returns one record per cell run now.
+
+    Records: ``cell``, ``status`` (completed / diverged / failed), ``score``, ``seconds``,
+    ``attempts``, ``dir`` and, for failures, ``error``.
+    """
     root = Path(cfg.get("out", "runs/sweep"))
+    retries = int(cfg.get("retries", 2))
     cells, skipped = expand(cfg)
     for note in skipped:
         log(f"skipped: {note}")
-    todo = [c for c in cells if not (c.directory(root) / "result.json").exists()]
+    todo = [c for c in cells if not results.is_finished(c.directory(root), c.config_hash())]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run -> {root}")
     root.mkdir(parents=True, exist_ok=True)
-    (root / "sweep.json").write_text(json.dumps({"config": cfg, "cells": [asdict(c) for c in cells]},
-                                                indent=2, default=str))
+    results.write_json_atomic(root / "sweep.json", {
+        "config": cfg, "cells": [{**asdict(c), "config_hash": c.config_hash(),
+                                  "dir": str(c.directory(root).relative_to(root))} for c in cells]})
     if not todo:
         return []
-    cores = os.cpu_count() or 1
+    progress = _Progress(len(todo), log)
     if backend == "local":
-        workers = max(1, min(workers or cores, len(todo), cores))
-        threads = max(1, cores // workers)  # never oversubscribe: OpenMP threads spin against each other
-        return _local(todo, root, workers, threads, log)
-    if backend == "ray":
-        return _ray(todo, root, address, workers, log)
-    raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-
-
-def _local(todo: list[Cell], root: Path, workers: int, threads: int, log) -> list[dict]:
-    records = []
-    if workers == 1:
-        for c in todo:
-            records.append(_report(run_cell(asdict(c), str(root), threads), log))
-        return records
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_cell, asdict(c), str(root), threads) for c in todo]
-        for f in as_completed(futures):
-            records.append(_report(f.result(), log))
+        workers, threads = plan_threads(workers, len(todo), log)
+        progress.workers = workers
+        log(f"{workers} worker process(es) x {threads} torch thread(s); a dead worker's cell is retried "
+            f"{retries} time(s)")
+        records = _local(todo, root, workers, threads, retries, progress)
+    elif backend == "ray":
+        records = _ray(todo, root, address, workers, retries, progress)
+    else:
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    log(summary_table(records))
     return records
 
 
-def _ray(todo: list[Cell], root: Path, address: str | None, workers: int | None, log) -> list[dict]:
+class _Progress:
+    """One line per finished cell: counts, elapsed time and an ETA."""
+
+    def __init__(self, total: int, log):
+        self.total, self.log, self.done, self.workers = total, log, 0, 1
+        self.started = time.monotonic()
+        self.seconds: list[float] = []
+
+    def __call__(self, rec: dict) -> dict:
+        self.done += 1
+        if rec.get("seconds"):
+            self.seconds.append(rec["seconds"])
+        c = Cell(**rec["cell"])
+        what = c.describe()
+        if rec["status"] == "completed":
+            score = rec.get("score")
+            head = f"done: {what}: {score:.4f}" if score is not None else f"done: {what}"
+        elif rec["status"] == "diverged":
+            d = rec.get("divergence") or {}
+            head = f"DIVERGED: {what}: at step {d.get('step')} (task {d.get('task')})"
+        else:
+            head = f"FAILED: {what}: {rec.get('error')}"
+        elapsed = time.monotonic() - self.started
+        left = self.total - self.done
+        mean = sum(self.seconds) / len(self.seconds) if self.seconds else 0.0
+        eta = left * mean / max(1, self.workers)
+        self.log(f"[{self.done}/{self.total}] {head} ({rec.get('seconds', 0):.1f} s) | elapsed "
+                 f"{_duration(elapsed)}, ETA {_duration(eta) if left else '0 s'}")
+        return rec
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600} h {s % 3600 // 60} min" if s >= 3600 else (f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s")
+
+
+def summary_table(records: list[dict]) -> str:
+    """Counts of completed / diverged / failed cells and a Markdown row per cell."""
+    counts = {k: sum(r["status"] == k for r in records) for k in ("completed", "diverged", "failed")}
+    lines = [f"sweep summary: {len(records)} cell(s) run: {counts['completed']} finished, "
+             f"{counts['diverged']} diverged, {counts['failed']} failed",
+             "| cell | status | score | seconds | attempts | directory / error |", "|---|---|---|---|---|---|"]
+    for r in records:
+        score = "-" if r.get("score") is None else f"{r['score']:.4f}"
+        where = r.get("error") if r["status"] == "failed" else r.get("dir", "")
+        lines.append(f"| {Cell(**r['cell']).describe()} | {r['status']} | {score} | {r.get('seconds', 0):.1f} | "
+                     f"{r.get('attempts', 1)} | {where} |")
+    return "\n".join(lines)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return f"worker exited with code {code} without a result"
+
+
+def _local(todo: list[Cell], root: Path, workers: int, threads: int, retries: int, progress) -> list[dict]:
+    """Each cell in a process of its own (spawned), at most ``workers`` at once; a process that
+    dies without reporting is retried up to ``retries`` times (it resumes from its checkpoint)."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    pending = deque((c, 1) for c in todo)
+    running: dict[Any, tuple] = {}
+    records = []
+    while pending or running:
+        while pending and len(running) < workers:
+            cell, attempt = pending.popleft()
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_cell_process, args=(asdict(cell), str(root), threads, send))
+            proc.start()
+            send.close()
+            running[proc.sentinel] = (proc, recv, cell, attempt, time.perf_counter())
+        for sentinel in wait(list(running)):
+            proc, recv, cell, attempt, t0 = running.pop(sentinel)
+            rec = None
+            try:
+                if recv.poll():
+                    rec = recv.recv()
+            except (EOFError, OSError):
+                rec = None
+            recv.close()
+            proc.join()
+            if rec is None:
+                reason = _exit_reason(proc.exitcode)
+                if attempt <= retries:
+                    progress.log(f"retrying {cell.describe()} (attempt {attempt + 1} of {retries + 1}): {reason}")
+                    pending.append((cell, attempt + 1))
+                    continue
+                rec = {"cell": asdict(cell), "status": "failed", "seconds": time.perf_counter() - t0,
+                       "error": f"{reason}, {attempt} attempt(s)", "dir": str(cell.directory(root))}
+            rec["attempts"] = attempt
+            records.append(progress(rec))
+    return records
+
+
+def _ray(todo: list[Cell], root: Path, address: str | None, workers: int | None, retries: int,
+         progress) -> list[dict]:
     try:
         import ray
     except ImportError as exc:
         raise ValueError("--backend ray needs Ray: pip install 'cl-env[ray]' (or pip install ray)") from exc
     if not ray.is_initialized():
-        ray.init(address=address, **({} if address else {"num_cpus": workers or os.cpu_count()}),
+        ray.init(address=address, **({} if address else {"num_cpus": workers or available_cores()}),
                  include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(run_cell)
-    refs = [remote.remote(asdict(c), str(root.resolve()), 1) for c in todo]
+    remote = ray.remote(num_cpus=1, max_retries=retries)(run_cell)
+    refs = {remote.remote(asdict(c), str(root.resolve()), 1): c for c in todo}
     records = []
     while refs:
-        done, refs = ray.wait(refs, num_returns=1)
-        records.append(_report(ray.get(done[0]), log))
+        done, _ = ray.wait(list(refs), num_returns=1)
+        cell = refs.pop(done[0])
+        try:
+            rec = ray.get(done[0])
+        except Exception as exc:  # retries exhausted (a worker crashed every time): a failed cell
+            rec = {"cell": asdict(cell), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        records.append(progress(rec))
     return records
-
-
-def _report(rec: dict[str, Any], log) -> dict:
-    c = rec["cell"]
-    what = f"{c['env']} {c['agent']} memory={c['memory']} budget={c['budget']} seed={c['seed']} {c['settings'] or ''}"
-    if rec["ok"]:
-        log(f"done: {what}: {rec['score']:.4f} ({rec['seconds']:.1f} s)")
-    else:
-        log(f"FAILED: {what}: {rec['error']}")
-    return rec

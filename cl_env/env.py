@@ -192,6 +192,10 @@ class ContinualEnv(gym.Env):
         """Whether the batch last acted on ended its task (for the harness)."""
         return self._i > 0 and self._batch_end_list[self._i - 1]
 
+    def task_of_batch(self, i: int) -> int:
+        """Task id of batch ``i`` of the pass (0-based)."""
+        return self._batch_t_list[i]
+
     def seek(self, position: int) -> dict:
         """Jump to batch ``position`` of the current pass (to resume a run); returns its observation."""
         if not 0 <= position < self.n_batches:

@@ -130,6 +130,71 @@ def make_stream(env_id: str, **kwargs) -> TaskStream:
     return builder(env_id=env_id, **{**spec.kwargs, **kwargs})
 
 
+# options of the env itself (``make_env``), beside the stream builder's
+ENV_OPTIONS = {"task_labels": True, "task_boundaries": True}
+# options that never change what is emitted (how the float32 batches are prepared, whether
+# missing files may be downloaded): not part of a run's identity
+PERFORMANCE_OPTIONS = ("chunk_bytes", "download")
+
+
+def _builder_defaults(builder) -> tuple[dict, bool]:
+    """Keyword defaults of a stream builder, following ``_cl_env_delegate`` for builders that pass
+    ``**kwargs`` on (MANY -> permutations); keys in ``_cl_env_fixed`` are set by the builder."""
+    import inspect
+
+    params = inspect.signature(builder).parameters
+    defaults = {k: p.default for k, p in params.items()
+                if p.default is not inspect.Parameter.empty and k != "env_id"}
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    delegate = getattr(builder, "_cl_env_delegate", None)
+    if delegate is not None:
+        inner, inner_any = _builder_defaults(delegate)
+        for k in getattr(builder, "_cl_env_fixed", ()):
+            inner.pop(k, None)
+        defaults = {**inner, **defaults}
+        accepts_any = inner_any
+    return defaults, accepts_any
+
+
+def _plain(value):
+    """A JSON-able form of an option value (paths as strings, tuples as lists)."""
+    from pathlib import PurePath
+
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def resolve_stream_kwargs(env_id: str, kwargs: dict | None = None) -> dict:
+    """Every option that defines the stream of ``env_id``: the builder's defaults, the protocol's
+    defaults from :data:`STREAMS`, the env options, then ``kwargs`` (a run records this dict).
+
+    Passing the returned dict back to ``gym.make(env_id, **resolved)`` builds the same stream.
+
+    Raises:
+        UnknownNameError: ``env_id`` is not registered.
+        TypeError: A keyword neither the builder nor the env takes.
+    """
+    spec = _spec(env_id)
+    module, func = spec.entry_point.split(":")
+    builder = getattr(importlib.import_module(module), func)
+    defaults, accepts_any = _builder_defaults(builder)
+    kwargs = dict(kwargs or {})
+    bad = [k for k in kwargs if k not in defaults and k not in ENV_OPTIONS
+           and k not in PERFORMANCE_OPTIONS and not accepts_any]
+    if bad:
+        valid = sorted({*defaults, *ENV_OPTIONS})
+        raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
+    merged = {**defaults, **spec.kwargs, **ENV_OPTIONS, **kwargs}
+    return {k: _plain(merged[k]) for k in sorted(merged) if k not in PERFORMANCE_OPTIONS}
+
+
 def register_envs() -> None:
     """Register every row of :data:`STREAMS` with Gymnasium (idempotent)."""
     import gymnasium

@@ -119,6 +119,10 @@ def permuted_gen(*, env_id: str = "PermutedMNISTGen-v0", **kwargs) -> TaskStream
     return permutations(env_id=env_id, identity_first=True, train_per_task=None, **kwargs)
 
 
+permuted_gen._cl_env_delegate = permutations  # its other options are permutations' (run identity)
+permuted_gen._cl_env_fixed = ("identity_first", "train_per_task")
+
+
 def _to_shape(x: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     """uint8 images to ``channels`` x ``size`` x ``size``: luma for RGB->grey (ITU-R 601-2, as PIL),
     replication for grey->RGB, zero padding when smaller, area averaging when larger."""

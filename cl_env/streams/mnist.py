@@ -146,6 +146,9 @@ def many(
     return permutations(env_id=env_id, n_tasks=n_tasks, train_per_task=train_per_task, **kwargs)
 
 
+many._cl_env_delegate = permutations  # its other options are permutations' (run identity)
+
+
 def split(
     *,
     env_id: str = "SplitMNIST-v0",

@@ -23,8 +23,8 @@ def test_run_then_compare(mnist_root, tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(tmp_path), "--csv", str(tmp_path / "t.csv")]) == 0
     out = capsys.readouterr().out
-    assert "| MNISTRotations-v0 | er | reservoir |" in out and "0,1" in out and "±" in out
-    assert (tmp_path / "t.csv").read_text().startswith("env,method,memory")
+    assert "| MNISTRotations-v0 | mnist | er | reservoir | 0,1 |" in out and "±" in out
+    assert (tmp_path / "t.csv").read_text().startswith("table,env,source,method,memory")
 
 
 def test_run_reports_bad_input_without_a_traceback(capsys):

@@ -62,4 +62,4 @@ def test_compare_plot(runs_dir, tmp_path, capsys):
 
 def test_report_without_results(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert "no result.json" in capsys.readouterr().err
+    assert "no readable result.json" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def test_yaml_and_toml_configs(tmp_path):
 def test_local_sweep_runs_skips_finished_and_resumes(mnist_root, tmp_path):
     cfg = _config(mnist_root, tmp_path / "runs")
     records = sweep(cfg, workers=2, log=lambda *_: None)
-    assert len(records) == 2 and all(r["ok"] for r in records)
+    assert len(records) == 2 and all(r["status"] == "completed" for r in records)
     results = sorted((tmp_path / "runs").rglob("result.json"))
     assert len(results) == 2
     assert sweep(cfg, workers=2, log=lambda *_: None) == []        # finished cells are skipped
@@ -53,7 +53,7 @@ def test_local_sweep_runs_skips_finished_and_resumes(mnist_root, tmp_path):
         run("MNISTRotations-v0", agent="er", budget=20.0, seed=0, stream_kwargs=cfg["stream"], out=er_dir,
             stop_after_task=0, progress=False)
     recs = sweep(cfg, workers=1, log=lambda *_: None)
-    assert len(recs) == 1 and recs[0]["ok"]
+    assert len(recs) == 1 and recs[0]["status"] == "completed"
     assert json.loads((er_dir / "result.json").read_text())["accuracy_matrix"] == before
 
 
@@ -66,7 +66,7 @@ def test_sweep_cli_dry_run_and_compare(mnist_root, tmp_path, capsys):
     assert "2 cells" in capsys.readouterr().out
     assert main(["sweep", str(tmp_path / "s.yaml"), "--workers", "1"]) == 0
     assert main(["compare", str(tmp_path / "runs")]) == 0
-    assert "| MNISTRotations-v0 | er |" in capsys.readouterr().out
+    assert "| MNISTRotations-v0 | mnist | er |" in capsys.readouterr().out
     assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
 
 
@@ -84,7 +84,7 @@ def test_ray_backend(mnist_root, tmp_path):
         f"cfg = json.loads({json.dumps(json.dumps(_config(mnist_root, tmp_path / 'runs', agents=['er'])))})\n"
         "recs = sweep(cfg, workers=2, backend='ray', log=print)\n"
         "import ray; ray.shutdown()\n"
-        "sys.exit(0 if len(recs) == 1 and recs[0]['ok'] else 1)\n"
+        "sys.exit(0 if len(recs) == 1 and recs[0]['status'] == 'completed' else 1)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
