@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents import run
-from agents.cli import compare_table, load_results, markdown_table
+from agents import results, run
 
 BASELINE = {"model": "mlp400", "lr": 0.05}  # ARM's MNIST model and learning rate
 CONFIGS = [("online", None, BASELINE), ("lwf", None, BASELINE), ("er", 50, BASELINE),
@@ -29,9 +28,9 @@ def main() -> None:
                 settings = {"steps": 2}
             tag = f"{agent}{'' if budget is None else budget}-{seed}"
             r = run("SplitMNIST-v0", agent=agent, budget=budget, seed=seed, settings=settings,
-                    out=f"{args.out}/{tag}")
+                    out=f"{args.out}/{tag}", overwrite=True)
             print(f"{tag:10s} RA {r.retained_accuracy:.3f}  forgetting {r.forgetting:.3f}")
-    print("\n" + markdown_table(*compare_table(load_results([args.out]))))
+    print("\n" + results.to_markdown(results.comparison_tables(results.find_results([args.out])[0])))
 
 
 if __name__ == "__main__":

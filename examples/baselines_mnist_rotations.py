@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents import run
-from agents.cli import compare_table, load_results, markdown_table
+from agents import results, run
 
 CONFIGS = [
     ("online", None),
@@ -38,10 +37,10 @@ def main() -> None:
         for agent, budget in CONFIGS:
             tag = f"{agent}{'' if budget is None else budget}-{seed}"
             r = run("MNISTRotations-v0", agent=agent, budget=budget, seed=seed,
-                    stream_kwargs=stream, out=f"{args.out}/{tag}")
+                    stream_kwargs=stream, out=f"{args.out}/{tag}", overwrite=True)
             print(f"{tag:12s} RA {r.retained_accuracy:.3f}  BWT {r.backward_transfer:+.3f}  "
                   f"{r.wall_time_s:.1f} s")
-    print("\n" + markdown_table(*compare_table(load_results([args.out]))))
+    print("\n" + results.to_markdown(results.comparison_tables(results.find_results([args.out])[0])))
 
 
 if __name__ == "__main__":

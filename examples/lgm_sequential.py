@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents import run
-from agents.cli import generative_table, load_results, markdown_table
+from agents import results, run
 
 CONFIGS = [("vae", {}), ("ewc_vae", {"memory.gamma": 100}), ("lvae", {})]
 BOUNDS = [("vae", {"bound": "upto"}), ("vae", {"bound": "full"})]
@@ -31,9 +30,9 @@ def main() -> None:
             settings = {**settings, "memory.steps": args.steps}
             tag = f"{agent}{'-' + settings['bound'] if 'bound' in settings else ''}-{seed}"
             r = run("SeqFashionMNIST-v0", agent=agent, seed=seed, settings=settings, stream_kwargs=stream,
-                    out=f"{args.out}/{tag}")
+                    out=f"{args.out}/{tag}", overwrite=True)
             print(f"{tag:12s} -ELBO {r.neg_test_elbo[-1]:.1f}  Fréchet {r.frechet_distance[-1]:.1f}")
-    print("\n" + markdown_table(*generative_table(load_results([args.out]))))
+    print("\n" + results.to_markdown(results.comparison_tables(results.find_results([args.out])[0])))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from agents import run
-from agents.cli import compare_table, load_results, markdown_table
+from agents import results, run
 from agents.distill import distill_source
 
 
@@ -47,9 +46,9 @@ def main() -> None:
         for agent, budget, settings in [("online", None, {}), ("er", 800, {}), ("recall", 800, {**recall_set, **many})]:
             for seed in seeds[:3]:
                 r = run(env, agent=agent, budget=budget, seed=seed, settings=settings, stream_kwargs=stream,
-                        out=f"{args.out}/{env}-{agent}-{seed}")
+                        out=f"{args.out}/{env}-{agent}-{seed}", overwrite=True)
                 print(f"{env} {agent:7s} seed {seed}: RA {r.retained_accuracy:.3f}")
-    print("\n" + markdown_table(*compare_table(load_results([args.out]))))
+    print("\n" + results.to_markdown(results.comparison_tables(results.find_results([args.out])[0])))
 
 
 if __name__ == "__main__":

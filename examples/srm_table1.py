@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents import run
-from agents.cli import compare_table, load_results, markdown_table
+from agents import results, run
 
 
 def cells(budget: int) -> list[tuple[str, str, dict]]:
@@ -35,10 +34,10 @@ def main() -> None:
             for seed in seeds:
                 r = run("MNISTRotations-v0", agent=agent, memory=memory, budget=budget, seed=seed,
                         settings=settings, stream_kwargs=stream,
-                        out=f"{args.out}/{agent}-{memory}-{budget}-{seed}")
+                        out=f"{args.out}/{agent}-{memory}-{budget}-{seed}", overwrite=True)
                 print(f"{agent} {memory:9s} budget {budget} seed {seed}: RA {r.retained_accuracy:.3f} "
                       f"({r.items} items, {r.effective_examples:.1f} examples, {r.wall_time_s:.0f} s)")
-    print("\n" + markdown_table(*compare_table(load_results([args.out]))))
+    print("\n" + results.to_markdown(results.comparison_tables(results.find_results([args.out])[0])))
 
 
 if __name__ == "__main__":

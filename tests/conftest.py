@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from cl_env.data import fixtures
+
+# property tests: the same examples on every run (no flaky CI), no per-example deadline on a
+# loaded 2-core machine
+settings.register_profile("cl-env", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("cl-env")
 
 
 @pytest.fixture(scope="session")

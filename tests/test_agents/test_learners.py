@@ -24,6 +24,8 @@ RESULT_KEYS = {
     "effective_examples", "items", "wall_time_s", "examples_per_s", "data", "config",
     # generative results (null for classifiers)
     "neg_test_elbo", "frechet_distance", "elbo_matrix", "zd_consistency",
+    # citability: identity, status, what happened on the way
+    "status", "config_hash", "divergence", "warnings", "counters",
 }
 
 
@@ -145,7 +147,7 @@ def test_killed_cli_run_resumes_to_the_same_result(mnist_root, tmp_path):
 def test_resume_refuses_a_different_configuration(tiny, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run(agent="online", out=tmp_path, stop_after_task=0, **tiny)
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match="another configuration \\(settings.lr: 0.1 -> 0.05\\)"):
         run(agent="online", out=tmp_path, resume=True, settings={"lr": 0.05}, **tiny)
 
 
@@ -194,16 +196,16 @@ def test_agents_on_image_streams(env_id, agent, stream_kwargs):
     R = np.array(r.accuracy_matrix)
     assert not np.isnan(R).any() and R.shape[0] == len(R[0])
     expected_model = "mlp" if env_id == "IncOmniglot-v0" else "reduced_resnet18"
-    assert r.config["settings"]["model"] == expected_model
+    assert r.config["derived"]["settings"]["model"] == expected_model
     if env_id != "SplitCIFAR10-v0":
-        assert r.config["settings"]["head"] == "masked"  # task-incremental streams mask the heads
+        assert r.config["derived"]["settings"]["head"] == "masked"  # task-incremental streams mask the heads
 
 
 def test_arm_runs_on_split_cifar10_fixture(stream_kwargs):
     r = run("SplitCIFAR10-v0", agent="arm", settings={"M": 8, "steps": 2},
             stream_kwargs=stream_kwargs["SplitCIFAR10-v0"])
-    assert r.config["settings"]["profile"] == "cifar10" and r.config["settings"]["lr"] == 0.01
-    assert r.config["settings"]["model"] == "reduced_resnet18"
+    assert r.config["derived"]["settings"]["profile"] == "cifar10" and r.config["derived"]["settings"]["lr"] == 0.01
+    assert r.config["derived"]["settings"]["model"] == "reduced_resnet18"
     assert len(r.accuracy_matrix) == 5 and r.overhead_bits > 0
 
 
