@@ -31,6 +31,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cl_env.error import CLEnvError
 
     torch.manual_seed(args.seed)  # only the CLI seeds globals; the library passes generators
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".* diverged at step", category=RuntimeWarning)  # said below
     try:
         result = run(
             args.env_id, agent=args.agent, memory=args.memory, budget=args.budget, seed=args.seed,

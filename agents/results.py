@@ -224,7 +224,7 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
     settings = dict(settings or {})
     memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
     cls = agent_class(agent)
-    resolved = cls.resolve_settings(settings)
+    resolved = _coerce_numbers(cls.resolve_settings(settings), cls.all_settings())
     entry = AGENTS[agent]
     if memory is not None and memory not in MEMORIES:
         raise UnknownNameError("memory", memory, MEMORIES)
@@ -247,6 +247,17 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
         "seed": int(seed),
         "device": str(device),
     }
+
+
+def _coerce_numbers(values: dict, defaults: dict) -> dict:
+    """An int given where the default is a float becomes that float (``alpha=1`` is ``alpha=1.0``),
+    so one configuration has one identity however it was typed."""
+    out = dict(values)
+    for k, v in values.items():
+        d = defaults.get(k)
+        if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
+            out[k] = float(v)
+    return out
 
 
 def plain(value: Any) -> Any:
@@ -376,6 +387,7 @@ class Group:
     key: str
     status: str
     runs: list[Run] = field(default_factory=list)
+    duplicates: list[Run] = field(default_factory=list)  # same configuration and seed, not counted
 
     @property
     def config(self) -> dict:
@@ -395,6 +407,13 @@ def group_runs(runs: list[Run]) -> list[Group]:
         groups.setdefault(key, Group(r.group, bucket)).runs.append(r)
     for g in groups.values():
         g.runs.sort(key=lambda r: (r.seed, str(r.path)))
+        seen: set[str] = set()
+        kept = []
+        for r in g.runs:  # a run copied or repeated into two directories counts once
+            h = config_hash(r.config)
+            (g.duplicates if h in seen else kept).append(r)
+            seen.add(h)
+        g.runs = kept
     return list(groups.values())
 
 
@@ -420,14 +439,18 @@ def _label(key: str) -> str:
 
 
 def varying_keys(groups: list[Group]) -> list[str]:
-    """Dotted identity keys (seed aside) whose values differ between ``groups``."""
+    """Dotted identity keys (seed aside) whose values differ between the ``groups`` that have them.
+
+    A key only some groups have (a setting of one agent, an option of one stream) is a column
+    when those groups disagree on it; the others show ``-`` there.
+    """
     flats = [flatten(g.config) for g in groups]
     keys = sorted({k for f in flats for k in f})
     out = []
     for k in keys:
         if k in _SHOWN:
             continue
-        values = {canonical(f.get(k, "<absent>")) for f in flats}
+        values = {canonical(f[k]) for f in flats if k in f}
         if len(values) > 1:
             out.append(k)
     return out
@@ -520,7 +543,7 @@ def _group_columns(g: Group, varying: list[str]) -> dict[str, Any]:
     out = {"env": cfg.get("env"), "source": data_source(g), "method": cfg.get("agent"),
            "memory": cfg.get("memory") or "-"}
     for k in varying:
-        v = flat.get(k, "<absent>")
+        v = flat.get(k, "-")
         out[_label(k)] = v if v is None or isinstance(v, (int, float, str, bool)) else canonical(v)
     return out
 
@@ -552,6 +575,9 @@ def classifier_table(groups: list[Group]) -> Table:
             texts.append(_text(mean, std, scale, digits))
         if g.status == "diverged":
             notes.insert(0, _divergence_note(g))
+        if g.duplicates:
+            notes.append(f"{len(g.duplicates)} duplicate run(s) of a seed not counted: "
+                         + ", ".join(str(r.path.parent) for r in g.duplicates))
         warn = sorted({w for r in g.runs for w in (r.data.get("warnings") or [])})
         if warn:
             notes.append(f"{len(warn)} warning(s) in result.json")

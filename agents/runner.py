@@ -476,8 +476,10 @@ def run(
         status = "completed" if divergence is None else "diverged"
         done_rows = [i for i in range(T) if not np.isnan(R[i]).all()]
         if status == "diverged":
-            warnings.warn(f"{agent} on {env_id} diverged at step {divergence['step']} (task {divergence['task']}): "
-                          f"{divergence['reason']}; the result has status 'diverged'", RuntimeWarning, stacklevel=2)
+            message = (f"{agent} on {env_id} diverged at step {divergence['step']} (task {divergence['task']}): "
+                       f"{divergence['reason']}; the result has status 'diverged'")
+            caught.append(f"RuntimeWarning: {message}")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
             accuracy = {"accuracy_matrix": [R[i].tolist() for i in done_rows] if not gen else [],
                         "retained_accuracy": None, "backward_transfer": None, "forward_transfer": None,
                         "forgetting": None, "online_accuracy": None}

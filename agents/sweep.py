@@ -25,6 +25,8 @@ A config (YAML or TOML)::
     seeds: [0, 1, 2]
     settings: [{}, {lr: 0.03}]     # each a --set dict (memory.KEY allowed)
     stream: {}                     # --stream options for every env
+    streams: [{}]                  # a grid axis of --stream dicts, each merged over `stream`
+                                   # (e.g. [{source: mnist5k}, {source: fashion_mnist}])
     batch_size: null
     device: cpu
     retries: 2                     # attempts after a worker died, per cell
@@ -43,8 +45,8 @@ from typing import Any
 
 from agents import results
 
-KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "batch_size", "device",
-        "retries"}
+KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
+        "device", "retries"}
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,10 @@ class Cell:
         return Path(root) / self.env / name / f"seed{self.seed}"
 
     def describe(self) -> str:
-        extra = f" {self.settings}" if self.settings else ""
-        return f"{self.env} {self.agent} memory={self.memory} budget={self.budget} seed={self.seed}{extra}"
+        cfg = self.config()
+        budget = "default" if cfg["budget"] is None else f"{cfg['budget']:g}"
+        extra = (f" stream={self.stream}" if self.stream else "") + (f" {self.settings}" if self.settings else "")
+        return f"{self.env} {self.agent} memory={cfg['memory']} budget={budget} seed={self.seed}{extra}"
 
 
 def load_config(path: str | Path) -> dict:
@@ -117,9 +121,9 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
         return v if isinstance(v, list) else [v]
 
     cells, skipped = [], []
-    for env, agent, memory, budget, settings, seed in itertools.product(
-            listed("envs", []), listed("agents", []), listed("memories", [None]), listed("budgets", [None]),
-            listed("settings", [{}]), listed("seeds", [0])):
+    for env, stream, agent, memory, budget, settings, seed in itertools.product(
+            listed("envs", []), listed("streams", [{}]), listed("agents", []), listed("memories", [None]),
+            listed("budgets", [None]), listed("settings", [{}]), listed("seeds", [0])):
         if agent not in AGENTS:
             raise UnknownNameError("agent", agent, AGENTS)
         entry = AGENTS[agent]
@@ -129,7 +133,7 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
         if not entry.memories:
             budget = None  # a memoryless agent runs once per remaining combination
         cell = Cell(env, agent, memory, None if budget is None else float(budget), int(seed),
-                    dict(settings or {}), dict(cfg.get("stream") or {}), cfg.get("batch_size"),
+                    dict(settings or {}), {**(cfg.get("stream") or {}), **(stream or {})}, cfg.get("batch_size"),
                     cfg.get("device", "cpu"))
         cell.config()  # every name, setting and stream option checked before any cell runs
         cells.append(cell)

@@ -191,7 +191,11 @@ def resolve_stream_kwargs(env_id: str, kwargs: dict | None = None) -> dict:
     if bad:
         valid = sorted({*defaults, *ENV_OPTIONS})
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
-    merged = {**defaults, **spec.kwargs, **ENV_OPTIONS, **kwargs}
+    base = {**defaults, **spec.kwargs, **ENV_OPTIONS}
+    for k, v in kwargs.items():  # an int where the default is a float is that float (one identity)
+        if isinstance(base.get(k), float) and isinstance(v, int) and not isinstance(v, bool):
+            kwargs[k] = float(v)
+    merged = {**base, **kwargs}
     return {k: _plain(merged[k]) for k in sorted(merged) if k not in PERFORMANCE_OPTIONS}
 
 
