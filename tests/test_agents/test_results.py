@@ -363,3 +363,31 @@ def test_result_files_are_never_seen_half_written(tmp_path):
     stop.set()
     t.join()
     assert bad == []
+
+
+def test_one_configuration_has_one_identity_however_it_is_typed(mnist_root):
+    a = results.run_config("SplitMNIST-v0", "lwf", settings={"alpha": 1})
+    b = results.run_config("SplitMNIST-v0", "lwf")
+    assert a["settings"]["alpha"] == 1.0 and results.config_hash(a) == results.config_hash(b)
+    assert results.config_hash(results.run_config("SplitMNIST-v0", "er")) == results.config_hash(
+        results.run_config("SplitMNIST-v0", "er", memory="reservoir", budget=200))
+
+
+def test_a_run_repeated_in_two_directories_counts_once(mnist_root, tmp_path):
+    for name in ("a", "b"):
+        run("MNISTRotations-v0", agent="online", stream_kwargs=_stream(mnist_root), out=tmp_path / name)
+    runs, _ = results.find_results([tmp_path])
+    [table] = results.comparison_tables(runs)
+    [rec] = table.records
+    assert rec["retained_accuracy_n"] == 1 and "duplicate" in rec["notes"]
+
+
+def test_sweep_streams_axis_varies_the_data_source(mnist_root):
+    from agents.sweep import expand
+
+    cells, _ = expand({"envs": ["MNISTRotations-v0"], "agents": ["online"], "seeds": [0, 1],
+                       "stream": {"root": str(mnist_root), "n_tasks": 2},
+                       "streams": [{"source": "mnist"}, {"source": "fashion_mnist"}]})
+    assert len(cells) == 4
+    assert {c.config()["stream_kwargs"]["source"] for c in cells} == {"mnist", "fashion_mnist"}
+    assert all(c.config()["stream_kwargs"]["n_tasks"] == 2 for c in cells)
