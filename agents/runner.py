@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import json
 import os
 import sys
@@ -383,7 +384,10 @@ def run(
         show = sys.stderr.isatty() if progress is None else progress
         bar = tqdm(total=raw.n_batches, initial=steps, disable=not show, desc=f"{agent} on {env_id}")
         reward_acc = torch.zeros((), device=dev)
-        # divergence: on the device, whether every loss so far was finite, and for how many steps
+        # divergence: on the CPU each loss is read every step (a float read, ~1 us); on a GPU the
+        # device keeps whether every loss so far was finite and for how many steps (no
+        # synchronisation), read with the loss logs and at task ends
+        on_cpu = dev.type == "cpu"
         finite = torch.ones((), dtype=torch.bool, device=dev)
         finite_steps = torch.full((), steps, dtype=torch.int64, device=dev)
         divergence: dict | None = None
@@ -403,9 +407,17 @@ def run(
             action = learner.act(obs)
             next_obs, reward, terminated, _, step_info = env.step(action)
             losses = learner.observe(obs, step_info["y"])
-            for v in losses.values():
-                finite &= torch.isfinite(v).all()
-            finite_steps += finite
+            if on_cpu:
+                if not all(math.isfinite(float(v.sum())) for v in losses.values()):
+                    finite.fill_(False)
+                    finite_steps.fill_(steps)  # the steps before this one were finite
+                    steps += 1
+                    divergence = diverged(False)
+                    break
+            else:
+                for v in losses.values():
+                    finite &= torch.isfinite(v).all()
+                finite_steps += finite
             reward_acc += reward
             steps += 1
             bar.update(1)
