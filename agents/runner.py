@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import math
 import json
+import math
 import os
 import sys
 import time
