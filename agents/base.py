@@ -302,6 +302,6 @@ class Agent:
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.memory is not None:
-            self.memory.load_state_dict(state["memory"])
+            self.memory.load_state_dict(state["memory"], ctx=self)
         self.generator.set_state(state["generator"])
         self.load_extra_state(state["extra"])

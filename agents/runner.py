@@ -21,7 +21,6 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 import cl_env
+from agents import checkpoint as ckpt
 from agents import results
 from agents.base import Agent, StreamInfo
 from agents.logger import Logger
@@ -131,13 +131,6 @@ def evaluate_generative(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tens
     real = torch.cat([x for x, _ in tests[: t + 1]]).float().div_(255.0)
     samples = agent.memory.generate(len(real), generator=torch.Generator().manual_seed(agent.seed + 99))
     return per_task, union_elbo, generative_frechet(net, samples, real)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary named for this process, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 RUN_FILES = (results.CONFIG_FILE, results.RESULT_FILE, results.CHECKPOINT_FILE, "error.txt")
@@ -350,10 +343,11 @@ def run(
         reward_sum, steps, elapsed_before, resumes = 0.0, 0, 0.0, 0
         obs, _ = env.reset(seed=seed)
         if from_checkpoint:
-            state = torch.load(ckpt_path, weights_only=False)
-            if state.get("config_hash") != chash:
+            state = ckpt.load(ckpt_path)  # weights only: a crafted file is refused, never run
+            if not isinstance(state, dict) or state.get("config_hash") != chash:
                 raise results.RunDirectoryError(
-                    f"{ckpt_path} was not written by this configuration (hash {state.get('config_hash')} "
+                    f"{ckpt_path} was not written by this configuration (hash "
+                    f"{state.get('config_hash') if isinstance(state, dict) else None} "
                     f"vs {chash}); use another --out, or --overwrite to start afresh")
             learner.load_state_dict(state["agent"])
             R, baseline, gen_log = state["R"], state["baseline"], state["gen_log"]
@@ -376,7 +370,7 @@ def run(
             if ckpt_path is None:
                 return
             logger.flush()  # events up to the checkpoint reach the disk before it does
-            _atomic_save({"agent": learner.state_dict(), "R": R, "baseline": baseline, "gen_log": gen_log,
+            ckpt.save({"agent": learner.state_dict(), "R": R, "baseline": baseline, "gen_log": gen_log,
                           "reward_sum": reward_sum, "steps": steps, "config": results.identity(config),
                           "config_hash": chash, "resumes": resumes,
                           "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)

@@ -9,7 +9,6 @@ as ``algo.learn`` would make it, while the one runner loop drives the stream and
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import gymnasium as gym
@@ -217,13 +216,14 @@ class SB3Agent(Agent):
                 return {k: trim(a) for k, a in v.items()}
             return v
 
-        raw = io.BytesIO()
-        torch.save({k: trim(v) for k, v in buf.__dict__.items()
-                    if isinstance(v, (np.ndarray, dict, int, bool, float))}, raw)
+        # the buffer's arrays and counters as they are (no pickled bytes: the runner's checkpoint
+        # encodes NumPy arrays as tensors and loads with weights_only=True)
+        buffer = {k: trim(v) for k, v in buf.__dict__.items()
+                  if isinstance(v, (np.ndarray, dict, int, bool, float))}
         state: dict[str, Any] = {
             "policy": self.algo.policy.state_dict(),
             "policy_optimizer": self.algo.policy.optimizer.state_dict(),
-            "buffer": raw.getvalue(),
+            "buffer": buffer,
             "steps": self.steps,
             "torch_rng": self._torch_state,
             "np_rng": self._np_rng.get_state(),
@@ -237,7 +237,10 @@ class SB3Agent(Agent):
         self.algo.policy.load_state_dict(state["policy"])
         self.algo.policy.optimizer.load_state_dict(state["policy_optimizer"])
         buf = self._buffer()
-        saved = torch.load(io.BytesIO(state["buffer"]), weights_only=False)
+        saved = state["buffer"]
+        if not isinstance(saved, dict):
+            raise ValueError("this sb3 checkpoint keeps its buffer as pickled bytes (cl-env before 0.2), "
+                             "which cannot be loaded safely; start the run again with --overwrite")
 
         def restore(target, value):
             if isinstance(target, np.ndarray) and isinstance(value, np.ndarray) and value.shape != target.shape:

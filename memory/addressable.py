@@ -99,6 +99,23 @@ class AddressableMemories(nn.Module):
     def rows(self) -> int:
         return self.addressing.shape[0]
 
+    def to_state(self) -> dict:
+        """Tensors and plain values only (what a weights-only checkpoint admits)."""
+        return {"image_shape": list(self.image_shape), "n_classes": int(self.n_classes), "ds": int(self.ds),
+                "bases": self.bases.detach().clone(), "addressing": self.addressing.detach().clone(),
+                "classes": self.classes.clone(), "requires_grad": bool(self.bases.requires_grad)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> AddressableMemories:
+        """Rebuild what :meth:`to_state` wrote."""
+        mem = cls(tuple(state["image_shape"]), state["n_classes"], state["bases"].shape[0],
+                  state["addressing"].shape[0], ds=state["ds"])
+        with torch.no_grad():
+            mem.bases = nn.Parameter(state["bases"].clone())
+            mem.addressing = nn.Parameter(state["addressing"].clone())
+        mem.classes = state["classes"].clone()
+        return mem.to(state["bases"].device).requires_grad_(state["requires_grad"])
+
     @property
     def floats(self) -> int:
         return self.bases.numel() + self.addressing.numel()
@@ -491,12 +508,14 @@ class Addressable(Memory):
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        return copy.deepcopy({"memories": self.memories, "buf_x": self.buf_x, "buf_y": self.buf_y,
+        return copy.deepcopy({"memories": {t: m.to_state() for t, m in self.memories.items()},
+                              "buf_x": self.buf_x, "buf_y": self.buf_y,
                               "seen": self.seen, "rng": self.rng.bit_generator.state})
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         state = copy.deepcopy(state)
-        self.memories, self.buf_x, self.buf_y = state["memories"], state["buf_x"], state["buf_y"]
+        self.memories = {int(t): AddressableMemories.from_state(m) for t, m in state["memories"].items()}
+        self.buf_x, self.buf_y = state["buf_x"], state["buf_y"]
         self.seen = state["seen"]
         self.rng.bit_generator.state = state["rng"]
         self._cache = {}

@@ -139,5 +139,11 @@ class Memory(ABC):
         """Everything needed to resume."""
 
     @abstractmethod
-    def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`'s output."""
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
+        """Restore :meth:`state_dict`'s output.
+
+        States hold tensors and plain containers only (checkpoints load with
+        ``torch.load(weights_only=True)``): a module a memory keeps is stored as its
+        ``state_dict`` and rebuilt here, from its recorded shape or from ``ctx.model`` (the
+        learner's architecture) for copies of the learner's model.
+        """

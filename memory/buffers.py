@@ -110,7 +110,7 @@ class ReservoirBuffer(Memory):
         return {"x": self.x, "y": self.y, "t": self.t, "n_seen": self.n_seen,
                 "rng": self.rng.bit_generator.state, "capacity": self.capacity}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"checkpoint holds capacity {state['capacity']}, this buffer {self.capacity}")
         self.x.copy_(state["x"])
@@ -224,7 +224,7 @@ class TaskRingBuffer(Memory):
     def state_dict(self) -> dict:
         return {"x": self.x, "y": self.y, "count": self.count.copy(), "caps": self.caps.copy()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         if not np.array_equal(state["caps"], self.caps):
             raise ValueError("checkpoint's per-task capacities differ from this buffer's")
         self.x.copy_(state["x"])

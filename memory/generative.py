@@ -381,16 +381,39 @@ class GenerativeTeacher(Memory):
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
+        """Tensors and plain containers only: each VAE as its config and weights, the kept
+        classifier (a copy of the learner's model) as its weights."""
+        def vae(m):
+            return None if m is None else {"config": {**m.config, "image_shape": list(m.config["image_shape"])},
+                                           "state": {k: v.clone() for k, v in m.state_dict().items()}}
+
         return copy.deepcopy({
-            "student": self.student, "teacher": self.teacher, "classifier": self.classifier,
+            "student": vae(self.student), "teacher": vae(self.teacher),
+            "classifier": None if self.classifier is None else dict(self.classifier.state_dict()),
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
             "k": self.k, "k_seen": self.k_seen, "handed_over": self.handed_over, "step": self.step, "fisher": self.fisher, "anchor": self.anchor,
             "recent": self.recent, "consistency_history": self.consistency_history,
         })
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         state = copy.deepcopy(state)
-        self.student, self.teacher, self.classifier = state["student"], state["teacher"], state["classifier"]
+        device = self.spec.device
+
+        def vae(d, trainable: bool):
+            if d is None:
+                return None
+            m = LifelongVAE(**{**d["config"], "image_shape": tuple(d["config"]["image_shape"])}).to(device)
+            m.load_state_dict(d["state"])
+            return m.requires_grad_(trainable) if trainable else m.eval().requires_grad_(False)
+
+        self.student, self.teacher = vae(state["student"], True), vae(state["teacher"], False)
+        self.classifier = None
+        if state["classifier"] is not None:
+            model = getattr(ctx, "model", None)
+            if model is None:
+                raise ValueError("teacher.load_state_dict needs ctx (the learner) to rebuild its classifier")
+            self.classifier = copy.deepcopy(model).eval().requires_grad_(False)
+            self.classifier.load_state_dict(state["classifier"])
         self.optimizer = self._optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

@@ -269,13 +269,21 @@ class SelfRecall(Memory):
         return 0 if self.old is None else 32 * sum(p.numel() for p in self.old.parameters())
 
     def state_dict(self) -> dict:
-        return {"old": self.old, "steps_seen": self.steps_seen, "last_refresh_step": self.last_refresh_step,
+        return {"old": None if self.old is None else {k: v.clone() for k, v in self.old.state_dict().items()},
+                "steps_seen": self.steps_seen, "last_refresh_step": self.last_refresh_step,
                 "last_t": self.last_t, "recall_on": self.recall_on, "batch": self.batch,
                 "seen": self.seen.clone(), "rng": self.rng.bit_generator.state,
                 "recalled_counts": self.recalled_counts.clone(), "settings": dict(self.settings)}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.old = state["old"]
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
+        self.old = None
+        if state["old"] is not None:  # the old model is a copy of the learner's: rebuilt from ctx.model
+            if getattr(ctx, "model", None) is None:
+                raise ValueError("self_recall.load_state_dict needs ctx (the learner) to rebuild its old model")
+            self.old = copy.deepcopy(ctx.model).eval()
+            self.old.load_state_dict(state["old"])
+            for p in self.old.parameters():
+                p.requires_grad_(False)
         self.steps_seen, self.last_refresh_step = state["steps_seen"], state["last_refresh_step"]
         self.last_t, self.recall_on, self.batch = state["last_t"], state["recall_on"], state["batch"]
         self.seen = state["seen"].clone()

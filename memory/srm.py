@@ -353,7 +353,7 @@ class SRM(Memory):
             state["count"] = self.count.copy()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         if (state["c"], state["l"], state["capacity"]) != (self.c, self.l, self.capacity):
             raise ValueError("checkpoint's SRM shape (c, l, capacity) differs from this memory's")
         self.vae.load_state_dict(state["vae"])
@@ -369,8 +369,8 @@ class SRM(Memory):
 
 def save_vae(vae: DiscreteVAE, path: str) -> None:
     """Save a discrete VAE with its shape, for ``SRM(..., vae_path=path)`` (transfer)."""
-    torch.save({"image_shape": vae.image_shape, "c": vae.c, "l": vae.l, "tau": vae.tau,
-                "state": vae.state_dict()}, path)
+    torch.save({"image_shape": [int(v) for v in vae.image_shape], "c": int(vae.c), "l": int(vae.l),
+                "tau": float(vae.tau), "state": dict(vae.state_dict())}, path)
 
 
 def load_vae(path: str) -> DiscreteVAE:
@@ -379,7 +379,14 @@ def load_vae(path: str) -> DiscreteVAE:
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no pretrained VAE at {path}; write one with `cl-env pretrain-srm`")
-    d = torch.load(path, weights_only=False)
+    from memory.safeload import load_weights_only
+
+    # weights only: a crafted file is refused before anything in it can run
+    d = load_weights_only(path, "memory.vae_path", "write it with `cl-env pretrain-srm`")
+    keys = {"image_shape", "c", "l", "tau", "state"}
+    if not isinstance(d, dict) or not keys <= set(d):
+        raise ValueError(f"memory.vae_path {path} is not a cl-env SRM autoencoder (expected keys "
+                         f"{sorted(keys)}); write one with `cl-env pretrain-srm`")
     vae = DiscreteVAE(tuple(d["image_shape"]), d["c"], d["l"], d["tau"])
     vae.load_state_dict(d["state"])
     return vae

@@ -37,12 +37,38 @@ CIFAR100 = {
 }
 
 
+# Everything the CIFAR-10/100 Python pickles contain: NumPy arrays (rebuilt by these three), and
+# `_codecs.encode`, which protocol-2 pickles written by Python 3 use for bytes. Nothing else is
+# ever imported or called while unpickling, so a crafted file cannot run code.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits only :data:`_CIFAR_GLOBALS`."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR batch holds only NumPy "
+                                         f"arrays, lists, numbers and bytes")
+        if module == "numpy.core.multiarray":  # NumPy 2 moved it; the files name the old place
+            import numpy
+
+            module = "numpy._core.multiarray" if hasattr(numpy, "_core") else module
+        return super().find_class(module, name)
+
+
 def _unpickle(env_id: str, path: Path, fix: str) -> dict:
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise CorruptDataError(env_id, str(path), f"not a CIFAR pickle ({exc})", fix) from exc
+            d = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise CorruptDataError(env_id, str(path), f"not a CIFAR pickle ({exc})", fix) from None
+    if not isinstance(d, dict):
+        raise CorruptDataError(env_id, str(path), f"a {type(d).__name__} found, expected a dict", fix)
+    return d
 
 
 def _read_split(env_id: str, files: list[Path], spec: dict, fix: str, coarse: bool):
