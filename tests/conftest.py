@@ -49,7 +49,7 @@ def stream_kwargs(mnist_root, image_root, tmp_path_factory):
         "SplitCIFAR10-v0": {**img, "verify": False},
         "IncOmniglot-v0": img,
         "SplitMiniImageNet-v0": img,
-        "SeqFashionMNIST-v0": {"root": str(mnist_root)},
+        "SeqFashionMNIST-v0": {"root": str(mnist_root), "verify": False},
         "SVHNToMNIST-v0": {**img, "verify": False},
     }
 
@@ -58,5 +58,5 @@ def stream_kwargs(mnist_root, image_root, tmp_path_factory):
 def tiny(mnist_root):
     """``run`` keywords for a two-task rotation stream on fixture MNIST (200 examples per task)."""
     return {"env_id": "MNISTRotations-v0",
-            "stream_kwargs": {"source": "mnist", "root": str(mnist_root), "n_tasks": 2,
+            "stream_kwargs": {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2,
                               "train_per_task": 200}}

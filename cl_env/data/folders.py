@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -52,22 +51,11 @@ def _decode(env_id: str, files: list[Path], mode: str, size: int, fix: str) -> n
 
 
 def _decode_cached(kind: str, env_id: str, files: list[Path], mode: str, size: int, fix: str) -> np.ndarray:
-    cached = _cache_path(kind, files, size)
-    if cached.is_file():
-        try:
-            with np.load(cached) as z:
-                return z["x"]
-        except (OSError, ValueError, KeyError):
-            pass
-    x = _decode(env_id, files, mode, size, fix)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=x)
-        os.replace(tmp, cached)
-    except OSError:
-        pass
-    return x
+    """Decoded images, cached in a self-verifying ``.npz`` (:func:`cl_env.data.cache.cached_arrays`)."""
+    from cl_env.data.cache import cached_arrays
+
+    return cached_arrays(_cache_path(kind, files, size),
+                         lambda: {"x": _decode(env_id, files, mode, size, fix)})["x"]
 
 
 def _images(folder: Path) -> list[Path]:

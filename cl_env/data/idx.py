@@ -49,8 +49,8 @@ def parse_idx(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file; a name ending in ``.gz`` is decompressed first."""
+def read_idx_bytes(path: str | Path) -> bytes:
+    """The decompressed bytes of an IDX file (a name ending in ``.gz`` is gunzipped)."""
     path = Path(path)
     raw = path.read_bytes()
     if path.suffix == ".gz":
@@ -58,7 +58,12 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise IDXFormatError(f"not a valid gzip file ({exc})") from exc
-    return parse_idx(raw)
+    return raw
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file; a name ending in ``.gz`` is decompressed first."""
+    return parse_idx(read_idx_bytes(path))
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> Path:

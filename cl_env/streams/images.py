@@ -97,11 +97,12 @@ def sequential_classes(
     download: bool = False,
     seed: int = 0,
     classes: tuple[int, ...] | list[int] | None = None,
+    verify: bool = True,
 ) -> TaskStream:
     """One distribution per class, in label order (or the order of ``classes``, a subset), whole
     splits (Lifelong Generative Modeling §5: sequential Fashion-MNIST). Labels are kept, so
     classifiers can use it too (class-incremental)."""
-    data = load_source(source, env_id=env_id, root=root, download=download)
+    data = load_source(source, env_id=env_id, root=root, download=download, verify=verify)
     order = list(range(data.n_classes)) if classes is None else [int(c) for c in classes]
     bad = [c for c in order if not 0 <= c < data.n_classes]
     if bad or len(set(order)) != len(order) or not order:
@@ -161,7 +162,7 @@ def svhn_to_mnist(
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     svhn = load_source("svhn", env_id=env_id, root=root, download=download, verify=verify)
-    mnist = load_source(mnist_source, env_id=env_id, root=mnist_root, download=download)
+    mnist = load_source(mnist_source, env_id=env_id, root=mnist_root, download=download, verify=verify)
     tasks = []
     for t, (d, name) in enumerate(((svhn, "SVHN"), (mnist, "MNIST"))):
         tasks.append(Task(t, name, _to_shape(d.train_x, channels, size), d.train_y,

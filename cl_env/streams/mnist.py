@@ -75,6 +75,7 @@ def rotations(
     n_tasks: int = 20,
     train_per_task: int | None = 1000,
     seed: int = 0,
+    verify: bool = True,
 ) -> TaskStream:
     """MNIST-Rotations (GEM): task t rotates every image by one angle drawn in [9t, 9(t+1)) degrees.
 
@@ -83,7 +84,7 @@ def rotations(
     ``train_per_task`` examples from the training split (a random permutation, first n) and
     holds the whole test split rotated. Domain-incremental: one 10-way head.
     """
-    data = load_source(source, env_id=env_id, root=root, download=download)
+    data = load_source(source, env_id=env_id, root=root, download=download, verify=verify)
     rng = np.random.default_rng(seed)
     width = 180.0 / n_tasks
     tasks, angles = [], []
@@ -109,6 +110,7 @@ def permutations(
     train_per_task: int | None = 1000,
     identity_first: bool = False,
     seed: int = 0,
+    verify: bool = True,
 ) -> TaskStream:
     """MNIST-Permutations (GEM) and MANY (MER): each task applies one fixed random pixel permutation.
 
@@ -116,7 +118,7 @@ def permutations(
     task 0 the unpermuted images as in MIR. Each task draws ``train_per_task`` training examples
     and holds the whole test split permuted. Domain-incremental: one 10-way head.
     """
-    data = load_source(source, env_id=env_id, root=root, download=download)
+    data = load_source(source, env_id=env_id, root=root, download=download, verify=verify)
     rng = np.random.default_rng(seed)
     shape = data.train_x.shape[1:]
     n_pix = int(np.prod(shape))
@@ -159,6 +161,7 @@ def split(
     train_per_class: int | None = 500,
     class_order: str | list[int] = "sorted",
     seed: int = 0,
+    verify: bool = True,
 ) -> TaskStream:
     """Split MNIST, MNIST-5k-5 protocol (MIR / ARM Table 6): 5 tasks of 2 digits, single head.
 
@@ -168,7 +171,7 @@ def split(
     classes is the task's test set. ``class_order="sorted"`` gives tasks (0,1), (2,3), ...;
     ``"random"`` shuffles the classes with the stream seed; a list fixes them.
     """
-    data = load_source(source, env_id=env_id, root=root, download=download)
+    data = load_source(source, env_id=env_id, root=root, download=download, verify=verify)
     rng = np.random.default_rng(seed)
     n = data.n_classes
     if class_order == "sorted":

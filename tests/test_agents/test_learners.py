@@ -63,7 +63,7 @@ def test_agent_learns_above_chance_and_writes_results(agent, tiny, tmp_path):
 
 @pytest.mark.parametrize("agent", CLASSIFIERS)
 def test_state_dict_round_trip(agent, mnist_root):
-    stream = make_stream("MNISTRotations-v0", source="mnist", root=mnist_root, n_tasks=2,
+    stream = make_stream("MNISTRotations-v0", source="mnist", verify=False, root=mnist_root, n_tasks=2,
                          train_per_task=100)
     info = StreamInfo.from_stream(stream)
     cls = agent_class(agent)
@@ -124,7 +124,7 @@ def test_resume_after_interrupt_gives_the_same_result(agent, settings, tiny, tmp
 
 def test_killed_cli_run_resumes_to_the_same_result(mnist_root, tmp_path):
     args = ["run", "MNISTRotations-v0", "--agent", "er", "--budget", "20", "--stream",
-            "source=mnist", f"root={str(mnist_root)!r}", "n_tasks=6", "train_per_task=300"]
+            "source=mnist", "verify=False", f"root={str(mnist_root)!r}", "n_tasks=6", "train_per_task=300"]
     cmd = [sys.executable, "-m", "agents.cli"]
     subprocess.run([*cmd, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
     cut = tmp_path / "cut"
@@ -174,7 +174,7 @@ def test_gem_needs_task_labels(tiny):
 
 
 def test_masked_head_only_predicts_the_tasks_classes(mnist_root):
-    stream = make_stream("SplitMNIST-v0", source="mnist", root=mnist_root)
+    stream = make_stream("SplitMNIST-v0", source="mnist", verify=False, root=mnist_root)
     info = StreamInfo.from_stream(stream)
     agent = agent_class("online")(info, None, {"head": "masked"})
     x, _ = stream.test_set(2)

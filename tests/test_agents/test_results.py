@@ -18,11 +18,13 @@ from agents.runner import run
 
 
 def _stream(mnist_root, source="mnist", **extra) -> dict:
-    return {"source": source, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 100, **extra}
+    return {"source": source, "root": str(mnist_root), "verify": False, "n_tasks": 2, "train_per_task": 100,
+            **extra}
 
 
 def _cli_stream(mnist_root, source="mnist") -> list[str]:
-    return ["--stream", f"source={source}", f"root={str(mnist_root)!r}", "n_tasks=2", "train_per_task=100"]
+    return ["--stream", f"source={source}", "verify=False", f"root={str(mnist_root)!r}", "n_tasks=2",
+            "train_per_task=100"]
 
 
 # ----------------------------------------------------------------------------- identity
@@ -386,7 +388,7 @@ def test_sweep_streams_axis_varies_the_data_source(mnist_root):
     from agents.sweep import expand
 
     cells, _ = expand({"envs": ["MNISTRotations-v0"], "agents": ["online"], "seeds": [0, 1],
-                       "stream": {"root": str(mnist_root), "n_tasks": 2},
+                       "stream": {"root": str(mnist_root), "n_tasks": 2, "verify": False},
                        "streams": [{"source": "mnist"}, {"source": "fashion_mnist"}]})
     assert len(cells) == 4
     assert {c.config()["stream_kwargs"]["source"] for c in cells} == {"mnist", "fashion_mnist"}

@@ -26,11 +26,12 @@ class _Payload:
 
 
 def _stream(mnist_root) -> dict:
-    return {"source": "mnist", "root": str(mnist_root), "n_tasks": 2, "train_per_task": 100}
+    return {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 100}
 
 
 def _cli_stream(mnist_root) -> list[str]:
-    return ["--stream", "source=mnist", f"root={str(mnist_root)!r}", "n_tasks=2", "train_per_task=100"]
+    return ["--stream", "source=mnist", "verify=False", f"root={str(mnist_root)!r}", "n_tasks=2",
+            "train_per_task=100"]
 
 
 def test_the_payload_really_runs_under_a_plain_load(tmp_path):

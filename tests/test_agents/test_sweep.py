@@ -15,7 +15,7 @@ from agents.sweep import expand, load_config, sweep
 
 def _config(mnist_root, out, **extra) -> dict:
     return {"out": str(out), "envs": ["MNISTRotations-v0"], "agents": ["online", "er"], "budgets": [20],
-            "seeds": [0], "stream": {"source": "mnist", "root": str(mnist_root), "n_tasks": 2,
+            "seeds": [0], "stream": {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2,
                                      "train_per_task": 100}, **extra}
 
 

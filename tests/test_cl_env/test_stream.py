@@ -15,7 +15,7 @@ from cl_env.streams.mnist import rotate_nearest
 
 @pytest.fixture(scope="module")
 def small(mnist_root):
-    return cl_env.make_stream("MNISTRotations-v0", source="mnist", root=mnist_root, n_tasks=3,
+    return cl_env.make_stream("MNISTRotations-v0", source="mnist", verify=False, root=mnist_root, n_tasks=3,
                               train_per_task=95)
 
 
@@ -77,7 +77,7 @@ def test_train_batches_without_gymnasium(small):
 
 
 def test_concat_renumbers_tasks(small, mnist_root):
-    other = cl_env.make_stream("SplitMNIST-v0", source="mnist", root=mnist_root)
+    other = cl_env.make_stream("SplitMNIST-v0", source="mnist", verify=False, root=mnist_root)
     both = cl_env.concat(small, other)
     assert both.n_tasks == 3 + 5
     assert [t.t for t in both.tasks] == list(range(8))
@@ -137,7 +137,7 @@ def test_torch_device_mode_emits_tensors(small):
 
 
 def test_gym_make_passes_stream_options(mnist_root):
-    env = gym.make("SplitMNIST-v0", batch_size=4, source="mnist", root=str(mnist_root))
+    env = gym.make("SplitMNIST-v0", batch_size=4, source="mnist", verify=False, root=str(mnist_root))
     assert env.unwrapped.stream.describe()["data"]["source"] == "mnist"
     assert env.action_space.shape == (4,)
 

@@ -119,7 +119,7 @@ def test_pretrain_then_transfer(mnist_root, tmp_path, tiny, capsys):
 
     out = tmp_path / "vae.pt"
     c = latent_for_budget(20, MemorySpec((1, 28, 28), 10, 2), 1000, 4)  # the 2-task target stream
-    code = main(["pretrain-srm", "SeqFashionMNIST-v0", "--stream", f"root={str(mnist_root)!r}",
+    code = main(["pretrain-srm", "SeqFashionMNIST-v0", "--stream", f"root={str(mnist_root)!r}", "verify=False",
                  "--c", str(c), "--out", str(out)])
     assert code == 0 and out.exists()
     assert "memory.vae_path" in capsys.readouterr().out
