@@ -30,6 +30,16 @@ def profile_for(image_shape: tuple[int, int, int]) -> str:
     return "mnist" if c == 1 else "miniimagenet" if h >= 64 else "cifar10"
 
 
+def _lag(name: str, value):
+    from cl_env import checks
+
+    if value == "task":
+        return value
+    if not checks.is_int(value) or value < 1:
+        raise checks.fail(name, value, "'task' or an integer >= 1 (steps)", "--set lag=task")
+    return value
+
+
 class ARM(Agent):
     """ARM (Algorithm 1). Settings left at None take Table 4's value for the data's profile.
 
@@ -55,6 +65,9 @@ class ARM(Agent):
                 "lambda0": 1.0, "lambda0_real": None, "lambda1": 1.0, "lambda2": 0.1,
                 "lambda3": None, "lambda4": None, "lambda5": 1.0, "lambda6": 1.0,
                 "divergence_weight": None, "init": "batch", "recalls": 1, "profile": None}
+    SETTING_RULES = {"step_size": "positive", "M": "count", "steps": "count", "recalls": "count",
+                     "lag": lambda name, v: v if v == "task" else _lag(name, v),
+                     "init": ("batch", "noise"), "profile": (None, *PROFILES)}
 
     def __init__(self, info, memory=None, settings=None, device="cpu", seed=0):
         settings = dict(settings or {})

@@ -105,6 +105,12 @@ class Agent:
 
     name: ClassVar[str] = ""
     SETTINGS: ClassVar[dict[str, Any]] = {"lr": 0.1, "model": None, "head": None}
+    # what each setting accepts (merged over the class hierarchy, like SETTINGS): "positive"
+    # (> 0), "non-negative", "count" (an int >= 1), "string", a tuple of choices, or a function
+    # (name, value) -> value. A setting without a rule is checked by its default's type: numbers
+    # finite and >= 0, ints integral, bools bool, strings str.
+    SETTING_RULES: ClassVar[dict[str, Any]] = {"lr": "positive", "model": "string",
+                                               "head": (None, "single", "masked")}
     # inherited settings a subclass does not read (dropped from its valid settings)
     UNUSED_SETTINGS: ClassVar[tuple[str, ...]] = ()
     needs_task_labels: ClassVar[bool] = False
@@ -160,13 +166,58 @@ class Agent:
         return merged
 
     @classmethod
+    def setting_rules(cls) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(getattr(klass, "SETTING_RULES", {}))
+        return merged
+
+    @classmethod
+    def check_setting(cls, key: str, value: Any) -> Any:
+        """``value`` if ``--set key=value`` is acceptable, else one clear :class:`InvalidValueError`."""
+        from cl_env import checks
+
+        default = cls.all_settings()[key]
+        rule = cls.setting_rules().get(key)
+        name = f"setting {key} of agent {cls.name!r}"
+        fix = f"--set {key}={default!r}" if default is not None else None
+        if callable(rule):
+            return rule(name, value)
+        if isinstance(rule, tuple):
+            return checks.choice(name, value, rule, fix)
+        if value is None:
+            if default is None:
+                return None  # "the protocol's default", resolved by the agent
+            raise checks.fail(name, value, f"a value like {default!r}", fix)
+        if rule == "string" or (rule is None and isinstance(default, str)):
+            if not isinstance(value, str):
+                raise checks.fail(name, value, "a string", fix)
+            return value
+        if rule == "count":
+            return checks.integer(name, value, 1, fix=fix)
+        if rule == "positive":
+            return checks.number(name, value, 0.0, strict_minimum=True, fix=fix)
+        if rule == "non-negative":
+            return checks.number(name, value, 0.0, fix=fix)
+        if isinstance(default, bool):
+            return checks.boolean(name, value, fix)
+        if checks.is_int(default):
+            return checks.integer(name, value, 0, fix=fix)
+        if isinstance(default, float) or (default is None and checks.is_number(value)):
+            return checks.number(name, value, 0.0, fix=fix)
+        if isinstance(default, dict) and not isinstance(value, dict):
+            raise checks.fail(name, value, "a mapping like {'key': value}", fix)
+        return value
+
+    @classmethod
     def resolve_settings(cls, given: dict) -> dict:
-        """Defaults overridden by ``given``; an unknown key raises with the valid ones."""
+        """Defaults overridden by ``given``; an unknown key raises with the valid ones, a bad
+        value (wrong type, out of range, not finite) with what is allowed (:meth:`check_setting`)."""
         valid = cls.all_settings()
         for key in given:
             if key not in valid:
                 raise UnknownNameError(f"setting of agent {cls.name!r}", key, valid)
-        return {**valid, **given}
+        return {**valid, **{k: cls.check_setting(k, v) for k, v in given.items()}}
 
     # ----------------------------------------------------------------- model
     def forward(self, x: torch.Tensor, t: int | torch.Tensor | None) -> torch.Tensor:

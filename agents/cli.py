@@ -14,14 +14,28 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict:
     """``["lr=0.1", "model=mlp400"]`` -> ``{"lr": 0.1, "model": "mlp400"}`` (Python literals, else strings)."""
     out = {}
     for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"error: {flag} expects key=value, got {item!r} (e.g. {flag} lr=0.05)")
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ValueError(f"{flag} expects key=value, got {item!r} (e.g. {flag} lr=0.05)")
         key, raw = item.split("=", 1)
         try:
             out[key.strip()] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             out[key.strip()] = raw
     return out
+
+
+def _check_options(args: argparse.Namespace, positive: tuple = (), counts: tuple = ()) -> None:
+    """Numeric options of a subcommand: one clear error naming the option (exit code 2)."""
+    from cl_env import checks
+
+    for name in positive:
+        checks.number(f"--{name.replace('_', '-')}", getattr(args, name), 0.0, strict_minimum=True)
+    for name in counts:
+        checks.integer(f"--{name.replace('_', '-')}", getattr(args, name), 1)
+    if hasattr(args, "seed"):
+        checks.integer("--seed", args.seed, 0, 2**32 - 1, fix="--seed 0")
+    if hasattr(args, "device"):
+        checks.device("--device", args.device)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -125,12 +139,17 @@ def cmd_pretrain_srm(args: argparse.Namespace) -> int:
 
     import cl_env
     from agents.base import StreamInfo
+    from cl_env import checks
     from cl_env.error import CLEnvError
     from memory.nets import DiscreteVAE
     from memory.srm import latent_for_budget, pretrain_vae, save_vae
 
     torch.manual_seed(args.seed)
     try:
+        _check_options(args, positive=("budget",), counts=("items", "epochs"))
+        if args.c is not None:
+            checks.integer("--c", args.c, 1, fix="--c 200")
+        checks.integer("--l", args.l, 2, fix="--l 4")
         source = cl_env.make_stream(args.env_id, **parse_assignments(args.stream, "--stream"))
         if args.c is None:
             target = cl_env.make_stream(args.for_env) if args.for_env else source
@@ -160,6 +179,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     try:
+        _check_options(args, positive=("ipc", "inner_lr"), counts=("bases", "ds", "iterations", "inner_steps",
+                                                                  "repeats", "eval_epochs"))
         r = distill_source(args.source, ipc=args.ipc, n_bases=args.bases, ds=args.ds, model=args.model,
                            iterations=args.iterations, inner_steps=args.inner_steps, inner_lr=args.inner_lr,
                            repeats=args.repeats, eval_epochs=args.eval_epochs, seed=args.seed,
@@ -308,12 +329,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cl_env.error import CLEnvError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:  # `cl-env compare runs | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
+    except CLEnvError as exc:  # a user error raised where no subcommand caught it: still one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (a run's last checkpoint is kept: continue it with --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

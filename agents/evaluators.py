@@ -52,9 +52,16 @@ def feature_classifier(stream, device: str = "cpu", epochs: int = 2, seed: int =
     net = FeatureNet(stream.image_shape, stream.n_classes)
     path = cache_dir() / "evaluators" / f"{_key(stream, epochs, seed)}.pt"
     if cache and path.exists():
-        state = torch.load(path, weights_only=True)
-        net.load_state_dict(state["net"])
-        return net.to(device).eval(), float(state["accuracy"])
+        from memory.safeload import UnsafeFileError, load_weights_only
+
+        try:  # weights only; a cache that does not load or fit is retrained, with one line saying so
+            state = load_weights_only(path, "evaluator cache", "it is retrained")
+            net.load_state_dict(state["net"])
+            return net.to(device).eval(), float(state["accuracy"])
+        except (UnsafeFileError, KeyError, TypeError, RuntimeError) as exc:
+            import sys
+
+            print(f"cl-env: rebuilt the cache {path}: {exc}", file=sys.stderr)
     x = torch.cat([t.train_examples()[0] for t in stream.tasks])
     y = torch.cat([t.train_examples()[1] for t in stream.tasks])
     gen = torch.Generator().manual_seed(seed)

@@ -64,6 +64,7 @@ class EWC(Agent):
 
     name = "ewc"
     SETTINGS = {"lam": 5.0, "fisher_samples": 200}
+    SETTING_RULES = {"lam": "non-negative", "fisher_samples": "count"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -122,6 +122,7 @@ class GEM(_Projecting):
 
     name = "gem"
     SETTINGS = {"margin": 0.5, "eps": 1e-3, "per_task_grads": "auto"}
+    SETTING_RULES = {"margin": "non-negative", "eps": "non-negative", "per_task_grads": ("auto", "vmap", "loop")}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -224,6 +225,7 @@ class AGEM(_Projecting):
 
     name = "agem"
     SETTINGS = {"ref_batch": 256}
+    SETTING_RULES = {"ref_batch": "count"}
 
     def _reference_batch(self, past: list[int], t: int):
         """``ref_batch`` memories of past tasks: drawn from them directly when the memory keeps

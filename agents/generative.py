@@ -33,6 +33,7 @@ class GenerativeAgent(Agent):
     name = "lvae"
     generative = True
     SETTINGS = {"bound": None}
+    SETTING_RULES = {"bound": (None, "upto", "full")}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

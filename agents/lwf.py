@@ -34,6 +34,7 @@ class LwF(Agent):
 
     name = "lwf"
     SETTINGS = {"alpha": 1.0, "temperature": 2.0}
+    SETTING_RULES = {"alpha": "non-negative", "temperature": "positive"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -23,6 +23,7 @@ class CompressThenRecall(Agent):
 
     name = "recall"
     SETTINGS = {"lr": 0.01, "epochs": 50, "batch": 256}
+    SETTING_RULES = {"epochs": "count", "batch": "count"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -19,6 +19,7 @@ class ExperienceReplay(Agent):
 
     name = "er"
     SETTINGS = {"replay_batch": 10}
+    SETTING_RULES = {"replay_batch": "count"}
 
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
         loss = self.loss(logits, y)

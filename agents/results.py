@@ -217,10 +217,27 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
         UnknownNameError, ValueError, TypeError: An unknown name, setting or stream option.
     """
     from agents.registry import AGENTS, agent_class
+    from cl_env import checks
     from cl_env.error import UnknownNameError
     from cl_env.registration import resolve_stream_kwargs
     from memory import MEMORIES
 
+    if not isinstance(env_id, str):
+        raise checks.fail("env id", env_id, "a registered id such as 'MNISTRotations-v0' (cl-env list)")
+    if not isinstance(agent, str):
+        raise checks.fail("agent", agent, "a registered agent name (cl-env list)")
+    checks.integer("seed", seed, 0, 2**32 - 1, fix="--seed 0")
+    checks.device("device", device)
+    if budget is not None:
+        checks.number("budget", budget, 0.0, strict_minimum=True,
+                      fix="--budget 200 (effective real examples of storage)")
+    if batch_size is not None:
+        checks.integer("batch_size", batch_size, 1, fix="--batch-size 10")
+    if settings is not None and not isinstance(settings, dict):
+        raise checks.fail("settings", settings, "a mapping of setting names to values", "--set lr=0.05")
+    if stream_kwargs is not None and not isinstance(stream_kwargs, dict):
+        raise checks.fail("stream_kwargs", stream_kwargs, "a mapping of stream options",
+                          "--stream source=mnist5k")
     settings = dict(settings or {})
     memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
     cls = agent_class(agent)

@@ -281,6 +281,11 @@ def run(
     ``divergence`` (step, task, examples seen, reason) and the accuracy rows measured so far.
     """
     started = time.perf_counter()
+    from cl_env import checks
+
+    if checkpoint_every is not None:
+        checks.integer("checkpoint_every", checkpoint_every, 1, fix="--checkpoint-every 1000")
+    checks.integer("log_every", log_every, 1, fix="log_every=50")
     settings = dict(settings or {})
     config = results.run_config(env_id, agent, memory, budget, seed, device, settings, stream_kwargs,
                                 batch_size)
@@ -315,6 +320,11 @@ def run(
         if cls.needs_task_labels and not raw.task_labels:
             raise ValueError(f"agent {agent!r} needs task labels; do not pass task_labels=False")
         info = StreamInfo.from_stream(stream)
+        if config["budget"] is not None and config["budget"] > stream.n_train:
+            raise checks.fail("budget", config["budget"],
+                              f"at most {stream.n_train:,} effective examples: {env_id} has {stream.n_train:,} "
+                              "training examples in all, so a larger memory could never fill",
+                              f"--budget {min(200, stream.n_train)}")
         mem = build_memory(agent, memory, budget, info.memory_spec(device), seed=seed, options=memory_options)
         learner = cls(info, mem, settings, device=device, seed=seed)
         dev = torch.device(device)

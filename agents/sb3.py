@@ -53,6 +53,7 @@ class SB3Agent(Agent):
 
     name = "sb3"
     SETTINGS = {"algo": "ppo", "policy": "MultiInputPolicy", "algo_kwargs": {}, "lr": None}
+    SETTING_RULES = {"algo": "string", "policy": "string"}
     needs_task_labels = True
     batch_sizes = (1,)
 

@@ -93,11 +93,21 @@ def load_config(path: str | Path) -> dict:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        cfg = yaml.safe_load(text) or {}
+        try:
+            cfg = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"{path}: not valid YAML{where} ({problem}); fix the syntax "
+                             f"(lists as [a, b], mappings as {{key: value}})") from None
     elif path.suffix == ".toml":
         import tomllib
 
-        cfg = tomllib.loads(text)
+        try:
+            cfg = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
     else:
         raise ValueError(f"sweep config must be .yaml, .yml or .toml, got {path.name!r}")
     if not isinstance(cfg, dict):
@@ -108,7 +118,42 @@ def load_config(path: str | Path) -> dict:
     for key in ("envs", "agents"):
         if not cfg.get(key):
             raise ValueError(f"{path}: {key!r} must list at least one value")
+    check_config(cfg, str(path))
     return cfg
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def check_config(cfg: dict, where: str = "sweep config") -> None:
+    """Types of every key, before any cell runs (one clear error naming the key and the value)."""
+    from cl_env import checks
+
+    def each(key, ok, expected, example):
+        for v in _as_list(cfg.get(key, [])):
+            if not ok(v):
+                raise checks.fail(f"{where}: {key}", v, expected, f"{key}: {example}")
+
+    each("envs", lambda v: isinstance(v, str), "env ids (strings)", "[MNISTRotations-v0]")
+    each("agents", lambda v: isinstance(v, str), "agent names (strings)", "[er, gem]")
+    each("memories", lambda v: v is None or isinstance(v, str), "memory names or null", "[null, srm]")
+    each("budgets", lambda v: v is None or (checks.is_number(v) and 0 < v < float("inf")),
+         "positive numbers or null", "[100, 200]")
+    each("seeds", lambda v: checks.is_int(v) and 0 <= v < 2**32, "non-negative integers", "[0, 1, 2]")
+    each("settings", lambda v: isinstance(v, dict), "mappings of --set keys to values (not key=value text)",
+         "[{}, {lr: 0.03}]")
+    each("streams", lambda v: isinstance(v, dict), "mappings of --stream options", "[{source: mnist5k}]")
+    if "stream" in cfg and not isinstance(cfg["stream"] or {}, dict):
+        raise checks.fail(f"{where}: stream", cfg["stream"], "a mapping of --stream options", "stream: {}")
+    if cfg.get("batch_size") is not None:
+        checks.integer(f"{where}: batch_size", cfg["batch_size"], 1, fix="batch_size: 10")
+    if "device" in cfg:
+        checks.device(f"{where}: device", cfg["device"])
+    if "retries" in cfg:
+        checks.integer(f"{where}: retries", cfg["retries"], 0, fix="retries: 2")
+    if "out" in cfg and not isinstance(cfg["out"], str):
+        raise checks.fail(f"{where}: out", cfg["out"], "a directory path", "out: runs/sweep")
 
 
 def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
@@ -236,6 +281,11 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
     Records: ``cell``, ``status`` (completed / diverged / failed), ``score``, ``seconds``,
     ``attempts``, ``dir`` and, for failures, ``error``.
     """
+    check_config(cfg)
+    if workers is not None:
+        from cl_env import checks
+
+        checks.integer("workers", workers, 1, fix="--workers 2")
     root = Path(cfg.get("out", "runs/sweep"))
     retries = int(cfg.get("retries", 2))
     cells, skipped = expand(cfg)

@@ -14,7 +14,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from cl_env.error import CLEnvError
 from cl_env.stream import TaskStream
+
+
+class InvalidActionError(CLEnvError, ValueError, AssertionError):
+    """An action outside the action space (an ``AssertionError`` too, as Gymnasium's own envs
+    assert ``action_space.contains(action)``)."""
 
 
 class ContinualEnv(gym.Env):
@@ -49,6 +55,17 @@ class ContinualEnv(gym.Env):
         device: str | torch.device | None = None,
         chunk_bytes: int = 1 << 30,
     ):
+        from cl_env import checks
+
+        smallest = min(t.n_train for t in stream.tasks)
+        batch_size = checks.integer("batch_size", batch_size, 1, smallest,
+                                    fix=f"batch_size=10 (batches never span tasks; the smallest task "
+                                        f"of {stream.name} has {smallest} training examples)")
+        checks.boolean("task_labels", task_labels)
+        checks.boolean("task_boundaries", task_boundaries)
+        if device is not None and not isinstance(device, torch.device):
+            checks.device("device", device)
+        checks.integer("chunk_bytes", chunk_bytes, 1)
         self.stream = stream
         self.batch_size = batch_size
         stream.warn_if_dropped(batch_size)
@@ -79,6 +96,7 @@ class ContinualEnv(gym.Env):
         self._batch_end_list = batch_end.tolist()
         self._t_obs = [np.int64(t) for t in range(stream.n_tasks)]
         self._fast_numpy = self.device is None and batch_size > 1
+        self._n_classes = stream.n_classes
         self._y_shape = (batch_size,)
         self.n_batches = len(self._batch_t_list)
         self._pool_x, self._pool_y, self._pool_index, _ = stream.pools()
@@ -125,6 +143,8 @@ class ContinualEnv(gym.Env):
             raise RuntimeError("the stream has ended (terminated=True was returned); call reset()")
         y = self._y[i]
         if self._fast_numpy and type(action) is np.ndarray and action.shape == self._y_shape:
+            if action.dtype.kind not in "iu" or action.min() < 0 or action.max() >= self._n_classes:
+                self._invalid(action)
             reward = np.count_nonzero(action == y) / self.batch_size  # the hot path
         else:
             reward = self._reward(action, y)
@@ -149,19 +169,38 @@ class ContinualEnv(gym.Env):
         return {"x": self._x[n - self._chunk_start]}, reward, False, False, info
 
     # ------------------------------------------------------------------ helpers
+    def _invalid(self, action):
+        raise InvalidActionError(f"{action!r} ({type(action).__name__}) invalid: actions are class labels in "
+                                 f"{self.action_space} (integers in [0, {self._n_classes}))")
+
     def _reward(self, action, y):
         if self.device is not None:
             a = torch.as_tensor(action, device=self.device)
             if a.shape != y.shape:
                 raise ValueError(f"action has shape {tuple(a.shape)}, expected {tuple(y.shape)}")
+            # the range check reads two numbers back, so on a GPU it is skipped (no synchronisation
+            # on the hot path); on the CPU it costs one aminmax
+            if self.device.type == "cpu":
+                if a.is_floating_point() or a.dtype == torch.bool:
+                    self._invalid(action)
+                lo, hi = torch.aminmax(a)
+                if int(lo) < 0 or int(hi) >= self._n_classes:
+                    self._invalid(action)
             return (a == y).float().mean()
         if self.batch_size == 1:
-            return float(int(action) == int(y))
+            if not isinstance(action, (int, np.integer)) or isinstance(action, bool) or not (
+                    0 <= int(action) < self._n_classes):
+                if not (isinstance(action, np.ndarray) and action.shape in ((), (1,))
+                        and action.dtype.kind in "iu" and 0 <= int(action.reshape(-1)[0]) < self._n_classes):
+                    self._invalid(action)
+            return float(int(np.asarray(action).reshape(-1)[0]) == int(y))
         a = np.asarray(action)
         if a.shape != y.shape:
             raise ValueError(
                 f"action has shape {a.shape}, expected {y.shape}: one predicted label per example"
             )
+        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self._n_classes:
+            self._invalid(action)
         return np.count_nonzero(a == y) / self.batch_size
 
     def _t_info(self, i: int) -> dict:

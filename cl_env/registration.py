@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from cl_env.error import UnknownNameError
 from cl_env.stream import TaskStream
@@ -127,6 +128,8 @@ def make_stream(env_id: str, **kwargs) -> TaskStream:
     if bad:
         valid = sorted(k for k in params if k != "env_id")
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
+    defaults, _ = _builder_defaults(builder)
+    check_stream_kwargs(env_id, kwargs, {**defaults, **spec.kwargs})
     return builder(env_id=env_id, **{**spec.kwargs, **kwargs})
 
 
@@ -171,6 +174,41 @@ def _plain(value):
     return repr(value)
 
 
+# integer options that may be 0 (everything else integral counts from 1)
+_ZERO_OK = ("seed",)
+
+
+def check_stream_kwargs(env_id: str, kwargs: dict, defaults: dict) -> None:
+    """Each given option has its default's type and a sensible range; one clear error otherwise."""
+    from cl_env import checks
+
+    for k, v in kwargs.items():
+        name, d = f"{env_id} option {k}", defaults.get(k, ENV_OPTIONS.get(k))
+        if k == "root" or k.endswith("_root"):
+            if v is not None and not isinstance(v, (str, PurePath)):
+                raise checks.fail(name, v, "a path (str) or None", f"{k}='/path/to/data'")
+        elif k in ("source", "mnist_source"):
+            from cl_env.data import SOURCES
+
+            if not isinstance(v, str) or v not in SOURCES:
+                raise UnknownNameError(f"data source ({name})", str(v), SOURCES)
+        elif isinstance(d, bool):
+            checks.boolean(name, v, f"{k}={d}")
+        elif checks.is_int(d):
+            if v is None:
+                continue
+            checks.integer(name, v, 0 if k in _ZERO_OK else 1, fix=f"{k}={d}")
+        elif isinstance(d, float):
+            if k.endswith("fraction"):
+                checks.number(name, v, 0.0, 1.0, fix=f"{k}={d}")
+            else:
+                checks.number(name, v, 0.0, fix=f"{k}={d}")
+        elif isinstance(d, str) and not isinstance(v, (str, list, tuple)):
+            raise checks.fail(name, v, f"a string like {d!r}", f"{k}={d!r}")
+        elif d is None and k.endswith(("per_task", "per_class", "examples")) and v is not None:
+            checks.integer(name, v, 1)
+
+
 def resolve_stream_kwargs(env_id: str, kwargs: dict | None = None) -> dict:
     """Every option that defines the stream of ``env_id``: the builder's defaults, the protocol's
     defaults from :data:`STREAMS`, the env options, then ``kwargs`` (a run records this dict).
@@ -192,6 +230,7 @@ def resolve_stream_kwargs(env_id: str, kwargs: dict | None = None) -> dict:
         valid = sorted({*defaults, *ENV_OPTIONS})
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
     base = {**defaults, **spec.kwargs, **ENV_OPTIONS}
+    check_stream_kwargs(env_id, kwargs, base)
     for k, v in kwargs.items():  # an int where the default is a float is that float (one identity)
         if isinstance(base.get(k), float) and isinstance(v, int) and not isinstance(v, bool):
             kwargs[k] = float(v)

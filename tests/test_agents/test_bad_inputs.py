@@ -1,0 +1,170 @@
+"""Every bad input is one clear line (issue 15): table-driven over the CLI's options, every
+``gym.make`` kwarg, every agent setting of the registry, every stream option and every sweep key.
+
+When an option is added, add its bad values here; the registry-driven tables extend themselves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import cl_env
+from agents.cli import main
+from agents.registry import AGENTS, agent_class
+from cl_env.checks import InvalidValueError
+from cl_env.error import CLEnvError
+
+FIXTURE = ["n_tasks=2", "train_per_task=100"]
+
+# (argv, text the one error line must contain)
+CLI_CASES = [
+    (["run", "MNISTRotations-v00"], "unknown env id 'MNISTRotations-v00'"),
+    (["run", "MNISTRotations-v0", "--agent", "ewc", "--seed", "-5"], "seed: got -5"),
+    (["run", "MNISTRotations-v0", "--batch-size", "0"], "batch_size: got 0"),
+    (["run", "MNISTRotations-v0", "--batch-size", "-3"], "batch_size: got -3"),
+    (["run", "MNISTRotations-v0", "--stream", *FIXTURE, "--batch-size", "1000000000"],
+     "batch_size: got 1000000000"),
+    (["run", "MNISTRotations-v0", "--device", "tpu"], "device: got 'tpu'"),
+    (["run", "MNISTRotations-v0", "--agent", "er", "--stream", *FIXTURE, "--budget", "1e12"],
+     "budget: got 1000000000000.0"),
+    (["run", "MNISTRotations-v0", "--agent", "er", "--stream", *FIXTURE, "--budget", "1e6"],
+     "at most 200 effective examples"),
+    (["run", "MNISTRotations-v0", "--agent", "er", "--budget", "-5"], "budget: got -5.0"),
+    (["run", "MNISTRotations-v0", "--agent", "er", "--budget", "nan"], "budget: got nan"),
+    (["run", "MNISTRotations-v0", "--set", "lr=abc"], "setting lr of agent 'online': got 'abc'"),
+    (["run", "MNISTRotations-v0", "--set", "lr=nan"], "setting lr of agent 'online': got 'nan'"),
+    (["run", "MNISTRotations-v0", "--set", "lr=1e999"], "got inf"),
+    (["run", "MNISTRotations-v0", "--set", "lr=0"], "expected a finite number > 0"),
+    (["run", "MNISTRotations-v0", "--agent", "ewc", "--set", "lam=-1e6"], "setting lam of agent 'ewc'"),
+    (["run", "MNISTRotations-v0", "--agent", "er", "--set", "replay_batch=2.5"], "an integer >= 1"),
+    (["run", "MNISTRotations-v0", "--agent", "gem", "--set", "per_task_grads=fast"], "one of ['auto'"),
+    (["run", "MNISTRotations-v0", "--set", "lr"], "--set expects key=value"),
+    (["run", "MNISTRotations-v0", "--set", "nosuch=1"], "unknown setting of agent 'online'"),
+    (["run", "MNISTRotations-v0", "--stream", "n_tasks=0"], "option n_tasks: got 0"),
+    (["run", "MNISTRotations-v0", "--stream", "n_tasks='3'"], "option n_tasks: got '3'"),
+    (["run", "MNISTRotations-v0", "--stream", "source=mnistt"], "unknown data source"),
+    (["run", "MNISTRotations-v0", "--stream", "nosuch=1"], "does not take ['nosuch']"),
+    (["run", "MNISTRotations-v0", "--checkpoint-every", "0"], "checkpoint_every: got 0"),
+    (["run", "MNISTRotations-v0", "--agent", "gemm"], "Did you mean 'gem'"),
+    (["run", "MNISTRotations-v0", "--agent", "er", "--memory", "selfrecall"], "unknown memory"),
+    (["run", "MNISTRotations-v0", "--agent", "online", "--budget", "100"], "uses no memory"),
+    (["run", "MNISTRotations-v0", "--resume"], "resume=True / overwrite=True need an out directory"),
+    (["distill", "mnist5k", "--ipc", "0"], "--ipc: got 0.0"),
+    (["distill", "mnist5k", "--iterations", "-1"], "--iterations: got -1"),
+    (["distill", "nosuch"], "unknown data source 'nosuch'"),
+    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--l", "1"], "--l: got 1"),
+    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--epochs", "0"], "--epochs: got 0"),
+    (["compare", "/nonexistent/runs"], "no readable result.json"),
+    (["report", "/nonexistent/runs"], "no readable result.json"),
+    (["sweep", "/nonexistent/grid.yaml"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("argv,text", CLI_CASES, ids=[" ".join(a)[:60] for a, _ in CLI_CASES])
+def test_cli_bad_values_exit_2_with_one_line_and_no_traceback(argv, text, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("error: ") and text in lines[0], lines[0]
+
+
+SWEEP_CASES = [
+    ("envs: [MNISTRotations-v0\nagents: [er]\n", "not valid YAML at line 2"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nsettings: [lr=0.1]\n", "settings: got 'lr=0.1'"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nseeds: [1.7]\n", "seeds: got 1.7"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nseeds: [-1]\n", "seeds: got -1"),
+    ("envs: [MNISTRotationz-v0]\nagents: [er]\n", "unknown env id 'MNISTRotationz-v0'"),
+    ("envs: [MNISTRotations-v0]\nagents: [err]\n", "unknown agent 'err'"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nbudgets: [0]\n", "budgets: got 0"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nbatch_size: 2.5\n", "batch_size: got 2.5"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\ndevice: tpu\n", "device: got 'tpu'"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nretries: -1\n", "retries: got -1"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nstream: {n_tasks: 0}\n", "option n_tasks: got 0"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nsettings: [{lr: abc}]\n", "setting lr of agent 'er'"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nstreams: [source=mnist]\n", "streams: got 'source=mnist'"),
+    ("envs: [MNISTRotations-v0]\nagent: [er]\n", "unknown keys ['agent']"),
+]
+
+
+@pytest.mark.parametrize("text,expected", SWEEP_CASES, ids=[e for _, e in SWEEP_CASES])
+def test_sweep_keys_are_checked_before_any_cell_even_in_a_dry_run(text, expected, tmp_path, capsys):
+    (tmp_path / "grid.yaml").write_text(text)
+    assert main(["sweep", str(tmp_path / "grid.yaml"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and expected in err, err
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "10", 10**9, True, None])
+def test_gym_make_batch_size(value):
+    with pytest.raises(InvalidValueError, match="batch_size: got"):
+        gym.make("SplitMNIST-v0", batch_size=value)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"task_labels": "yes"}, "task_labels: got 'yes'"),
+    ({"task_boundaries": 1}, "task_boundaries: got 1"),
+    ({"device": "tpu"}, "device: got 'tpu'"),
+    ({"chunk_bytes": 0}, "chunk_bytes: got 0"),
+    ({"seed": -1}, "option seed: got -1"),
+    ({"train_per_class": 0}, "option train_per_class: got 0"),
+    ({"source": 5}, "unknown data source"),
+])
+def test_gym_make_kwargs(kwargs, match):
+    with pytest.raises(CLEnvError, match=match):
+        gym.make("SplitMNIST-v0", **kwargs)
+
+
+def test_actions_outside_the_action_space_raise_as_gymnasiums_envs_do():
+    for device in (None, "cpu"):
+        env = gym.make("SplitMNIST-v0", batch_size=10, device=device)
+        env.reset(seed=0)
+        for action in (np.full(10, 99), np.full(10, -1), np.full(10, 2.5)):
+            with pytest.raises(AssertionError, match="invalid"):
+                env.step(action if device is None else __import__("torch").as_tensor(action))
+    env = gym.make("SplitMNIST-v0", batch_size=1)
+    env.reset(seed=0)
+    with pytest.raises(AssertionError, match="invalid"):
+        env.step(99)
+    env.step(int(env.action_space.sample()))  # a valid one still works
+
+
+def _numeric_settings():
+    for name in AGENTS:
+        cls = agent_class(name)
+        for key, default in cls.all_settings().items():
+            rule = cls.setting_rules().get(key)
+            numeric = rule in ("positive", "non-negative", "count") or (
+                rule is None and isinstance(default, (int, float)) and not isinstance(default, bool))
+            if numeric:
+                yield name, key
+
+
+@pytest.mark.parametrize("agent,key", list(_numeric_settings()))
+@pytest.mark.parametrize("bad", ["abc", "nan", math.inf, -1e6, True])
+def test_every_numeric_setting_of_every_agent_refuses_bad_values(agent, key, bad):
+    with pytest.raises(InvalidValueError, match=f"setting {key} of agent {agent!r}: got"):
+        agent_class(agent).resolve_settings({key: bad})
+
+
+def _int_stream_options():
+    from cl_env.registration import resolve_stream_kwargs
+
+    for env_id in cl_env.STREAMS:
+        for key, default in resolve_stream_kwargs(env_id).items():
+            if isinstance(default, int) and not isinstance(default, bool):
+                yield env_id, key
+
+
+@pytest.mark.parametrize("env_id,key", list(_int_stream_options()))
+@pytest.mark.parametrize("bad", ["3", 2.5, -1])
+def test_every_integer_stream_option_refuses_bad_values(env_id, key, bad):
+    from cl_env.registration import resolve_stream_kwargs
+
+    with pytest.raises(InvalidValueError, match=f"{env_id} option {key}: got"):
+        resolve_stream_kwargs(env_id, {key: bad})
