@@ -71,6 +71,30 @@ def project_gradient(g: torch.Tensor, G: torch.Tensor, margin: float = 0.5, eps:
     return torch.as_tensor(v, dtype=G.dtype, device=G.device) @ G + g, {"eps": ridge}
 
 
+def gem_gradient(g: torch.Tensor, G: torch.Tensor, margin: float = 0.5,
+                 eps: float = 1e-3) -> tuple[torch.Tensor, bool, dict]:
+    """GEM's step direction (eq. 10-13): ``g`` itself when every past-task constraint
+    ``<g, g_k> >= 0`` holds, else :func:`project_gradient`'s projection.
+
+    Returns:
+        ``(g~, projected, info)``: ``projected`` says a constraint was violated (so the QP ran);
+        ``info["eps"]`` is None when the QP failed at every ridge (``g~`` is then ``g``).
+    """
+    if not bool((G @ g < 0).any()):
+        return g, False, {"eps": eps}
+    g_new, info = project_gradient(g, G, margin, eps)
+    return g_new, True, info
+
+
+def agem_project(g: torch.Tensor, g_ref: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """A-GEM's projection (Chaudhry et al. 2019, eq. 11): if ``g . g_ref < 0``,
+    ``g~ = g - (g . g_ref / g_ref . g_ref) g_ref``, else ``g``; returns ``(g~, projected)``."""
+    dot = g @ g_ref
+    if not bool(dot < 0):
+        return g, False
+    return g - dot / (g_ref @ g_ref) * g_ref, True
+
+
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -187,9 +211,9 @@ class GEM(_Projecting):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if G is not None:
-            g = self._flat_grad()
-            if bool((G @ g < 0).any()):
-                g_new, qp = project_gradient(g, G, self.settings["margin"], self.settings["eps"])
+            g_new, projected, qp = gem_gradient(self._flat_grad(), G, self.settings["margin"],
+                                                self.settings["eps"])
+            if projected:
                 self.n_projections += 1
                 if qp["eps"] is None:
                     self.n_qp_failures += 1
@@ -253,10 +277,9 @@ class AGEM(_Projecting):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if g_ref is not None:
-            g = self._flat_grad()
-            dot = g @ g_ref
-            if bool(dot < 0):
-                self._set_grad(g - dot / (g_ref @ g_ref) * g_ref)
+            g_new, projected = agem_project(self._flat_grad(), g_ref)
+            if projected:
+                self._set_grad(g_new)
                 self.n_projections += 1
         self.optimizer.step()
         self.memory.observe(x.detach(), t, y, ctx=self)

@@ -73,6 +73,7 @@ class Result:
     frechet_distance: list[float] | None = None
     elbo_matrix: list[list[float]] | None = None
     zd_consistency: list[float | None] | None = None
+    baseline_accuracy: list[float] | None = None  # b_j of FWT: the initial model on each task
     status: str = "completed"
     config_hash: str = ""
     divergence: dict | None = None
@@ -200,6 +201,28 @@ def prepare_run_directory(out: Path, config: dict, resume: bool, overwrite: bool
             f"{out} already holds {same} ({names}); pass --resume to continue it from its checkpoint, "
             f"--overwrite to start afresh, or use another --out")
     return False
+
+
+# Fault injection for tests (a kill at a known point instead of a race): "N[;TEXT[;MARKER]]"
+# SIGKILLs the process right after its N-th checkpoint, if its run directory contains TEXT, and
+# only while the file MARKER does not exist (it is created just before the kill).
+FAULT_ENV = "CL_ENV_TEST_KILL_AFTER_CHECKPOINT"
+
+
+def _fault_injection(out: Path | None, n: int) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec or out is None:
+        return
+    count, text, marker = (spec.split(";") + ["", ""])[:3]
+    if int(count) != n or (text and text not in str(out)):
+        return
+    if marker:
+        if Path(marker).exists():
+            return
+        Path(marker).write_text(str(os.getpid()))
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -376,6 +399,8 @@ def run(
                             "final/online_accuracy"])
         started_loop = time.perf_counter()
 
+        checkpoints = 0
+
         def checkpoint() -> None:
             if ckpt_path is None:
                 return
@@ -384,6 +409,9 @@ def run(
                           "reward_sum": reward_sum, "steps": steps, "config": results.identity(config),
                           "config_hash": chash, "resumes": resumes,
                           "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
+            nonlocal checkpoints
+            checkpoints += 1
+            _fault_injection(out, checkpoints)
 
         show = sys.stderr.isatty() if progress is None else progress
         bar = tqdm(total=raw.n_batches, initial=steps, disable=not show, desc=f"{agent} on {env_id}")
@@ -522,6 +550,7 @@ def run(
             wall_time_s=wall,
             examples_per_s=steps * batch_size / max(time.perf_counter() - started_loop, 1e-9),
             data=stream.describe(), config=config, status=status, config_hash=chash, divergence=divergence,
+            baseline_accuracy=None if gen else [float(b) for b in baseline],
             warnings=list(caught), counters=counters,
         )
         final = ({"neg_test_elbo": (gen_log["neg_test_elbo"] or [None])[-1],

@@ -221,11 +221,6 @@ def plan_threads(workers: int | None, n_cells: int, log=print) -> tuple[int, int
     return workers, threads
 
 
-# fault injection for the sweep's own tests: a cell whose directory contains this text is
-# killed with SIGKILL after its first task's checkpoint, once (the marker file records it)
-_KILL_ENV = "CL_ENV_TEST_KILL_CELL"
-
-
 def run_cell(cell: dict, root: str, threads: int) -> dict:
     """Run one cell (in a worker process or a Ray task): resume it if a checkpoint exists."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -240,21 +235,10 @@ def run_cell(cell: dict, root: str, threads: int) -> dict:
     started = time.perf_counter()
     torch.manual_seed(c.seed)
     resume = (out / results.CHECKPOINT_FILE).exists()
-    kill = os.environ.get(_KILL_ENV, "")
-    stop_after = None
-    if kill and "::" in kill:
-        pattern, marker = kill.split("::", 1)
-        if pattern in str(out) and not Path(marker).exists():
-            Path(marker).write_text(str(os.getpid()))
-            stop_after = 0
     try:
         r = run(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seed=c.seed, settings=c.settings,
                 stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device, out=out,
-                resume=resume, overwrite=not resume, progress=False, stop_after_task=stop_after)
-    except KeyboardInterrupt:
-        if stop_after is not None:
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise
+                resume=resume, overwrite=not resume, progress=False)
     except Exception as exc:  # a failed cell is reported, the sweep goes on
         results.write_text_atomic(out / "error.txt", f"{type(exc).__name__}: {exc}\n")
         return {"cell": cell, "status": "failed", "error": f"{type(exc).__name__}: {exc}",

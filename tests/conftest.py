@@ -13,6 +13,21 @@ settings.register_profile("cl-env", derandomize=True, deadline=None, print_blob=
 settings.load_profile("cl-env")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every test's caches (decoded images, MNIST-5k, evaluators) live in the test run's own
+    folder, whichever tests run; the variable is restored afterwards."""
+    import os
+
+    before = os.environ.get("CL_ENV_CACHE")
+    os.environ["CL_ENV_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("CL_ENV_CACHE", None)
+    else:
+        os.environ["CL_ENV_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
     """A data root holding fixture MNIST and Fashion-MNIST in torchvision's layout (gzip)."""
@@ -38,10 +53,6 @@ def image_root(tmp_path_factory):
 def stream_kwargs(mnist_root, image_root, tmp_path_factory):
     """Per registered id, the options that point it at fixture files (MNIST ids use the embedded
     real MNIST-5k and need none)."""
-    cache = tmp_path_factory.mktemp("cache")
-    import os
-
-    os.environ["CL_ENV_CACHE"] = str(cache)  # decoded-image caches stay inside the test run
     img = {"root": str(image_root)}
     return {
         "IncCIFAR100-v0": {**img, "verify": False},

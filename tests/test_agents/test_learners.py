@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ RESULT_KEYS = {
     # generative results (null for classifiers)
     "neg_test_elbo", "frechet_distance", "elbo_matrix", "zd_consistency",
     # citability: identity, status, what happened on the way
-    "status", "config_hash", "divergence", "warnings", "counters",
+    "status", "config_hash", "divergence", "warnings", "counters", "baseline_accuracy",
 }
 
 
@@ -128,13 +127,11 @@ def test_killed_cli_run_resumes_to_the_same_result(mnist_root, tmp_path):
     cmd = [sys.executable, "-m", "agents.cli"]
     subprocess.run([*cmd, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([*cmd, *args, "--out", str(cut), "--checkpoint-every", "7"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (cut / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # SIGKILL at a known point, right after the second checkpoint (step 14), not a race
+    env = {**os.environ, "CL_ENV_TEST_KILL_AFTER_CHECKPOINT": "2"}
+    proc = subprocess.run([*cmd, *args, "--out", str(cut), "--checkpoint-every", "7"], env=env,
+                          capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
     assert (cut / "checkpoint.pt").exists()
     assert not (cut / "result.json").exists(), "the kill must land before the run finished"
     subprocess.run([*cmd, *args, "--out", str(cut), "--checkpoint-every", "7", "--resume"],

@@ -272,7 +272,7 @@ def test_a_killed_worker_is_retried_while_its_sibling_goes_on(mnist_root, tmp_pa
     from agents.sweep import sweep
 
     marker = tmp_path / "killed-once"
-    monkeypatch.setenv("CL_ENV_TEST_KILL_CELL", f"/er-::{marker}")
+    monkeypatch.setenv("CL_ENV_TEST_KILL_AFTER_CHECKPOINT", f"1;/er-;{marker}")
     logs: list[str] = []
     cfg = _sweep_cfg(mnist_root, tmp_path / "s", agents=["online", "er"], budgets=[20])
     records = sweep(cfg, workers=2, log=logs.append)
@@ -290,10 +290,9 @@ def test_a_killed_worker_is_retried_while_its_sibling_goes_on(mnist_root, tmp_pa
 def test_a_cell_that_keeps_dying_is_recorded_failed_and_the_sweep_exits_non_zero(mnist_root, tmp_path, monkeypatch):
     import yaml
 
-    # retries: 0, and the kill marker is never written where the cell can see it: it dies once, fails
-    monkeypatch.setenv("CL_ENV_TEST_KILL_CELL", f"/er-::{tmp_path / 'never' / 'x'}")
+    # retries: 0 and no marker: the ER worker is killed after its first checkpoint, and fails
+    monkeypatch.setenv("CL_ENV_TEST_KILL_AFTER_CHECKPOINT", "1;/er-")
     cfg = _sweep_cfg(mnist_root, tmp_path / "s", agents=["online", "er"], budgets=[20], retries=0)
-    (tmp_path / "never").mkdir()
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["sweep", str(tmp_path / "c.yaml"), "--workers", "2"]) == 1
 
@@ -393,3 +392,43 @@ def test_sweep_streams_axis_varies_the_data_source(mnist_root):
     assert len(cells) == 4
     assert {c.config()["stream_kwargs"]["source"] for c in cells} == {"mnist", "fashion_mnist"}
     assert all(c.config()["stream_kwargs"]["n_tasks"] == 2 for c in cells)
+
+
+@pytest.mark.parametrize("agent,budget", [("online", None), ("er", 20), ("lwf", None)])
+def test_every_metric_in_result_json_is_its_accuracy_matrix_through_the_metric_functions(
+        agent, budget, mnist_root, tmp_path):
+    from cl_env import metrics
+
+    run("MNISTRotations-v0", agent=agent, budget=budget, stream_kwargs=_stream(mnist_root, n_tasks=3),
+        out=tmp_path)
+    res = json.loads((tmp_path / "result.json").read_text())
+    R = res["accuracy_matrix"]
+    assert res["retained_accuracy"] == pytest.approx(metrics.retained_accuracy(R), abs=1e-12)
+    assert res["backward_transfer"] == pytest.approx(metrics.backward_transfer(R), abs=1e-12)
+    assert res["forgetting"] == pytest.approx(metrics.forgetting(R), abs=1e-12)
+    assert res["forward_transfer"] == pytest.approx(
+        metrics.forward_transfer(R, res["baseline_accuracy"]), abs=1e-12)
+    # and the comparison table's BTI is the same function of the same matrix
+    [table] = results.comparison_tables([results.load_result(tmp_path / "result.json")])
+    assert table.records[0]["bti_mean"] == pytest.approx(metrics.bti(R), abs=1e-12)
+
+
+def test_evaluation_routes_each_task_to_its_own_masked_head():
+    import torch
+
+    from agents.runner import evaluate
+
+    class FirstClassOfTask:
+        """Predicts the first class of the task it is told: right only if routed to that task."""
+
+        classes = [(0, 1), (2, 3), (4, 5)]
+
+        def predict(self, x, t):
+            out = torch.zeros(len(x), 6)
+            out[:, self.classes[t][0]] = 1.0
+            return out
+
+    tests = [(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([2 * j, 2 * j, 2 * j, 2 * j + 1]))
+             for j in range(3)]
+    acc = evaluate(FirstClassOfTask(), tests)
+    assert acc.tolist() == [0.75, 0.75, 0.75]  # always task 0's head would give [0.75, 0, 0]

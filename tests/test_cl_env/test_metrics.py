@@ -55,3 +55,29 @@ def test_no_forgetting_when_accuracy_never_drops(M):
     mono = np.maximum.accumulate(M, axis=0)  # accuracies that only rise over time
     assert metrics.forgetting(mono) <= 1e-12
     assert metrics.backward_transfer(mono) >= -1e-12
+
+
+# An asymmetric matrix: task 0 peaks in the last row, task 1 in row 1, task 2 in row 2 (not the
+# last), and a non-uniform FWT baseline, so "max over the wrong rows" and "baseline off by one"
+# give different numbers.
+A = np.array([
+    [0.50, 0.10, 0.05, 0.20],
+    [0.70, 0.60, 0.30, 0.15],
+    [0.90, 0.40, 0.80, 0.25],
+    [0.95, 0.30, 0.60, 0.70],
+])
+B = [0.10, 0.20, 0.05, 0.12]
+
+
+def test_asymmetric_hand_computed_values():
+    assert metrics.retained_accuracy(A) == pytest.approx(2.55 / 4)
+    assert metrics.learning_accuracy(A) == pytest.approx(2.60 / 4)
+    assert metrics.bti(A) == pytest.approx(-0.05 / 4)
+    # ((0.95 - 0.50) + (0.30 - 0.60) + (0.60 - 0.80)) / 3
+    assert metrics.backward_transfer(A) == pytest.approx(-0.05 / 3)
+    # ((0.10 - 0.20) + (0.30 - 0.05) + (0.25 - 0.12)) / 3
+    assert metrics.forward_transfer(A, B) == pytest.approx(0.28 / 3)
+    # f0 = max(.5, .7, .9) - .95 = -.05 (the last row is not a candidate), f1 = .6 - .3, f2 = .8 - .6
+    assert metrics.forgetting(A) == pytest.approx(0.45 / 3)
+    s = metrics.summary(A, B)
+    assert s["forward_transfer"] == pytest.approx(0.28 / 3) and s["forgetting"] == pytest.approx(0.15)

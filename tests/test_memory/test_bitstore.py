@@ -37,5 +37,13 @@ def test_bad_values():
     store = BitStore(4, [2, 3])
     with pytest.raises(ValueError, match="does not fit"):
         store.write(np.array([0]), np.array([[4, 0]]))
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"rows must be in \[0, 4\), got 4\.\.4"):
         store.read(np.array([4]))
+    with pytest.raises(IndexError, match=r"rows must be in \[0, 4\), got -1\.\.0"):
+        store.read(np.array([-1, 0]))  # numpy would wrap -1 to the last row silently
+    with pytest.raises(IndexError, match=r"rows must be in \[0, 4\)"):
+        store.write(np.array([3, 4]), np.array([[0, 0], [1, 1]]))
+    with pytest.raises(ValueError, match=r"values must be \(1, 2\)"):
+        store.write(np.array([0]), np.array([[1, 1, 1]]))
+    with pytest.raises(ValueError, match="does not fit"):
+        store.write(np.array([0]), np.array([[0, -1]]))

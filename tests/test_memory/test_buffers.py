@@ -98,3 +98,46 @@ def test_bad_arguments():
         TaskRingBuffer(SPEC, [1, 2])
     with pytest.raises(ValueError, match="budget"):
         ReservoirBuffer.for_budget(-5, SPEC)
+
+
+def test_reservoir_exact_probabilities_on_an_enumerable_case():
+    """Capacity 2, a stream of 4 single examples: every example must be held with probability
+    2/4, and each of the 6 pairs with probability 1/6 (Vitter's algorithm R)."""
+    import collections
+
+    from memory.buffers import reservoir_slots
+
+    trials = 60_000
+    held = collections.Counter()
+    pairs = collections.Counter()
+    rng = np.random.default_rng(0)
+    for _ in range(trials):
+        slots = [None, None]
+        for i in range(4):
+            src, dst = reservoir_slots(i, 1, 2, rng)
+            for d in dst:
+                slots[int(d)] = i
+        held.update(slots)
+        pairs[tuple(sorted(slots))] += 1
+    for i in range(4):
+        assert held[i] / trials == pytest.approx(0.5, abs=0.01)
+    assert len(pairs) == 6 and all(v / trials == pytest.approx(1 / 6, abs=0.01) for v in pairs.values())
+
+
+def test_reservoir_slot_rules_fill_then_replace_inside_the_seen_range():
+    from memory.buffers import reservoir_slots
+
+    src, dst = reservoir_slots(0, 3, 5, np.random.default_rng(0))  # free slots: filled in order
+    assert src.tolist() == [0, 1, 2] and dst.tolist() == [0, 1, 2]
+    for n_seen, seed in [(3, s) for s in range(100)] + [(10, s) for s in range(200)]:
+        # filling then past capacity: slots in [0, capacity), each written once, the later wins
+        src, dst = reservoir_slots(n_seen, 8, 5, np.random.default_rng(seed))
+        assert ((dst >= 0) & (dst < 5)).all() and len(set(dst.tolist())) == len(dst)
+        rng = np.random.default_rng(seed)
+        pos = n_seen + np.arange(8)
+        draw = np.where(pos < 5, pos, (rng.random(8) * (pos + 1)).astype(np.int64))
+        expected = {}
+        for i, slot in enumerate(draw):  # the sequential rule: a later example overwrites
+            if slot < 5:
+                expected[int(slot)] = i
+        assert dict(zip(dst.tolist(), src.tolist(), strict=True)) == expected

@@ -171,3 +171,52 @@ def test_active_sampling_keeps_the_hardest_candidate():
     assert brightness(act.x).mean() > brightness(rnd.x).mean()
     div = m.sample_active(4, brightness, k=5, diverse=True, pool=4)
     assert div.x.shape == (4, 1, 28, 28)
+
+
+def _label_codes(m):
+    """Make the encoder deterministic and label-tagged: every code field holds the image's label
+    (the first pixel's value), so a code and its label can be checked against each other."""
+    def encode(x, generator=None):
+        lab = (x.reshape(len(x), -1)[:, 0] * 255).round().long() % m.l
+        return lab[:, None].expand(len(x), m.c).clone()
+    m.vae.encode = encode
+
+
+def _batch(labels, t):
+    y = torch.tensor(labels)
+    x = torch.zeros(len(y), 1, 28, 28)
+    x.reshape(len(y), -1)[:, 0] = y.float() / 255
+    return x, y
+
+
+def test_srm_past_capacity_keeps_each_label_with_its_code_and_task():
+    m = SRM(MNIST, c=6, l=4, capacity=12, seed=0)
+    _label_codes(m)
+    rng = np.random.default_rng(0)
+    for step in range(30):  # 300 examples into 12 slots: many overwrites
+        t = step // 10
+        x, y = _batch(rng.integers(0, 4, 10).tolist(), t)
+        m._write(x, t, y)
+    fields = m.store.read(np.arange(12))
+    codes, labels, tasks = fields[:, :6], fields[:, 6], fields[:, 7]
+    assert (codes == labels[:, None]).all(), "a label drifted from its code"
+    assert set(tasks.tolist()) <= {0, 1, 2} and 2 in tasks
+    assert m.items == 12 and m.n_seen == 300
+
+
+def test_srm_task_ring_reads_each_task_with_its_own_id_across_task_starts():
+    m = SRM(MemorySpec((1, 28, 28), 10, 3), c=6, l=4, capacity=12, policy="task_ring", seed=0)
+    _label_codes(m)
+    for t in range(3):
+        for _ in range(3):  # 30 examples per task into 4 slots: the ring wraps
+            x, y = _batch([(t + k) % 4 for k in range(10)], t)
+            m._write(x, t, y)
+    assert m.tasks() == [0, 1, 2]
+    for t in range(3):
+        batch = m.sample_task(t)
+        assert len(batch.y) == 4 and (batch.t == t).all(), (t, batch.t)  # row offsets[t] included
+        rows = m.offsets[t] + np.arange(4)
+        fields = m.store.read(rows)
+        assert (fields[:, :6] == fields[:, 6:7]).all()
+        # the last 4 written of task t's last batch: labels (t + 6..9) % 4
+        assert sorted(fields[:, 6].tolist()) == sorted([(t + k) % 4 for k in range(6, 10)])
