@@ -30,7 +30,7 @@ SPLIT = ("SplitMNIST-v0", {"train_per_class": 100})
 SEEDS = (0, 1, 2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _online(env: str, kw: str, base: str, seed: int) -> float:
     """Plain SGD's retained accuracy (computed once per stream, settings and seed)."""
     return run(env, agent="online", settings=json.loads(base), seed=seed,

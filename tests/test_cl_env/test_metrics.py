@@ -81,3 +81,35 @@ def test_asymmetric_hand_computed_values():
     assert metrics.forgetting(A) == pytest.approx(0.45 / 3)
     s = metrics.summary(A, B)
     assert s["forward_transfer"] == pytest.approx(0.28 / 3) and s["forgetting"] == pytest.approx(0.15)
+
+
+def test_frechet_distance_closed_forms_and_bad_inputs():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4000, 3))
+    # identical sets: 0; a mean shift d: |d|^2; a scale s of isotropic noise: D (1 - s)^2 on top
+    assert abs(metrics.frechet_distance(a, a)) < 1e-8
+    assert metrics.frechet_distance(a, a + np.array([1.0, 2.0, 0.0])) == pytest.approx(5.0, rel=1e-9)
+    # b = 3a: C_b = 9 C_a, (C_a C_b)^(1/2) = 3 C_a, so Tr = (1 + 9 - 6) Tr C_a; means differ by 2 m_a
+    assert metrics.frechet_distance(a, 3.0 * a) == pytest.approx(
+        4.0 * np.trace(np.cov(a, rowvar=False)) + 4.0 * (a.mean(0) ** 2).sum(), rel=1e-9)
+    for bad_a, bad_b, match in [
+        (np.zeros(5), np.zeros((5, 1)), r"\(N, D\)"),                 # 1-D
+        (np.zeros((5, 2)), np.zeros((5, 3)), r"\(N, D\)"),            # unequal D
+        (np.zeros((1, 2)), np.zeros((5, 2)), r"N >= 2"),              # one row
+        (np.zeros((5, 2)), np.zeros((1, 2)), r"N >= 2"),
+        (np.full((5, 2), np.nan), np.zeros((5, 2)), "NaN or inf"),
+        (np.zeros((5, 2)), np.full((5, 2), np.inf), "NaN or inf"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            metrics.frechet_distance(bad_a, bad_b)
+    assert metrics.frechet_distance(np.zeros((2, 2)), np.ones((2, 2))) == pytest.approx(2.0)  # N = 2 is enough
+
+
+def test_metric_shape_checks():
+    for bad in (np.zeros((2, 3)), np.zeros((0, 0)), np.zeros(3), np.zeros((2, 2, 2))):
+        for fn in (metrics.retained_accuracy, metrics.backward_transfer, metrics.forgetting):
+            with pytest.raises(ValueError, match="square"):
+                fn(bad)
+    for T in (1, 2, 3):  # the single-task case is a valid matrix for every metric
+        M = np.full((T, T), 0.5)
+        assert metrics.retained_accuracy(M) == 0.5 and metrics.forward_transfer(M, [0.5] * T) == 0.0
