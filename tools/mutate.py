@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     for m, s in summary.items():
         print(f"| {m} | {s['mutants']} | {s['killed']} | {100 * (s['kill_rate'] or 0):.1f} % |")
     print(f"| all | {total} | {killed} | {100 * killed / max(total, 1):.1f} % |")
-    for m, s in summary.items():
+    for s in summary.values():
         for label in s["survivors"]:
             print(f"survived: {label}")
     print(f"\nwrote {args.report}")
