@@ -141,3 +141,66 @@ def test_reservoir_slot_rules_fill_then_replace_inside_the_seen_range():
             if slot < 5:
                 expected[int(slot)] = i
         assert dict(zip(dst.tolist(), src.tolist(), strict=True)) == expected
+
+
+def _tagged(values, shape=(1, 2, 2)):
+    """Images whose every pixel is value / 255 (the value is readable back from the memory)."""
+    v = torch.tensor(values, dtype=torch.float32)
+    return v.view(-1, 1, 1, 1).expand(len(values), *shape) / 255.0
+
+
+def test_task_ring_keeps_the_most_recent_per_task_in_ring_order():
+    from memory.base import MemorySpec
+    from memory.buffers import TaskRingBuffer
+
+    spec = MemorySpec((1, 2, 2), 10, 3)
+    m = TaskRingBuffer(spec, [3, 2, 0])
+    m.observe(_tagged([1, 2]), 0, torch.tensor([1, 2]))
+    m.observe(_tagged([3, 4]), 0, torch.tensor([3, 4]))  # wraps: slot 0 <- 4
+    m.observe(_tagged([5, 6, 7, 8]), 1, torch.tensor([5, 6, 7, 8]))  # more than fit: the last 2
+    m.observe(_tagged([9]), 2, torch.tensor([9]))  # no slot for task 2
+    assert m.x[0, :, 0, 0, 0].tolist() == [4, 2, 3] and m.y[0].tolist() == [4, 2, 3]
+    assert sorted(m.y[1, :2].tolist()) == [7, 8]
+    assert m.tasks() == [0, 1] and [m.task_items(t) for t in range(3)] == [3, 2, 0]
+    assert m.items == 5 and m.storage_bits == 5 * (4 * 8 + 4)  # 4 pixels at 8 bits + a 4-bit label
+    full = m.sample_task(0)
+    assert full.x[:, 0, 0, 0].mul(255).round().tolist() == [4, 2, 3] and (full.t == 0).all()
+    assert m.sample_task(2) is None and len(m.sample_task(0, 2, generator=torch.Generator().manual_seed(0)).y) == 2
+    x, y, mask = m.padded([0, 1])
+    assert x.shape == (2, 3, 1, 2, 2) and mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert x[0, :, 0, 0, 0].mul(255).round().tolist() == [4, 2, 3]
+
+
+def test_task_ring_sample_from_covers_exactly_the_chosen_tasks():
+    from memory.base import MemorySpec
+    from memory.buffers import TaskRingBuffer
+
+    spec = MemorySpec((1, 2, 2), 10, 3)
+    m = TaskRingBuffer(spec, 2)
+    for t, vals in enumerate([[1, 2], [3, 4], [5]]):
+        m.observe(_tagged(vals), t, torch.tensor(vals))
+    batch = m.sample_from([0, 2], 3000, generator=torch.Generator().manual_seed(0))
+    got = batch.x[:, 0, 0, 0].mul(255).round().long()
+    assert torch.equal(got, batch.y) and set(batch.y.tolist()) == {1, 2, 5}
+    assert torch.equal(batch.t, torch.where(batch.y == 5, 2, 0))
+    counts = torch.bincount(batch.y, minlength=6)[[1, 2, 5]].float() / 3000  # uniform over 3 items
+    assert torch.allclose(counts, torch.full((3,), 1 / 3), atol=0.03)
+    assert m.sample_from([], 5) is None
+
+
+def test_budgets_spread_items_over_tasks_first_tasks_taking_the_remainder():
+    from memory.base import MemorySpec
+    from memory.buffers import ReservoirBuffer, TaskRingBuffer
+
+    spec = MemorySpec((1, 28, 28), 10, 3)
+    ring = TaskRingBuffer.for_budget(10, spec)  # 10 * 6272 bits / (6272 + 4) = 9 items (9.99 -> 9)
+    assert ring.caps.tolist() == [3, 3, 3]
+    ring = TaskRingBuffer.for_budget(11, spec)  # 10 items: 4, 3, 3
+    assert ring.caps.tolist() == [4, 3, 3]
+    res = ReservoirBuffer.for_budget(10, spec)  # + 2-bit task ids: 6272 * 10 // 6278 = 9
+    assert res.capacity == 9 and TaskRingBuffer.default(spec).caps.tolist() == [256] * 3
+    assert ReservoirBuffer.default(spec).capacity == 256
+    with pytest.raises(ValueError, match="per_task must be >= 0"):
+        TaskRingBuffer(spec, [1, -1, 1])
+    with pytest.raises(ValueError, match="capacity must be >= 0"):
+        ReservoirBuffer(spec, -1)
