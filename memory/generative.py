@@ -242,9 +242,10 @@ class GenerativeTeacher(Memory):
                 loss = loss + self.consistency * cons
                 out["consistency"] = cons.detach()
             if self.lam:
-                # the encoder acts as a fixed estimator Q here (its weights detached): the bound then
-                # moves the decoder only; through the encoder it is unbounded below (a far-off mu_hat
-                # or a huge variance makes log Q -> -inf), which diverged a run
+                # the re-encoding acts as a fixed estimator Q (its weights detached): the bound moves
+                # the decoder (and, through the sampled z_c, the encoder's posterior), never Q's
+                # weights; through Q it is unbounded below (a far-off mu_hat or a huge variance
+                # makes log Q -> -inf), which diverged a run
                 frozen = {n: p.detach() for n, p in self.student.named_parameters()}
                 # copies of the buffers: re-encoding reconstructions must not move batch-norm running stats
                 frozen.update({n: b.clone() for n, b in self.student.named_buffers()})

@@ -215,3 +215,33 @@ def test_frechet_distance_matches_scipy_and_is_zero_on_itself():
     assert frechet_distance(a, a + 1.0) == pytest.approx(6.0)  # mean shift only: ||d||^2
     with pytest.raises(ValueError, match="NaN"):
         frechet_distance(a, np.full_like(a, np.nan))
+
+
+def _grads_of_one_step(consistency: float, lam: float, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The student's gradients of one lifelong step after a hand-over (no update: the step's
+    optimiser is replaced by a no-op), with the same random draws whatever the weights."""
+    mem = G.GenerativeTeacher(SPEC, mode="lifelong", seed=0, consistency=consistency, lam=lam, clip=0.0)
+    mem.observe(x, 0, torch.zeros(len(x), dtype=torch.long))
+    mem.end_task(0)  # the student becomes the teacher
+    mem.generator.manual_seed(123)
+    mem.optimizer.step = lambda: None
+    mem._step(x, None)
+    assert all(p.grad is None for p in mem.teacher.parameters()), "the teacher must receive no gradient"
+    return {n: p.grad.clone() for n, p in mem.student.named_parameters() if p.grad is not None}
+
+
+def test_lifelong_terms_reach_what_they_should():
+    """Eq. 6: the consistency KL moves the student's encoder (its z_d posterior on teacher samples)
+    and never the decoder; the information-gain term reaches the decoder (through the
+    reconstruction it re-encodes; the re-encoding's weights are a fixed estimator)."""
+    torch.manual_seed(0)
+    x = torch.rand(8, *SPEC.image_shape)
+    base = _grads_of_one_step(0.0, 0.0, x)
+    with_cons = _grads_of_one_step(1.0, 0.0, x)
+    with_info = _grads_of_one_step(0.0, 0.5, x)
+    encoder = [n for n in base if n.startswith(("encoder", "to_latent"))]
+    decoder = [n for n in base if n.startswith(("from_latent", "decoder"))]
+    assert encoder and decoder
+    assert any(not torch.allclose(with_cons[n], base[n]) for n in encoder), "consistency does not reach the encoder"
+    assert all(torch.allclose(with_cons[n], base[n]) for n in decoder), "consistency must not move the decoder"
+    assert any(not torch.allclose(with_info[n], base[n]) for n in decoder), "info gain does not reach the decoder"
