@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -112,3 +114,64 @@ def test_plain_sgd_matches_torch_sgd():
             m(x).pow(2).sum().backward()
             o.step()
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 3.0])
+def test_distillation_value_by_hand_including_the_t_squared_scale(T):
+    """Hinton et al.'s T^2 * KL(p_old^T || p_new^T), two classes, by hand: at T = 2, T^2 = 2T, so
+    T = 1 and 3 are what tell the square from a product."""
+    new = torch.tensor([[1.0, 2.0]])
+    old = torch.tensor([[2.0, 0.0]])
+
+    def softmax2(z):
+        e = [math.exp(v / T) for v in z]
+        return [v / sum(e) for v in e]
+
+    p_old, p_new = softmax2([2.0, 0.0]), softmax2([1.0, 2.0])
+    kl = sum(po * math.log(po / pn) for po, pn in zip(p_old, p_new, strict=True))
+    assert distillation_loss(new, old, T).item() == pytest.approx(T * T * kl, rel=1e-6)
+
+
+def _info():
+    from agents.base import StreamInfo
+
+    return StreamInfo((1, 4, 4), 3, 2, "domain", ((0, 1, 2), (0, 1, 2)), 40)
+
+
+def test_lwf_keeps_no_old_model_before_its_first_task_end():
+    from agents.lwf import LwF
+
+    agent = LwF(_info(), settings={"model": "mlp"})
+    assert agent.overhead_bits == 0 and agent.old is None
+    agent.on_task_end(0)
+    n = sum(p.numel() for p in agent.model.parameters())
+    assert agent.overhead_bits == 32 * n and not any(p.requires_grad for p in agent.old.parameters())
+
+
+def test_er_replays_soft_targets_as_a_soft_cross_entropy():
+    """With a memory that replays soft targets (GEN replay from the teacher), ER's replay loss is
+    -sum softmax-target * log softmax, averaged, then joined with the batch loss by size."""
+    from agents.replay import ExperienceReplay
+    from memory.base import ReplayBatch
+
+    class Soft:
+        def __init__(self, x, y):
+            self.batch = ReplayBatch(x, torch.zeros(len(x), dtype=torch.long), y)
+
+        def sample(self, n, ctx=None, generator=None):
+            return self.batch
+
+        def observe(self, *a, **k):
+            pass
+
+    info = _info()
+    torch.manual_seed(0)
+    rx = torch.rand(4, *info.image_shape)
+    soft = torch.softmax(torch.randn(4, info.n_classes), 1)
+    agent = ExperienceReplay(info, memory=Soft(rx, soft))
+    x = torch.rand(6, *info.image_shape)
+    y = torch.randint(0, info.n_classes, (6,))
+    with torch.no_grad():
+        expected = -(soft * agent.forward(rx, None).log_softmax(1)).sum(1).mean()
+    out = agent.learn(x, 0, y, agent.forward(x, 0))
+    assert out["replay_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
