@@ -47,3 +47,24 @@ def test_bad_values():
         store.write(np.array([0]), np.array([[1, 1, 1]]))
     with pytest.raises(ValueError, match="does not fit"):
         store.write(np.array([0]), np.array([[0, -1]]))
+
+
+def test_the_packed_layout_is_rows_of_little_endian_fields_back_to_back():
+    """The layout the storage accounting relies on: row r's field bits at r * width + k, bit p in
+    byte p // 8 at position p % 8 (so 4 rows of 3 bits take exactly 2 bytes)."""
+    store = BitStore(4, [3])
+    assert store.nbytes == 2
+    store.write(np.array([1]), np.array([[0b101]]))  # positions 3 and 5
+    assert store.data.tolist() == [0b00101000, 0]
+    store.write(np.array([2]), np.array([[0b111]]))  # positions 6, 7, 8
+    assert store.data.tolist() == [0b11101000, 0b00000001]
+    two = BitStore(3, [2, 5])  # 7 bits a row: row 1's second field starts at bit 9
+    two.write(np.array([1]), np.array([[0, 1]]))
+    assert two.data.tolist() == [0, 0b00000010, 0]
+
+
+def test_field_widths_are_bounded():
+    BitStore(2, [62, 0])  # 62 bits is the widest field (values fit int64 shifts)
+    for widths in ([63], [-1], [4, 63]):
+        with pytest.raises(ValueError, match=r"field widths must be in \[0, 62\]"):
+            BitStore(2, widths)
