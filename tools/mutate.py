@@ -51,7 +51,8 @@ TARGETS: dict[str, list[str]] = {
                       "ewc or fisher or reference"],
     "agents/lwf.py": ["tests/test_agents/test_maths.py", "tests/test_agents/test_mechanisms.py", DOCS, "-k",
                       "lwf or distill or reference"],
-    "agents/replay.py": ["tests/test_agents/test_mechanisms.py::test_mechanism_beats_plain_sgd[er]", DOCS],
+    "agents/replay.py": ["tests/test_agents/test_mechanisms.py::test_mechanism_beats_plain_sgd[er]", DOCS,
+                         "tests/test_agents/test_maths.py::test_er_replays_soft_targets_as_a_soft_cross_entropy"],
     "memory/self_recall.py": ["tests/test_memory/test_self_recall.py", "tests/test_agents/test_mechanisms.py",
                               DOCS, "-k", "recall or arm or adi or reference"],
 }

@@ -164,7 +164,7 @@ def test_task_ring_keeps_the_most_recent_per_task_in_ring_order():
     assert m.tasks() == [0, 1] and [m.task_items(t) for t in range(3)] == [3, 2, 0]
     assert m.items == 5 and m.storage_bits == 5 * (4 * 8 + 4)  # 4 pixels at 8 bits + a 4-bit label
     full = m.sample_task(0)
-    assert full.x[:, 0, 0, 0].mul(255).round().tolist() == [4, 2, 3] and (full.t == 0).all()
+    assert torch.equal(full.x, _tagged([4, 2, 3])) and (full.t == 0).all()  # exactly value / 255
     assert m.sample_task(2) is None and len(m.sample_task(0, 2, generator=torch.Generator().manual_seed(0)).y) == 2
     x, y, mask = m.padded([0, 1])
     assert x.shape == (2, 3, 1, 2, 2) and mask.tolist() == [[1, 1, 1], [1, 1, 0]]
@@ -204,3 +204,21 @@ def test_budgets_spread_items_over_tasks_first_tasks_taking_the_remainder():
         TaskRingBuffer(spec, [1, -1, 1])
     with pytest.raises(ValueError, match="capacity must be >= 0"):
         ReservoirBuffer(spec, -1)
+
+
+def test_reservoir_edges_zero_capacity_one_item_and_exact_pixels():
+    from memory.base import MemorySpec
+    from memory.buffers import ReservoirBuffer
+
+    spec = MemorySpec((1, 2, 2), 10, 2)
+    empty = ReservoirBuffer(spec, 0)  # a budget too small for one item is a valid, empty memory
+    empty.observe(_tagged([1, 2]), 0, torch.tensor([1, 2]))
+    assert empty.items == 0 and empty.sample(3) is None
+    m = ReservoirBuffer(spec, 4)
+    m.observe(_tagged([7]), 1, torch.tensor([7]))
+    one = m.sample(5, generator=torch.Generator().manual_seed(0))
+    assert one is not None and one.y.tolist() == [7] * 5 and one.t.tolist() == [1] * 5
+    assert torch.equal(one.x, _tagged([7] * 5))  # exactly value / 255
+    m.observe(_tagged([9]), 1, torch.tensor([9]))
+    both = m.sample(400, generator=torch.Generator().manual_seed(0))
+    assert set(both.y.tolist()) == {7, 9}  # every held item can be drawn, the first one too
