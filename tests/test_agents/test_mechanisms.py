@@ -124,3 +124,23 @@ def test_agem_projection_formula():
     g, g_ref = torch.tensor([1.0, -3.0]), torch.tensor([1.0, 1.0])  # dot -2, |g_ref|^2 2
     out, _ = agem_project(g, g_ref)
     assert torch.allclose(out, torch.tensor([2.0, -2.0]))
+
+
+def test_gem_does_not_project_on_a_tight_constraint_and_survives_non_finite_gradients():
+    g = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    G = torch.tensor([[0.0, 1.0]], dtype=torch.float64)  # <g, g_1> = 0: satisfied, not violated
+    out, projected, _ = gem_gradient(g, G, margin=0.5)
+    assert not projected and out is g
+    from agents.gem import project_gradient
+
+    for bad in (float("nan"), float("inf")):
+        G_bad = torch.tensor([[bad, 1.0]], dtype=torch.float64)
+        out, info = project_gradient(torch.tensor([1.0, -1.0], dtype=torch.float64), G_bad)
+        assert info["eps"] is None and out.tolist() == [1.0, -1.0]  # no QP on NaN/inf: g as it is
+        G_half = torch.tensor([[0.0, 1.0], [bad, 0.0]], dtype=torch.float64)  # one row bad is enough
+        out, info = project_gradient(torch.tensor([1.0, -1.0], dtype=torch.float64), G_half)
+        assert info["eps"] is None
+        # G finite, g not: G G^T is finite but G g is not, and that alone must stop the QP
+        g_bad = torch.tensor([bad, -1.0], dtype=torch.float64)
+        out, info = project_gradient(g_bad, torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+        assert info["eps"] is None and out is g_bad
