@@ -52,7 +52,7 @@ def retention_vs_storage(runs: list[results.Run], path: str | Path | None = None
         key = results.canonical(cfg)
         configs[key] = cfg
         series[key][results.canonical(r.config.get("budget"))].append(r)
-    varying = _varying([configs[k] for k in series])
+    varying = results.varying_config_keys([configs[k] for k in series], {"agent", "memory"})
     fig, ax = plt.subplots(figsize=(6, 4))
     for key in sorted(series):
         pts = sorted((np.mean([r.data["effective_examples"] for r in v]),
@@ -62,7 +62,7 @@ def retention_vs_storage(runs: list[results.Run], path: str | Path | None = None
         cfg = configs[key]
         flat = results.flatten(cfg)
         label = f"{cfg['agent']} ({cfg.get('memory') or '-'})" + "".join(
-            f" · {results._label(k)}={flat.get(k)}" for k in varying)
+            f" · {results._label(k)}={flat.get(k, '-')}" for k in varying)
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
     ax.set_xlabel("incremental storage (effective real examples)")
     ax.set_ylabel("retained accuracy %")
@@ -72,13 +72,6 @@ def retention_vs_storage(runs: list[results.Run], path: str | Path | None = None
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
-
-
-def _varying(configs: list[dict]) -> list[str]:
-    """Dotted keys whose values differ between ``configs`` (agent and memory aside)."""
-    flats = [results.flatten(c) for c in configs]
-    keys = sorted({k for f in flats for k in f} - {"agent", "memory"})
-    return [k for k in keys if len({results.canonical(f.get(k)) for f in flats}) > 1]
 
 
 def _heatmap(R: np.ndarray, title: str):

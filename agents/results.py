@@ -455,22 +455,20 @@ def _label(key: str) -> str:
     return key
 
 
-def varying_keys(groups: list[Group]) -> list[str]:
-    """Dotted identity keys (seed aside) whose values differ between the ``groups`` that have them.
+def varying_config_keys(configs: list[dict], skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Dotted keys whose values differ between the ``configs`` that have them.
 
-    A key only some groups have (a setting of one agent, an option of one stream) is a column
-    when those groups disagree on it; the others show ``-`` there.
+    A key only some configurations have (a setting of one agent, an option of one stream) counts
+    when those disagree on it; the others show ``-`` there.
     """
-    flats = [flatten(g.config) for g in groups]
-    keys = sorted({k for f in flats for k in f})
-    out = []
-    for k in keys:
-        if k in _SHOWN:
-            continue
-        values = {canonical(f[k]) for f in flats if k in f}
-        if len(values) > 1:
-            out.append(k)
-    return out
+    flats = [flatten(c) for c in configs]
+    keys = sorted({k for f in flats for k in f} - set(skip))
+    return [k for k in keys if len({canonical(f[k]) for f in flats if k in f}) > 1]
+
+
+def varying_keys(groups: list[Group]) -> list[str]:
+    """Identity keys (seed aside) that differ between ``groups``: the table's extra columns."""
+    return varying_config_keys([g.config for g in groups], _SHOWN)
 
 
 def _runtime_notes(g: Group) -> list[str]:
@@ -643,8 +641,8 @@ def comparison_tables(runs: list[Run]) -> list[Table]:
     """The tables of ``runs``: classifiers and generative runs separately, grouped by configuration."""
     groups = group_runs(runs)
     tables = []
-    cls = [g for g in groups if not any(r.generative for r in g.runs)
-           and not (g.status == "diverged" and g.runs[0].config.get("agent") in _GENERATIVE_AGENTS)]
+    # a generative run, diverged or not, has neg_test_elbo (a list, maybe empty)
+    cls = [g for g in groups if not any(r.generative for r in g.runs)]
     gen = [g for g in groups if g not in cls]
     if cls:
         tables.append(classifier_table(cls))
@@ -652,8 +650,6 @@ def comparison_tables(runs: list[Run]) -> list[Table]:
         tables.append(generative_table(gen))
     return tables
 
-
-_GENERATIVE_AGENTS = ("lvae", "vae", "ewc_vae")
 
 
 def to_markdown(tables: list[Table]) -> str:

@@ -176,13 +176,13 @@ def prepare_run_directory(out: Path, config: dict, resume: bool, overwrite: bool
         return False
     recorded = _recorded_config(out)
     diff = [] if recorded is None else results.differing_keys(recorded, config)
-    ckpt = out / results.CHECKPOINT_FILE
+    ckpt_file = out / results.CHECKPOINT_FILE
     if resume:
         if diff:
             raise results.RunDirectoryError(
                 f"--resume: {out} holds a run of another configuration ({results.describe_differences(recorded, config, diff)}); "
                 f"resume it with its own options, use another --out, or --overwrite to replace it")
-        if not ckpt.exists():
+        if not ckpt_file.exists():
             what = "a finished result but" if (out / results.RESULT_FILE).exists() else "nothing to resume:"
             raise results.RunDirectoryError(
                 f"--resume: {out} holds {what} no {results.CHECKPOINT_FILE}; drop --resume to start "
@@ -243,7 +243,7 @@ def _recording_warnings():
 
 
 def _parameters(learner: Agent) -> list[torch.Tensor]:
-    params = [p for p in learner.model.parameters()] if isinstance(learner.model, torch.nn.Module) else []
+    params = list(learner.model.parameters()) if isinstance(learner.model, torch.nn.Module) else []
     inner = getattr(learner.memory, "model", None)
     if isinstance(inner, torch.nn.Module):
         params += list(inner.parameters())
@@ -406,9 +406,9 @@ def run(
                 return
             logger.flush()  # events up to the checkpoint reach the disk before it does
             ckpt.save({"agent": learner.state_dict(), "R": R, "baseline": baseline, "gen_log": gen_log,
-                          "reward_sum": reward_sum, "steps": steps, "config": results.identity(config),
-                          "config_hash": chash, "resumes": resumes,
-                          "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
+                       "reward_sum": reward_sum, "steps": steps, "config": results.identity(config),
+                       "config_hash": chash, "resumes": resumes,
+                       "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
             nonlocal checkpoints
             checkpoints += 1
             _fault_injection(out, checkpoints)
@@ -454,15 +454,13 @@ def run(
             steps += 1
             bar.update(1)
             examples = steps * batch_size
-            if steps % log_every == 0:
+            if steps % log_every == 0 or raw.last_task_end:
                 divergence = diverged(True)
                 if divergence is not None:
                     break
+            if steps % log_every == 0:
                 logger.scalars(losses, examples, "train/")
             if raw.last_task_end:
-                divergence = diverged(True)
-                if divergence is not None:
-                    break
                 t = raw.last_t
                 learner.end_task(t)
                 divergence = diverged(True)  # task-end work (distillation, hand-over) can diverge too

@@ -143,8 +143,7 @@ class ContinualEnv(gym.Env):
             raise RuntimeError("the stream has ended (terminated=True was returned); call reset()")
         y = self._y[i]
         if self._fast_numpy and type(action) is np.ndarray and action.shape == self._y_shape:
-            if action.dtype.kind not in "iu" or action.min() < 0 or action.max() >= self._n_classes:
-                self._invalid(action)
+            self._check_labels(action, action)
             reward = np.count_nonzero(action == y) / self.batch_size  # the hot path
         else:
             reward = self._reward(action, y)
@@ -169,6 +168,11 @@ class ContinualEnv(gym.Env):
         return {"x": self._x[n - self._chunk_start]}, reward, False, False, info
 
     # ------------------------------------------------------------------ helpers
+    def _check_labels(self, a: np.ndarray, action) -> None:
+        """``a`` (``action`` as an array) holds integer labels in ``[0, n_classes)``."""
+        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self._n_classes:
+            self._invalid(action)
+
     def _invalid(self, action):
         raise InvalidActionError(f"{action!r} ({type(action).__name__}) invalid: actions are class labels in "
                                  f"{self.action_space} (integers in [0, {self._n_classes}))")
@@ -188,19 +192,17 @@ class ContinualEnv(gym.Env):
                     self._invalid(action)
             return (a == y).float().mean()
         if self.batch_size == 1:
-            if not isinstance(action, (int, np.integer)) or isinstance(action, bool) or not (
-                    0 <= int(action) < self._n_classes):
-                if not (isinstance(action, np.ndarray) and action.shape in ((), (1,))
-                        and action.dtype.kind in "iu" and 0 <= int(action.reshape(-1)[0]) < self._n_classes):
-                    self._invalid(action)
-            return float(int(np.asarray(action).reshape(-1)[0]) == int(y))
+            a = np.asarray(action)  # an int, a NumPy integer or an integer array of one label
+            if not isinstance(action, (int, np.integer, np.ndarray)) or a.shape not in ((), (1,)):
+                self._invalid(action)
+            self._check_labels(a, action)  # a bool becomes a bool array: refused here
+            return float(int(a.reshape(-1)[0]) == int(y))
         a = np.asarray(action)
         if a.shape != y.shape:
             raise ValueError(
                 f"action has shape {a.shape}, expected {y.shape}: one predicted label per example"
             )
-        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self._n_classes:
-            self._invalid(action)
+        self._check_labels(a, action)
         return np.count_nonzero(a == y) / self.batch_size
 
     def _t_info(self, i: int) -> dict:
