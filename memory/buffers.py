@@ -147,12 +147,15 @@ class TaskRingBuffer(Memory):
         return spec.example_bits + spec.label_bits
 
     @classmethod
-    def default(cls, spec: MemorySpec, **kwargs) -> TaskRingBuffer:
-        """GEM's protocol: 256 items per task."""
-        return cls(spec, 256, **kwargs)
+    def default(cls, spec: MemorySpec, per_task: int | list[int] = 256, **kwargs) -> TaskRingBuffer:
+        """GEM's protocol: 256 items per task (``memory.per_task`` sets another size)."""
+        return cls(spec, per_task, **kwargs)
 
     @classmethod
     def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> TaskRingBuffer:
+        if "per_task" in kwargs:
+            raise ValueError("task_ring: give either a budget or memory.per_task, not both "
+                             "(the budget sets the items per task)")
         total = budget_bits(budget, spec) // cls.item_bits(spec)
         base, extra = divmod(int(total), spec.n_tasks)
         return cls(spec, [base + (i < extra) for i in range(spec.n_tasks)], **kwargs)

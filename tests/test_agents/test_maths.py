@@ -175,3 +175,164 @@ def test_er_replays_soft_targets_as_a_soft_cross_entropy():
         expected = -(soft * agent.forward(rx, None).log_softmax(1)).sum(1).mean()
     out = agent.learn(x, 0, y, agent.forward(x, 0))
     assert out["replay_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- GEM: the QP's retries
+def test_gem_solve_dual_is_exact_on_a_diagonal_dual_and_symmetrises_p():
+    # min 1/2 v^T (P + r I) v + q^T v, v >= m, with P diagonal: v_i = max(m, -q_i / (P_ii + r))
+    P, q = np.diag([2.0, 1.0]), np.array([-4.0, 1.0])
+    v, ridge = solve_dual(P, q, 0.5, eps=0.0)
+    assert ridge == 0.0 and np.allclose(v, [2.0, 0.5])
+    v, ridge = solve_dual(P, q, 0.5, eps=1.0)
+    assert ridge == 1.0 and np.allclose(v, [4.0 / 3.0, 0.5])
+    v, _ = solve_dual(P, q, 0.0, eps=0.0)
+    assert np.allclose(v, [2.0, 0.0])
+    # only the symmetric part of P is a quadratic form: an antisymmetric part changes nothing
+    v, _ = solve_dual(P + np.array([[0.0, 3.0], [-3.0, 0.0]]), q, 0.5, eps=0.0)
+    assert np.allclose(v, [2.0, 0.5])
+
+
+def test_gem_solve_dual_raises_the_ridge_tenfold_from_a_floor(monkeypatch):
+    import agents.gem as gem
+
+    real, ridges = gem.quadprog.solve_qp, []
+
+    def failing(n):
+        def solve(P, a, C, b):
+            ridges.append(float(P[0, 0] - base[0, 0]))
+            if len(ridges) <= n:
+                raise ValueError("matrix G is not positive definite")
+            return real(P, a, C, b)
+        return solve
+
+    base = np.diag([4.0, 2.0])  # trace / k = 3: the floor is 3e-6
+    monkeypatch.setattr(gem.quadprog, "solve_qp", failing(3))
+    v, ridge = solve_dual(base, np.array([-1.0, -1.0]), 0.0, eps=0.0)
+    assert ridges == pytest.approx([0.0, 3e-6, 3e-5, 3e-4]) and ridge == pytest.approx(3e-4)
+    assert np.allclose(v, [1.0 / (4.0 + 3e-4), 1.0 / (2.0 + 3e-4)])
+    ridges.clear()
+    monkeypatch.setattr(gem.quadprog, "solve_qp", failing(2))
+    _, ridge = solve_dual(base, np.array([-1.0, -1.0]), 0.0, eps=1e-2)  # above the floor: x10 each time
+    assert ridges == pytest.approx([1e-2, 1e-1, 1.0]) and ridge == pytest.approx(1.0)
+    ridges.clear()
+    monkeypatch.setattr(gem.quadprog, "solve_qp", failing(99))
+    v, ridge = solve_dual(base, np.array([-1.0, -1.0]), 0.0, eps=1e-2, max_tries=4)
+    assert v is None and ridge is None and len(ridges) == 4  # exactly max_tries attempts
+
+
+def test_gem_projection_reports_the_ridge_it_used_and_gives_up_to_g(monkeypatch):
+    import agents.gem as gem
+
+    g = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    G = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    out, info = project_gradient(g, G, margin=0.0, eps=0.25)
+    assert info["eps"] == 0.25
+    # (1 + 0.25) v - 1 = 0 at the optimum: v = 0.8, g~ = g + 0.8 g_1
+    assert torch.allclose(out, torch.tensor([1.0, -0.2], dtype=torch.float64))
+
+    def refuse(*a):
+        raise ValueError("matrix G is not positive definite")
+
+    monkeypatch.setattr(gem.quadprog, "solve_qp", refuse)
+    out, projected, info = gem.gem_gradient(g, G, margin=0.5, eps=1e-3)
+    assert projected and info["eps"] is None and out is g
+
+
+# ----------------------------------------------------------------------------- GEM / A-GEM agents
+def _gem_agent(name: str, **settings):
+    from agents import StreamInfo, agent_class
+    from agents.registry import build_memory
+
+    info = StreamInfo((1, 4, 4), 4, 3, "task", ((0, 1), (2, 3), (0, 3)), 60)
+    mem = build_memory(name, None, None, info.memory_spec("cpu"), seed=0,
+                       options={"per_task": 8} if name == "gem" else None)
+    return agent_class(name)(info, memory=mem, settings={"model": "mlp", **settings}, seed=0)
+
+
+def _batch(seed: int, n: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 4, 4, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def test_gem_agent_counts_projections_and_qp_failures_and_warns_once(monkeypatch):
+    import agents.gem as gem
+
+    agent = _gem_agent("gem")
+    script = iter([(False, 1e-3), (True, 1e-3), (True, None), (True, None), (False, 1e-3)])
+
+    def scripted(g, G, margin, eps):
+        projected, ridge = next(script)
+        return g, projected, {"eps": ridge}
+
+    for step in range(2):  # task 0: no past task, no QP
+        x, y = _batch(step)
+        agent.learn(x, 0, y, agent.forward(x, 0))
+    monkeypatch.setattr(gem, "gem_gradient", scripted)
+    with pytest.warns(UserWarning, match="QP failed") as caught:
+        for step in range(5):
+            x, y = _batch(10 + step)
+            agent.learn(x, 1, y, agent.forward(x, 1))
+    assert sum("QP failed" in str(w.message) for w in caught) == 1
+    assert agent.counters()["projections"] == 3 and agent.counters()["qp_failures"] == 2
+    state = agent.extra_state()
+    fresh = _gem_agent("gem")
+    fresh.load_extra_state(state)
+    assert fresh.counters() == agent.counters()
+
+
+def test_gem_agent_steps_along_the_projected_gradient(monkeypatch):
+    import agents.gem as gem
+
+    agent = _gem_agent("gem", lr=0.5)
+    x, y = _batch(0)
+    agent.learn(x, 0, y, agent.forward(x, 0))
+    before = torch.cat([p.detach().reshape(-1) for p in agent.params]).clone()
+    direction = torch.linspace(-1.0, 1.0, before.numel())
+    monkeypatch.setattr(gem, "gem_gradient", lambda g, G, m, e: (direction.clone(), True, {"eps": e}))
+    x, y = _batch(1)
+    agent.learn(x, 1, y, agent.forward(x, 1))
+    after = torch.cat([p.detach().reshape(-1) for p in agent.params])
+    assert torch.allclose(after, before - 0.5 * direction, atol=1e-6)
+
+
+def test_gem_past_gradients_vmap_equals_loop_and_the_cache_follows_the_memory():
+    vm, lp = _gem_agent("gem", per_task_grads="vmap"), _gem_agent("gem", per_task_grads="loop")
+    assert vm.use_vmap and not lp.use_vmap
+    lp.model.load_state_dict(vm.model.state_dict())
+    for agent in (vm, lp):
+        for t, seeds in ((0, (0, 1, 2)), (1, (3,))):  # task 1 holds 4 items, task 0 the full 8 of 12
+            for s in seeds:
+                x, y = _batch(s)
+                agent.memory.observe(x, t, y, ctx=agent)
+    for tasks in ([0], [1], [0, 1]):
+        assert torch.allclose(vm.past_gradients(tasks), lp.past_gradients(tasks), atol=1e-6), tasks
+    g01 = vm.past_gradients([0, 1])
+    assert not torch.allclose(g01[0], g01[1])  # one row per task, not one task twice
+    for agent in (vm, lp):  # task 1's ring grows: a cached padded memory would be stale
+        x, y = _batch(4)
+        agent.memory.observe(x, 1, y, ctx=agent)
+    assert torch.allclose(vm.past_gradients([0, 1]), lp.past_gradients([0, 1]), atol=1e-6)
+    assert not torch.allclose(vm.past_gradients([0, 1])[1], g01[1])
+
+
+def test_agem_agent_counts_its_projections(monkeypatch):
+    import agents.gem as gem
+
+    agent = _gem_agent("agem", ref_batch=4)
+    calls = []
+    real = gem.agem_project
+
+    def counted(g, g_ref):
+        out, projected = real(g, g_ref)
+        calls.append(projected)
+        return out, projected
+
+    monkeypatch.setattr(gem, "agem_project", counted)
+    for step in range(3):
+        x, y = _batch(step)
+        agent.learn(x, 0, y, agent.forward(x, 0))
+    assert calls == []  # no past task: no reference gradient
+    for step in range(12):
+        x, y = _batch(20 + step)
+        agent.learn(x, 1, y, agent.forward(x, 1))
+    assert len(calls) == 12 and agent.counters()["projections"] == sum(calls)

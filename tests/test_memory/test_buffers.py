@@ -222,3 +222,11 @@ def test_reservoir_edges_zero_capacity_one_item_and_exact_pixels():
     m.observe(_tagged([9]), 1, torch.tensor([9]))
     both = m.sample(400, generator=torch.Generator().manual_seed(0))
     assert set(both.y.tolist()) == {7, 9}  # every held item can be drawn, the first one too
+
+
+def test_task_ring_default_takes_its_size_from_per_task_and_refuses_it_with_a_budget():
+    spec = MemorySpec((1, 2, 2), 10, 3)
+    assert TaskRingBuffer.default(spec).caps.tolist() == [256, 256, 256]
+    assert TaskRingBuffer.default(spec, per_task=8).caps.tolist() == [8, 8, 8]
+    with pytest.raises(ValueError, match="either a budget or memory.per_task"):
+        TaskRingBuffer.for_budget(10, spec, per_task=8)
