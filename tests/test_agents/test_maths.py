@@ -336,3 +336,111 @@ def test_agem_agent_counts_its_projections(monkeypatch):
         x, y = _batch(20 + step)
         agent.learn(x, 1, y, agent.forward(x, 1))
     assert len(calls) == 12 and agent.counters()["projections"] == sum(calls)
+
+
+# ----------------------------------------------------------------------------- EWC
+def _ewc(**settings):
+    from agents import StreamInfo, agent_class
+
+    info = StreamInfo((1, 2, 2), 4, 3, "task", ((0, 1), (2, 3), (1, 2)), 60)
+    return agent_class("ewc")(info, settings={"model": "mlp", **settings}, seed=0)
+
+
+def test_ewc_fisher_chunks_and_masks_agree_with_one_pass():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 1, 2, 2, generator=g), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    whole = diagonal_fisher(model, x, y)
+    for chunk in (1, 3, 7):
+        parts = diagonal_fisher(model, x, y, chunk=chunk)
+        assert all(torch.allclose(parts[n], whole[n], atol=1e-7) for n in whole), chunk
+    # a mask of every logit is no mask; masking a class changes the softmax, hence the Fisher
+    full = diagonal_fisher(model, x, y, torch.ones(7, 3, dtype=torch.bool))
+    assert all(torch.allclose(full[n], whole[n], atol=1e-7) for n in whole)
+    mask = torch.tensor([True, True, False]).expand(7, -1)
+    keep = y < 2
+    masked = diagonal_fisher(model, x[keep], y[keep], mask[keep])
+    assert not torch.allclose(masked["1.weight"], diagonal_fisher(model, x[keep], y[keep])["1.weight"])
+    assert torch.equal(masked["1.weight"][2], torch.zeros(4))  # a masked logit gets no gradient
+    model.train()
+    diagonal_fisher(model, x, y)
+    assert model.training  # the mode is restored
+
+
+def test_ewc_penalty_is_the_sum_of_per_task_quadratics_up_to_a_constant(monkeypatch):
+    import agents.ewc as ewc
+
+    agent = _ewc(lam=3.0)
+    names = [n for n, _ in agent.model.named_parameters()]
+    g = torch.Generator().manual_seed(1)
+    fishers, anchors = [], []
+    for t in range(2):
+        F_t = {n: torch.rand(p.shape, generator=g) for n, p in agent.model.named_parameters()}
+        with torch.no_grad():
+            for p in agent.model.parameters():
+                p.add_(torch.randn(p.shape, generator=g))
+        anchors.append({n: p.detach().clone() for n, p in agent.model.named_parameters()})
+        fishers.append(F_t)
+        monkeypatch.setattr(ewc, "diagonal_fisher", lambda *a, F_t=F_t, **k: F_t)
+        x = torch.rand(2, 1, 2, 2, generator=g)
+        agent.learn(x, t, torch.tensor([0, 1]), agent.forward(x, t)) if t == 0 else None
+        agent._recent = [(x, torch.tensor([0, 1]), t)]
+        agent._recent_n = 2
+        with torch.no_grad():  # the learn step moved the weights: put the anchor back
+            for n, p in agent.model.named_parameters():
+                p.copy_(anchors[t][n])
+        agent.on_task_end(t)
+    with torch.no_grad():
+        for p in agent.model.parameters():
+            p.add_(torch.randn(p.shape, generator=g))
+    theta = dict(agent.model.named_parameters())
+    explicit = sum(1.5 * (fishers[k][n] * (theta[n] - anchors[k][n]) ** 2).sum() for k in range(2) for n in names)
+    constant = sum(1.5 * (fishers[k][n] * anchors[k][n] ** 2).sum() for k in range(2) for n in names)
+    agent.model.zero_grad(set_to_none=True)
+    explicit, constant = explicit.detach(), constant.detach()
+    pen = agent.penalty()
+    # float32 sums of ~1e2 terms: agreement to 1e-4 relative (a constant of 1 in the sum is 1.5 off)
+    assert float(pen.detach()) == pytest.approx(float(explicit - constant), rel=1e-4)
+    pen.backward()
+    for n in names:  # d/d theta = lam sum_k F_k (theta - theta*_k)
+        expected = 3.0 * sum(fishers[k][n] * (theta[n] - anchors[k][n]) for k in range(2))
+        assert torch.allclose(theta[n].grad, expected.detach(), atol=1e-5), n
+    assert agent.overhead_bits == 2 * 32 * sum(p.numel() for p in agent.model.parameters())
+
+
+def test_ewc_fisher_reads_exactly_the_last_fisher_samples_of_the_task_with_its_mask(monkeypatch):
+    import agents.ewc as ewc
+
+    seen = {}
+
+    def capture(model, x, y, mask=None):
+        seen.update(x=x.clone(), y=y.clone(), mask=mask)
+        return {n: torch.ones_like(p) for n, p in model.named_parameters()}
+
+    monkeypatch.setattr(ewc, "diagonal_fisher", capture)
+    agent = _ewc(fisher_samples=10)
+    agent.on_task_end(0)  # nothing seen yet: no penalty
+    assert not agent.has_penalty
+    xs, ys = [], []
+    for step in range(6):  # 6 batches of 4: the last 10 examples span three batches
+        x = torch.full((4, 1, 2, 2), float(step)) + torch.arange(4.0).view(4, 1, 1, 1) / 10
+        y = torch.tensor([0, 1, 1, 0])
+        out = agent.learn(x, 0, y, agent.forward(x, 0))
+        assert "ewc_penalty" not in out
+        xs.append(x), ys.append(y)
+        assert agent._recent_n >= min(10, 4 * (step + 1))
+        assert agent._recent_n - len(agent._recent[0][1]) < 10  # no batch kept that is not needed
+    agent.on_task_end(0)
+    assert torch.equal(seen["x"], torch.cat(xs)[-10:]) and torch.equal(seen["y"], torch.cat(ys)[-10:])
+    assert torch.equal(seen["mask"], agent.class_mask[0].expand(10, -1))
+    assert agent.has_penalty and agent._recent == [] and agent._recent_n == 0
+    x = torch.rand(4, 1, 2, 2)
+    out = agent.learn(x, 1, y, agent.forward(x, 1))
+    assert "ewc_penalty" in out
+    single = _ewc(fisher_samples=3, head="single")
+    single.learn(x, 0, y, single.forward(x, None))
+    single.on_task_end(0)
+    assert seen["mask"] is None and len(seen["y"]) == 3
+    restored = _ewc()
+    restored.load_extra_state(agent.extra_state())
+    assert restored.has_penalty and all(torch.equal(restored.A[n], agent.A[n]) for n in agent.A)
