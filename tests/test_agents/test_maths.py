@@ -211,6 +211,12 @@ def test_gem_solve_dual_raises_the_ridge_tenfold_from_a_floor(monkeypatch):
     assert ridges == pytest.approx([0.0, 3e-6, 3e-5, 3e-4]) and ridge == pytest.approx(3e-4)
     assert np.allclose(v, [1.0 / (4.0 + 3e-4), 1.0 / (2.0 + 3e-4)])
     ridges.clear()
+    base = np.diag([0.04, 0.02])  # a small mean diagonal (0.03) sets a small floor (3e-8)
+    monkeypatch.setattr(gem.quadprog, "solve_qp", failing(1))
+    solve_dual(base, np.array([-1.0, -1.0]), 0.0, eps=0.0)
+    assert ridges == pytest.approx([0.0, 3e-8], abs=1e-12)
+    ridges.clear()
+    base = np.diag([4.0, 2.0])
     monkeypatch.setattr(gem.quadprog, "solve_qp", failing(2))
     _, ridge = solve_dual(base, np.array([-1.0, -1.0]), 0.0, eps=1e-2)  # above the floor: x10 each time
     assert ridges == pytest.approx([1e-2, 1e-1, 1.0]) and ridge == pytest.approx(1.0)
@@ -233,9 +239,11 @@ def test_gem_projection_reports_the_ridge_it_used_and_gives_up_to_g(monkeypatch)
     def refuse(*a):
         raise ValueError("matrix G is not positive definite")
 
-    monkeypatch.setattr(gem.quadprog, "solve_qp", refuse)
+    tries = []
+    monkeypatch.setattr(gem.quadprog, "solve_qp", lambda *a: tries.append(1) or refuse())
     out, projected, info = gem.gem_gradient(g, G, margin=0.5, eps=1e-3)
     assert projected and info["eps"] is None and out is g
+    assert len(tries) == 8  # GEM's default: eight ridges, 1e-3 to 1e4
 
 
 # ----------------------------------------------------------------------------- GEM / A-GEM agents
