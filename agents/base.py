@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.models import build_model, default_model
+from agents.models import build_model, default_init, default_model
 from cl_env.error import UnknownNameError
 from memory.base import Memory, MemorySpec
 
@@ -101,16 +101,19 @@ class Agent:
             shape (MLP for 1-channel images, reduced ResNet-18 for colour).
         head: ``"single"`` (one head over all classes) or ``"masked"`` (logits outside the task's
             classes masked, GEM's CIFAR protocol); default masked for ``setting="task"``.
+        weight_init: ``"xavier"`` (GEM's MLP) or ``"torch"`` (PyTorch's default: ARM's MLP, the
+            ResNets, the ConvNet); default the protocol's for the model (``models.default_init``).
     """
 
     name: ClassVar[str] = ""
-    SETTINGS: ClassVar[dict[str, Any]] = {"lr": 0.1, "model": None, "head": None}
+    SETTINGS: ClassVar[dict[str, Any]] = {"lr": 0.1, "model": None, "head": None, "weight_init": None}
     # what each setting accepts (merged over the class hierarchy, like SETTINGS): "positive"
     # (> 0), "non-negative", "count" (an int >= 1), "string", a tuple of choices, or a function
     # (name, value) -> value. A setting without a rule is checked by its default's type: numbers
     # finite and >= 0, ints integral, bools bool, strings str.
     SETTING_RULES: ClassVar[dict[str, Any]] = {"lr": "positive", "model": "string",
-                                               "head": (None, "single", "masked")}
+                                               "head": (None, "single", "masked"),
+                                               "weight_init": (None, "xavier", "torch")}
     # inherited settings a subclass does not read (dropped from its valid settings)
     UNUSED_SETTINGS: ClassVar[tuple[str, ...]] = ()
     needs_task_labels: ClassVar[bool] = False
@@ -129,6 +132,7 @@ class Agent:
             raise ValueError(f"head must be 'single' or 'masked', got {head!r}")
         self.settings["head"] = head
         self.settings["model"] = self.settings["model"] or default_model(info.image_shape)
+        self.settings["weight_init"] = self.settings["weight_init"] or default_init(self.settings["model"])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model: nn.Module = self.make_model()
@@ -143,8 +147,8 @@ class Agent:
 
     def make_model(self) -> nn.Module:
         """The network, built under the agent's seed (override for other kinds of model)."""
-        return build_model(self.settings["model"], self.info.image_shape,
-                           self.info.n_classes).to(self.device)
+        return build_model(self.settings["model"], self.info.image_shape, self.info.n_classes,
+                           self.settings["weight_init"]).to(self.device)
 
     def fresh_model(self) -> nn.Module:
         """A newly initialised model of the agent's architecture (memories that distil or retrain

@@ -27,14 +27,21 @@ class LwF(Agent):
     """From the second task on, the loss adds ``alpha`` times the distillation of the model as it
     was at the end of the previous task, on the current batch.
 
+    ``update="joint"`` is classic LwF: one step on ``CE + alpha * distillation``. ``"two_step"``
+    is the "Distill (LwF)" baseline of ARM's Table 6 (its reference ``code/scripts/distill.py``):
+    a cross-entropy step on the batch, then a separate step on ``alpha`` times the distillation
+    of the old model's outputs on the same batch, recomputed with the updated model; ARM runs it
+    at temperature 1 (``--set update=two_step temperature=1``).
+
     Settings:
         alpha: Weight of the distillation term (1.0).
         temperature: Softmax temperature (2.0).
+        update: ``"joint"`` (classic LwF) or ``"two_step"`` (ARM's Distill baseline).
     """
 
     name = "lwf"
-    SETTINGS = {"alpha": 1.0, "temperature": 2.0}
-    SETTING_RULES = {"alpha": "non-negative", "temperature": "positive"}
+    SETTINGS = {"alpha": 1.0, "temperature": 2.0, "update": "joint"}
+    SETTING_RULES = {"alpha": "non-negative", "temperature": "positive", "update": ("joint", "two_step")}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,6 +50,15 @@ class LwF(Agent):
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
         loss = self.loss(logits, y)
         out = {"loss": loss.detach()}
+        if self.settings["update"] == "two_step":
+            self.sgd_step(loss)
+            if self.old is not None:
+                with torch.no_grad():
+                    old_logits = self.old(x)
+                d = distillation_loss(self.forward(x, t), old_logits, self.settings["temperature"])
+                self.sgd_step(self.settings["alpha"] * d)
+                out["distillation"] = d.detach()
+            return out
         if self.old is not None:
             with torch.no_grad():
                 old_logits = self.old(x)

@@ -8,10 +8,39 @@ from torch import nn
 from torch.nn import functional as F
 
 
+INITS = {
+    "xavier": "Xavier-uniform weights, zero biases on every linear and conv layer (GEM's model/common.py)",
+    "torch": "PyTorch's default initialisation (ARM's, Remember the Past's and GEM's ResNet reference code)",
+}
+
+
+def default_init(model: str) -> str:
+    """The initialisation each paper's protocol uses for its model: GEM's MLP (``mlp``) is
+    Xavier-initialised by GEM's code; ARM's MLP (``mlp400``), the ResNets (GEM's ``ResNet18`` has
+    no Xavier) and the dataset-distillation ConvNet keep PyTorch's defaults."""
+    return "xavier" if model == "mlp" else "torch"
+
+
+def initialise(model: nn.Module, init: str) -> nn.Module:
+    """Apply ``init`` (a key of :data:`INITS`) to ``model`` in place; ``"torch"`` leaves it as built."""
+    if init not in INITS:
+        from cl_env.error import UnknownNameError
+
+        raise UnknownNameError("weight_init", init, INITS)
+    if init == "xavier":
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+    return model
+
+
 class MLP(nn.Module):
     """Fully connected ReLU network on flattened images (GEM: 784-100-100-10, ARM: 784-400-400-10).
 
-    Xavier-uniform weights and zero biases, as GEM's ``model/common.py``.
+    Built with PyTorch's default initialisation; :func:`build_model` applies the protocol's
+    (``weight_init``: Xavier for GEM's ``mlp``, PyTorch's default for ARM's ``mlp400``).
     """
 
     def __init__(self, in_features: int, n_classes: int, hidden: tuple[int, ...] = (100, 100)):
@@ -23,10 +52,6 @@ class MLP(nn.Module):
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
-        for m in self.net:
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -111,22 +136,29 @@ MODELS = {
 }
 
 
-def build_model(name: str, image_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
-    """Build the model ``name`` for images of ``image_shape`` and ``n_classes`` outputs."""
+def build_model(name: str, image_shape: tuple[int, int, int], n_classes: int,
+                init: str | None = None) -> nn.Module:
+    """Build the model ``name`` for images of ``image_shape`` and ``n_classes`` outputs.
+
+    Args:
+        init: A key of :data:`INITS`; None takes the protocol's (:func:`default_init`).
+    """
     from cl_env.error import UnknownNameError
 
     c, h, w = image_shape
     if name == "mlp":
-        return MLP(c * h * w, n_classes, (100, 100))
-    if name == "mlp400":
-        return MLP(c * h * w, n_classes, (400, 400))
-    if name == "reduced_resnet18":
-        return ResNet18(c, n_classes, nf=20)
-    if name == "resnet18":
-        return ResNet18(c, n_classes, nf=64)
-    if name == "convnet":
-        return ConvNet(c, n_classes, h)
-    raise UnknownNameError("model", name, MODELS)
+        model: nn.Module = MLP(c * h * w, n_classes, (100, 100))
+    elif name == "mlp400":
+        model = MLP(c * h * w, n_classes, (400, 400))
+    elif name == "reduced_resnet18":
+        model = ResNet18(c, n_classes, nf=20)
+    elif name == "resnet18":
+        model = ResNet18(c, n_classes, nf=64)
+    elif name == "convnet":
+        model = ConvNet(c, n_classes, h)
+    else:
+        raise UnknownNameError("model", name, MODELS)
+    return initialise(model, init or default_init(name))
 
 
 def default_model(image_shape: tuple[int, int, int]) -> str:

@@ -40,7 +40,7 @@ def main() -> None:
     x, y = task.train_x.float() / 255, task.train_y
     xt, yt = stream.test_set(0)
 
-    teacher = build_model("mlp400", stream.image_shape, 10)
+    teacher = build_model("mlp400", stream.image_shape, 10, init="xavier")
     opt = torch.optim.SGD(teacher.parameters(), lr=0.05)
     for _ in range(epochs):
         for s in range(0, len(x), 10):
@@ -59,7 +59,7 @@ def main() -> None:
 
     for mode in ("random", "active", "active+diverse"):
         torch.manual_seed(1)
-        student = build_model("mlp400", stream.image_shape, 10)
+        student = build_model("mlp400", stream.image_shape, 10, init="xavier")
         opt = torch.optim.SGD(student.parameters(), lr=0.05)
 
         def difficulty(xs, student=student):

@@ -106,6 +106,7 @@ ARM_DEFAULTS = {
     "M": 10, "steps": 10, "step_size": 25.0, "lag": "task", "init": "batch", "objective": "arm",
     "divergence_weight": 1.0, "lambda1": 1.0, "lambda2": 0.1, "lambda3": 16.0, "lambda4": 0.1,
     "lambda5": 1.0, "lambda6": 1.0, "classes_weight": 1.0, "adaptive_weight": 1.0, "bn_weight": 1.0,
+    "recall_mode": "train",
 }
 
 
@@ -122,7 +123,9 @@ class SelfRecall(Memory):
     start from the real batch, sampled with replacement when M > N; ``"noise"``: uniform noise),
     ``lambda1``-``lambda6`` and ``divergence_weight`` (eq. 8-9), and for ADI ``classes_weight``
     (cross-entropy of the old model towards randomly chosen seen, not present, classes),
-    ``adaptive_weight`` (the divergence term) and ``bn_weight`` (batch-norm statistics).
+    ``adaptive_weight`` (the divergence term) and ``bn_weight`` (batch-norm statistics);
+    ``recall_mode`` (``"train"``, the reference's: the current and old models recall and give
+    targets in train mode; ``"eval"``: with running batch-norm statistics; the same for the MLP).
     """
 
     name = "self_recall"
@@ -155,6 +158,10 @@ class SelfRecall(Memory):
             raise ValueError(f"objective must be 'arm' or 'adi', got {self.settings['objective']!r}")
         if self.settings["init"] not in ("batch", "noise"):
             raise ValueError(f"init must be 'batch' or 'noise', got {self.settings['init']!r}")
+        if self.settings["recall_mode"] not in ("train", "eval"):
+            raise ValueError(f"recall_mode must be 'train' or 'eval', got {self.settings['recall_mode']!r}")
+        if getattr(self, "old", None) is not None:
+            self.old.train(self.settings["recall_mode"] == "train")
 
     @classmethod
     def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> SelfRecall:
@@ -167,7 +174,10 @@ class SelfRecall(Memory):
 
     # ----------------------------------------------------------------- protocol
     def _refresh(self, model: nn.Module) -> None:
-        self.old = copy.deepcopy(model).eval()
+        """theta' <- theta: a frozen copy, in train mode for ``recall_mode="train"`` (the reference
+        deep-copies its train-mode model and never switches it: batch norm then normalises recall
+        and targets by batch statistics), else in eval mode."""
+        self.old = copy.deepcopy(model).train(self.settings["recall_mode"] == "train")
         for p in self.old.parameters():
             p.requires_grad_(False)
 
@@ -242,7 +252,9 @@ class SelfRecall(Memory):
             targets = pool[torch.from_numpy(self.rng.choice(len(pool), m, replace=m > len(pool)))].to(x.device)
         model = ctx.model
         was = model.training
-        model.eval()  # recall reads the current model; it does not update its statistics
+        # the reference recalls with its model in train mode (batch statistics, and the recall
+        # passes update the running ones); recall_mode="eval" reads the running statistics instead
+        model.train(s["recall_mode"] == "train")
         for _ in range(s["steps"]):
             x_hat.requires_grad_(True)
             loss, _ = self.recall_objective(x_hat, model, present, targets)
@@ -280,7 +292,7 @@ class SelfRecall(Memory):
         if state["old"] is not None:  # the old model is a copy of the learner's: rebuilt from ctx.model
             if getattr(ctx, "model", None) is None:
                 raise ValueError("self_recall.load_state_dict needs ctx (the learner) to rebuild its old model")
-            self.old = copy.deepcopy(ctx.model).eval()
+            self.old = copy.deepcopy(ctx.model).train(state["settings"].get("recall_mode", "train") == "train")
             self.old.load_state_dict(state["old"])
             for p in self.old.parameters():
                 p.requires_grad_(False)

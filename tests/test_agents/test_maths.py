@@ -452,3 +452,58 @@ def test_ewc_fisher_reads_exactly_the_last_fisher_samples_of_the_task_with_its_m
     restored = _ewc()
     restored.load_extra_state(agent.extra_state())
     assert restored.has_penalty and all(torch.equal(restored.A[n], agent.A[n]) for n in agent.A)
+
+
+# ----------------------------------------------------------------------------- LwF, ARM's Distill variant
+def test_lwf_two_step_is_a_ce_step_then_a_distillation_step_at_the_updated_weights():
+    """ARM's "Distill (LwF)" baseline (code/scripts/distill.py): SGD on CE, then SGD on
+    alpha * KL(old || new) at T = 1, the new logits recomputed after the first step."""
+    import copy
+
+    from agents.lwf import LwF
+
+    info = _info()
+    agent = LwF(info, settings={"model": "mlp", "update": "two_step", "temperature": 1.0, "alpha": 0.7, "lr": 0.3})
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(6, *info.image_shape, generator=g), torch.randint(0, info.n_classes, (6,), generator=g)
+    out = agent.learn(x, 0, y, agent.forward(x, 0))
+    assert "distillation" not in out  # no old model in the first task: the CE step only
+    agent.on_task_end(0)
+    with torch.no_grad():
+        for p in agent.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))  # the model moved on since the task end
+    ref = copy.deepcopy(agent.model)
+    ce = nn.functional.cross_entropy(ref(x), y)
+    grads = torch.autograd.grad(ce, list(ref.parameters()))
+    with torch.no_grad():
+        for p, gr in zip(ref.parameters(), grads, strict=True):
+            p.sub_(0.3 * gr)
+    old = agent.old(x)
+    kl = nn.functional.kl_div(ref(x).log_softmax(1), old.softmax(1), reduction="batchmean")
+    grads = torch.autograd.grad(0.7 * kl, list(ref.parameters()))
+    with torch.no_grad():
+        for p, gr in zip(ref.parameters(), grads, strict=True):
+            p.sub_(0.3 * gr)
+    out = agent.learn(x, 1, y, agent.forward(x, 1))
+    assert float(out["distillation"]) == pytest.approx(float(kl.detach()), rel=1e-5)
+    for p, q in zip(agent.model.parameters(), ref.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+    # joint LwF from the same start is a different step (one update on CE + alpha * T^2 KL)
+    joint = LwF(info, settings={"model": "mlp", "temperature": 1.0, "alpha": 0.7, "lr": 0.3})
+    assert joint.settings["update"] == "joint"
+
+
+def test_adi_defaults_are_the_reference_commands():
+    from agents import StreamInfo, agent_class
+    from memory.self_recall import SelfRecall
+
+    for shape, profile, distill, bn in (((1, 28, 28), "mnist", 0.5, 0.0), ((3, 32, 32), "cifar10", 1.0, 0.1),
+                                        ((3, 84, 84), "miniimagenet", 2.0, 0.1)):
+        info = StreamInfo(shape, 10, 5, "class", tuple((2 * i, 2 * i + 1) for i in range(5)), 100)
+        spec = info.memory_spec("cpu")
+        adi = agent_class("adi")(info, memory=SelfRecall(spec), settings={"model": "mlp"})
+        s = adi.settings
+        assert (s["profile"], s["lambda4"], s["lambda0_real"], s["bn_weight"]) == (profile, 0.0, distill, bn)
+        assert adi.memory.settings["lambda4"] == 0.0 and adi.memory.settings["bn_weight"] == bn
+        arm = agent_class("arm")(info, memory=SelfRecall(spec), settings={"model": "mlp"})
+        assert arm.settings["lambda4"] == (1.0 if profile == "miniimagenet" else 0.1)  # ARM sharpens

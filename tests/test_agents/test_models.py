@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from agents.models import MODELS, ResNet18, build_model, count_params, default_model
 from cl_env.error import UnknownNameError
@@ -41,3 +44,40 @@ def test_defaults_and_errors():
     assert default_model((1, 28, 28)) == "mlp" and default_model((3, 32, 32)) == "reduced_resnet18"
     with pytest.raises(UnknownNameError, match="mlp400"):
         build_model("mlp40", (1, 28, 28), 10)
+
+
+def test_weight_init_follows_each_papers_protocol():
+    from agents.models import INITS, default_init
+
+    # GEM's MLP: Xavier-uniform, zero biases (GEM's model/common.py)
+    gem = build_model("mlp", (1, 28, 28), 10)
+    first = gem.net[1]
+    bound = math.sqrt(6.0 / (784 + 100))
+    assert torch.equal(first.bias, torch.zeros(100)) and float(first.weight.detach().abs().max()) <= bound
+    # ARM's MLP keeps PyTorch's default: uniform(+-1/sqrt(fan_in)) weights and biases
+    arm = build_model("mlp400", (1, 28, 28), 10)
+    assert float(arm.net[1].bias.detach().abs().max()) > 0 and float(arm.net[1].weight.detach().abs().max()) <= 1 / math.sqrt(784)
+    assert default_init("mlp") == "xavier"
+    assert {default_init(m) for m in ("mlp400", "reduced_resnet18", "resnet18", "convnet")} == {"torch"}
+    # either init on any model, asked for by name
+    xav = build_model("mlp400", (1, 28, 28), 10, init="xavier")
+    assert torch.equal(xav.net[1].bias, torch.zeros(400))
+    conv = build_model("convnet", (3, 32, 32), 10, init="xavier")
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in conv.modules() if isinstance(m, nn.Conv2d))
+    assert set(INITS) == {"xavier", "torch"}
+    with pytest.raises(UnknownNameError, match="xavier"):
+        build_model("mlp", (1, 28, 28), 10, init="kaiming")
+
+
+def test_agent_resolves_and_records_weight_init():
+    from agents import StreamInfo, agent_class
+
+    info = StreamInfo((1, 28, 28), 10, 2, "class", ((0, 1), (2, 3)), 20)
+    online = agent_class("online")
+    assert online(info).settings["weight_init"] == "xavier"  # GEM's MLP by default
+    a = online(info, settings={"model": "mlp400"})
+    assert a.settings["weight_init"] == "torch" and float(a.model.net[1].bias.detach().abs().max()) > 0
+    b = online(info, settings={"model": "mlp400", "weight_init": "xavier"})
+    assert torch.equal(b.model.net[1].bias, torch.zeros(400))
+    with pytest.raises(ValueError, match="weight_init"):
+        online(info, settings={"weight_init": "orthogonal"})

@@ -190,3 +190,42 @@ def test_each_recall_term_reads_the_right_model_and_its_gradient_reaches_the_inp
             continue
         (grad,) = torch.autograd.grad(value, x_hat, retain_graph=True, allow_unused=True)
         assert grad is not None and float(grad.abs().sum()) > 0, f"{name} does not reach the inputs"
+
+
+class _BNCtx:
+    def __init__(self):
+        torch.manual_seed(0)
+        self.model = nn.Sequential(nn.Flatten(), nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+        self.model.train()
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_recall_mode_train_recalls_with_batch_statistics_as_the_reference(mode):
+    """ARM's reference deep-copies its train-mode model and recalls without switching modes:
+    batch norm normalises by the recalled batch and the recall passes move the running stats."""
+    spec = MemorySpec((1, 2, 2), 3, 2)
+    mem, ctx = SelfRecall(spec, M=6, steps=2, step_size=1.0, recall_mode=mode), _BNCtx()
+    mem.observe(*_batch()[:1], 0, _batch()[1], ctx)
+    x, y = _batch(1)
+    mem.observe(x, 1, y, ctx)
+    assert mem.old.training == (mode == "train")
+    bn = ctx.model[2]
+    before = bn.running_mean.clone()
+    rec = mem.sample(ctx=ctx)
+    assert ctx.model.training  # the learner's mode is restored
+    moved = not torch.allclose(bn.running_mean, before)
+    assert moved == (mode == "train")
+    # targets: the old model in the same mode, on the recalled batch
+    old = mem.old
+    with torch.no_grad():
+        if mode == "eval":
+            assert torch.allclose(rec.y, old(rec.x))
+        else:
+            stats = old[2].running_mean.clone()
+            expected = old(rec.x)  # batch statistics: the output does not depend on running ones
+            assert torch.allclose(rec.y, expected, atol=1e-5) and not torch.equal(stats, old[2].running_mean)
+    restored = SelfRecall(spec, recall_mode=mode)
+    restored.load_state_dict(mem.state_dict(), ctx=ctx)
+    assert restored.old.training == (mode == "train")
+    with pytest.raises(ValueError, match="recall_mode"):
+        SelfRecall(spec, recall_mode="test")
