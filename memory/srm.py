@@ -20,7 +20,7 @@ import torch
 from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
 from memory.bitstore import BitStore
 from memory.buffers import reservoir_slots
-from memory.nets.discrete_vae import DiscreteVAE
+from memory.nets.discrete_vae import DiscreteVAE, vae_parameters
 
 POLICIES = ("reservoir", "task_ring")
 
@@ -73,11 +73,11 @@ def latent_for_budget(budget: float, spec: MemorySpec, items: int, categories: i
     bits = budget_bits(budget, spec)
     c = (bits // items - extra) // per_var
     if total:
-        while c >= 1:
-            vae_bits = 32 * sum(p.numel() for p in DiscreteVAE(spec.image_shape, c, categories).parameters())
-            if items * (c * per_var + extra) + vae_bits <= bits:
-                break
-            c = c * 9 // 10 if c > 20 else c - 1
+        # eq. 5 exactly: the largest c whose codes and 32-bit autoencoder fit. |theta|(c, l) is
+        # arithmetic (vae_parameters) and not monotone in c (a linear layer appears when c*l is
+        # not a multiple of 4), so every c from eq. 4's bound down is checked until one fits.
+        while c >= 1 and items * (c * per_var + extra) + 32 * vae_parameters(spec.image_shape, c, categories) > bits:
+            c -= 1
     if c < 1:
         raise ValueError(
             f"a budget of {budget} examples cannot hold {items} items of even one variable of "

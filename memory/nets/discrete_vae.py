@@ -38,6 +38,18 @@ def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, generator: torch.Gene
     return one_hot - soft.detach() + soft
 
 
+def vae_parameters(image_shape: tuple[int, int, int], c: int, l: int) -> int:  # noqa: E741
+    """The number of parameters of ``DiscreteVAE(image_shape, c, l)``, by arithmetic (eq. 5's
+    ``|theta|(c, l)`` without building the network; a test checks it against built ones)."""
+    ch, h, _ = image_shape
+    f = -(-c * l // 4)
+    convs, _ = LAYOUTS[h]
+    enc = sum(a * b * k * k + b for (k, _, _), a, b in zip(convs, [ch, f, f], [f, f, f], strict=True))
+    dec = sum(a * b * k * k + b for (k, _, _), a, b in zip(reversed(convs), [f, f, f], [f, f, ch], strict=True))
+    linear = c * l * 4 * f + 4 * f if c * l != 4 * f else 0
+    return enc + dec + linear
+
+
 class DiscreteVAE(nn.Module):
     """Categorical autoencoder with ``c`` variables of ``l`` categories (``c * l`` divisible by 4).
 

@@ -220,3 +220,38 @@ def test_srm_task_ring_reads_each_task_with_its_own_id_across_task_starts():
         assert (fields[:, :6] == fields[:, 6:7]).all()
         # the last 4 written of task t's last batch: labels (t + 6..9) % 4
         assert sorted(fields[:, 6].tolist()) == sorted([(t + k) % 4 for k in range(6, 10)])
+
+
+def test_vae_parameters_is_the_built_networks_count():
+    from memory.nets.discrete_vae import vae_parameters
+
+    for shape in ((1, 28, 28), (3, 32, 32)):
+        for c, l in ((1, 2), (3, 2), (4, 2), (5, 4), (10, 3), (37, 2), (50, 8), (67, 2), (74, 2)):
+            built = sum(p.numel() for p in DiscreteVAE(shape, c, l).parameters())
+            assert vae_parameters(shape, c, l) == built, (shape, c, l)
+
+
+@pytest.mark.parametrize("spec,budget,items,l", [(CIFAR, 200, 3000, 2), (MNIST, 100, 3000, 4), (MNIST, 200, 3000, 8),
+                                                 (CIFAR, 50, 5000, 3)])
+def test_eq5_is_solved_exactly_the_largest_c_that_fits(spec, budget, items, l):
+    """Eq. 5: no larger c up to eq. 4's bound fits with its autoencoder, and c itself does
+    (CIFAR-100, budget 200, l = 2: 74; the old 10 % steps stopped at 67)."""
+    from memory.base import budget_bits
+
+    bits, extra = budget_bits(budget, spec), spec.label_bits + spec.task_bits
+    per_var = code_bits(1, l)
+
+    from memory.nets.discrete_vae import vae_parameters
+
+    def fits(c, built=False):
+        vae = (sum(p.numel() for p in DiscreteVAE(spec.image_shape, c, l).parameters()) if built
+               else vae_parameters(spec.image_shape, c, l))
+        return items * (c * per_var + extra) + 32 * vae <= bits
+
+    c = latent_for_budget(budget, spec, items, l, total=True)
+    bound = latent_for_budget(budget, spec, items, l)
+    assert fits(c, built=True) and c <= bound
+    assert not any(fits(k, built=True) for k in range(c + 1, min(bound, c + 3) + 1))  # built networks
+    assert not any(fits(k) for k in range(c + 1, bound + 1))  # every larger c, by the exact count
+    if spec is CIFAR and budget == 200 and l == 2:
+        assert c == 74
