@@ -46,6 +46,7 @@ TARGETS: dict[str, list[str]] = {
     "memory/buffers.py": ["tests/test_memory/test_buffers.py", DOCS],
     "memory/srm.py": ["tests/test_memory/test_srm.py", DOCS],
     "agents/gem.py": ["tests/test_agents/test_maths.py", "tests/test_agents/test_mechanisms.py", DOCS,
+                      "tests/test_agents/test_learners.py::test_gem_needs_task_labels",
                       "-k", "gem or agem or projection or reference"],
     "agents/ewc.py": ["tests/test_agents/test_maths.py", "tests/test_agents/test_mechanisms.py", DOCS, "-k",
                       "ewc or fisher or reference"],

@@ -507,3 +507,45 @@ def test_adi_defaults_are_the_reference_commands():
         assert adi.memory.settings["lambda4"] == 0.0 and adi.memory.settings["bn_weight"] == bn
         arm = agent_class("arm")(info, memory=SelfRecall(spec), settings={"model": "mlp"})
         assert arm.settings["lambda4"] == (1.0 if profile == "miniimagenet" else 0.1)  # ARM sharpens
+
+
+def test_agem_does_not_count_an_orthogonal_reference_as_a_projection():
+    from agents.gem import agem_project
+
+    g, g_ref = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 3.0])  # g . g_ref = 0: no conflict
+    out, projected = agem_project(g, g_ref)
+    assert not projected and out is g
+
+
+def test_gem_chooses_the_loop_for_batch_norm_models_and_refuses_vmap_there():
+    from agents import StreamInfo, agent_class
+    from agents.registry import build_memory
+
+    info = StreamInfo((3, 8, 8), 4, 2, "task", ((0, 1), (2, 3)), 20)
+    mem = lambda: build_memory("gem", None, None, info.memory_spec("cpu"), options={"per_task": 4})  # noqa: E731
+    gem = agent_class("gem")
+    assert not gem(info, memory=mem(), settings={"model": "reduced_resnet18"}).use_vmap  # auto: loop
+    assert not gem(info, memory=mem(), settings={"model": "reduced_resnet18", "per_task_grads": "loop"}).use_vmap
+    with pytest.raises(ValueError, match="batch norm"):
+        gem(info, memory=mem(), settings={"model": "reduced_resnet18", "per_task_grads": "vmap"})
+    assert gem(info, memory=mem(), settings={"model": "mlp"}).use_vmap  # auto without batch norm: vmap
+    assert not gem(info, memory=mem(), settings={"model": "mlp", "per_task_grads": "loop"}).use_vmap
+
+
+def test_agem_reference_batch_from_a_shared_memory_leaves_out_the_current_task(monkeypatch):
+    """With a memory that mixes tasks (reservoir), A-GEM's reference gradient is computed on the
+    drawn items of past tasks only."""
+    from agents import StreamInfo, agent_class
+    from agents.registry import build_memory
+
+    info = StreamInfo((1, 4, 4), 4, 3, "task", ((0, 1), (2, 3), (0, 3)), 60)
+    mem = build_memory("agem", "reservoir", 40, info.memory_spec("cpu"), seed=0)
+    agent = agent_class("agem")(info, memory=mem, settings={"model": "mlp", "ref_batch": 64}, seed=0)
+    for t in (0, 1):
+        for step in range(3):
+            x, y = _batch(10 * t + step)
+            agent.learn(x, t, y, agent.forward(x, t))
+    ref = agent._reference_batch([0], 1)
+    assert len(ref.t) > 0 and bool((ref.t == 0).all())
+    ref = agent._reference_batch([0, 1], 2)
+    assert set(ref.t.tolist()) == {0, 1}
