@@ -449,6 +449,14 @@ def test_ewc_fisher_reads_exactly_the_last_fisher_samples_of_the_task_with_its_m
     single.learn(x, 0, y, single.forward(x, None))
     single.on_task_end(0)
     assert seen["mask"] is None and len(seen["y"]) == 3
+    # batches of 3: after 12 examples, dropping the first would leave 9 < 10, so all 12 stay
+    edge = _ewc(fisher_samples=10)
+    for step in range(4):
+        xb = torch.full((3, 1, 2, 2), float(step))
+        edge.learn(xb, 0, torch.tensor([0, 1, 0]), edge.forward(xb, 0))
+    assert edge._recent_n == 12 and len(edge._recent) == 4
+    edge.on_task_end(0)
+    assert seen["x"][:, 0, 0, 0].tolist() == [0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # the last 10 of the 12
     restored = _ewc()
     restored.load_extra_state(agent.extra_state())
     assert restored.has_penalty and all(torch.equal(restored.A[n], agent.A[n]) for n in agent.A)
