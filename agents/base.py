@@ -67,6 +67,7 @@ class StreamInfo:
         setting: ``"domain"``, ``"class"`` or ``"task"`` (see :class:`cl_env.TaskStream`).
         task_classes: Per task, its labels (the mask of a task-incremental head).
         n_examples: Training examples in one pass over the stream (schedules that need a horizon).
+        spatial: False when the stream permutes pixels (``metadata["spatial"]``).
     """
 
     image_shape: tuple[int, int, int]
@@ -75,14 +76,16 @@ class StreamInfo:
     setting: str
     task_classes: tuple[tuple[int, ...], ...]
     n_examples: int = 0
+    spatial: bool = True
 
     @classmethod
     def from_stream(cls, stream) -> StreamInfo:
         return cls(tuple(stream.image_shape), stream.n_classes, stream.n_tasks, stream.setting,
-                   tuple(stream.task_classes(t) for t in range(stream.n_tasks)), stream.n_train)
+                   tuple(stream.task_classes(t) for t in range(stream.n_tasks)), stream.n_train,
+                   bool(stream.metadata.get("spatial", True)))
 
     def memory_spec(self, device: str) -> MemorySpec:
-        return MemorySpec(self.image_shape, self.n_classes, self.n_tasks, str(device))
+        return MemorySpec(self.image_shape, self.n_classes, self.n_tasks, str(device), self.spatial)
 
 
 class Agent:
@@ -315,6 +318,12 @@ class Agent:
     def summary(self) -> dict[str, float]:
         """Scalars to log at task ends beyond the runner's own; none by default."""
         return {}
+
+    @property
+    def uses_test_task_ids(self) -> bool:
+        """Whether evaluation reads the test task's id (a masked head does; so does a learner that
+        keeps one model per task). Results say so beside their numbers."""
+        return self.masked
 
     def counters(self) -> dict[str, int]:
         """Counts of events a reader of the result must see (GEM's failed QP solves, projected

@@ -593,6 +593,8 @@ def classifier_table(groups: list[Group]) -> Table:
         if g.duplicates:
             notes.append(f"{len(g.duplicates)} duplicate run(s) of a seed not counted: "
                          + ", ".join(str(r.path.parent) for r in g.duplicates))
+        if any(((r.data.get("config") or {}).get("derived") or {}).get("test_task_ids") for r in g.runs):
+            notes.append("task ids used at test time")
         warn = sorted({w for r in g.runs for w in (r.data.get("warnings") or [])})
         if warn:
             notes.append(f"{len(warn)} warning(s) in result.json")

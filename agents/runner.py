@@ -355,7 +355,8 @@ def run(
         T = stream.n_tasks
         config = {**config, "runtime": results.runtime_info(),
                   "derived": {"settings": results.plain(learner.settings),
-                              "memory_class": None if mem is None else type(mem).__name__}}
+                              "memory_class": None if mem is None else type(mem).__name__,
+                              "test_task_ids": bool(learner.uses_test_task_ids)}}
         if out is not None:
             results.write_json_atomic(out / results.CONFIG_FILE, {
                 "config_hash": chash, "status": "running", "config": config, "pid": os.getpid(),

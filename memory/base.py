@@ -33,12 +33,15 @@ class MemorySpec:
         n_classes: Size of the label space.
         n_tasks: Number of tasks in the stream.
         device: Where the memory keeps its tensors.
+        spatial: Whether neighbouring pixels are related (False for pixel-permuted streams, whose
+            images have no spatial redundancy for a low-resolution code to exploit).
     """
 
     image_shape: tuple[int, int, int]
     n_classes: int
     n_tasks: int
     device: str = "cpu"
+    spatial: bool = True
 
     @property
     def example_bits(self) -> int:

@@ -134,7 +134,7 @@ def permutations(
         tasks.append(Task(t, name, tx, data.train_y[idx], vx, data.test_y,
                           tuple(range(data.n_classes))))
     return TaskStream(tasks, env_id, data.n_classes, "domain",
-                      _metadata(data, seed, identity_first=identity_first))
+                      _metadata(data, seed, identity_first=identity_first, spatial=False))
 
 
 def many(

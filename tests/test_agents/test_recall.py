@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from agents.cli import main
 from agents.runner import run
@@ -27,6 +28,40 @@ def test_recall_agent_resumes_to_the_same_result(tiny, tmp_path):
         run(agent="recall", budget=100, seed=1, settings=FAST, out=tmp_path, stop_after_task=0, **tiny)
     b = run(agent="recall", budget=100, seed=1, settings=FAST, out=tmp_path, resume=True, **tiny)
     assert a.accuracy_matrix == b.accuracy_matrix
+
+
+@pytest.mark.parametrize("protocol", ["per_task", "joint"])
+def test_recall_protocols_train_on_the_memories_they_name(tiny, tmp_path, protocol, monkeypatch):
+    """per_task (the paper): at each task end one fresh model on that task's memories only,
+    chosen at test time by the task id; joint: one fresh model on everything recalled so far."""
+    from agents.recall import CompressThenRecall
+
+    trained, agents = [], []
+    real = CompressThenRecall._train_fresh
+
+    def spy(self, x, y, ts):
+        agents.append(self)
+        trained.append(sorted(set(ts.tolist())))
+        return real(self, x, y, ts)
+
+    monkeypatch.setattr(CompressThenRecall, "_train_fresh", spy)
+    r = run(agent="recall", budget=100, seed=0, settings={**FAST, "protocol": protocol}, out=tmp_path, **tiny)
+    agent = agents[0]
+    if protocol == "per_task":
+        assert trained == [[0], [1]] and sorted(agent.task_models) == [0, 1]
+        x = tiny_images = agent.memory.recalled(0)[0][:8]
+        assert torch.equal(agent.predict(x, 0), agent.task_models[0](x))
+        assert torch.equal(agent.predict(tiny_images, 1), agent.task_models[1](x))
+        assert not torch.equal(agent.task_models[0](x), agent.task_models[1](x))
+    else:
+        assert trained == [[0], [0, 1]] and agent.task_models == {}
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["config"]["derived"]["test_task_ids"] is (protocol == "per_task")
+    assert saved["config"]["settings"]["protocol"] == protocol
+    from agents import results
+
+    table = results.comparison_tables(results.find_results([tmp_path])[0])
+    assert ("task ids used at test time" in results.to_markdown(table)) is (protocol == "per_task")
 
 
 @pytest.mark.parametrize("agent", ["er", "gem"])

@@ -113,7 +113,8 @@ def test_distillation_lowers_the_real_loss():
 
 def test_memory_distils_each_task_into_its_share_and_recalls_it():
     spec = MemorySpec((1, 8, 8), 3, 2)
-    mem = A.Addressable(spec, total_bits=40 * (64 * 8), n_bases=2, iterations=2, inner_steps=2, seed=0)
+    mem = A.Addressable(spec, total_bits=40 * (64 * 8), n_bases=2, iterations=2, inner_steps=2, seed=0,
+                        stream_every=0)
     mem.model_fn = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     assert mem.capacity == 40 * 512 // (512 + 2)
     x, y = torch.rand(50, 1, 8, 8), torch.arange(50) % 3
@@ -142,3 +143,89 @@ def test_a_diverging_unroll_is_skipped_not_written():
     losses = A.distill(mem, x, y, model_fn, A.Unroll(steps=3, lr=float("nan")), A.Distillation(iterations=2), seed=0)
     assert all(not torch.isfinite(torch.tensor(v)) for v in losses)
     assert all(torch.equal(p, q) for p, q in zip(mem.parameters(), before, strict=True))
+
+
+def _flat():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+
+
+def test_streamed_distillation_steps_on_the_batch_and_the_buffer_within_the_budget(monkeypatch):
+    """Remember the Past §5.2: "distillation with both buffer samples and streamed samples"; the
+    streaming task's share is reserved, so storage never exceeds the budget."""
+    spec = MemorySpec((1, 8, 8), 3, 2)
+    total = 40 * (64 * 8)
+    mem = A.Addressable(spec, total_bits=total, n_bases=2, iterations=3, inner_steps=2, seed=0, stream_every=2)
+    mem.model_fn = _flat
+    assert mem.capacity == (total - mem.task_bits) // mem.slot_bits  # one share reserved
+    pools = []
+    real_step = A.Distiller.step
+
+    def spy(self, x, y):
+        pools.append((x.clone(), y.clone()))
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(A.Distiller, "step", spy)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(10, 1, 8, 8, generator=g), torch.arange(10) % 3) for _ in range(6)]
+    for i, (x, y) in enumerate(batches):
+        mem.observe(x, 0, y)
+        assert mem.storage_bits <= total
+    assert len(pools) == 3 and mem.working is not None  # batches 2, 4, 6
+    # each streamed step sees the whole buffer plus the incoming batch (pixels as stored: 8-bit)
+    last_x, last_y = pools[-1]
+    assert len(last_y) == len(mem.buf_y) + 10
+    assert torch.equal(last_x[-10:], A.to_uint8(batches[-1][0]).float() / 255)
+    mid = mem.state_dict()  # mid-task: the working memories and their optimiser travel
+    buffered = len(mem.buf_y)
+    mem.end_task(0)
+    assert len(pools) == 3 + 3 and len(pools[-1][1]) == buffered  # then `iterations` steps on the buffer
+    assert mem.tasks() == [0] and mem.working is None and mem.storage_bits == mem.task_bits
+    # resume from mid-task: the same memories at the end
+    other = A.Addressable(spec, total_bits=total, n_bases=2, iterations=3, inner_steps=2, seed=0, stream_every=2)
+    other.model_fn = _flat
+    other.load_state_dict(mid)
+    assert other.working is not None and other.working.it == 3
+    other.end_task(0)
+    assert torch.equal(other.memories[0].addressing, mem.memories[0].addressing)
+
+
+def test_every_class_is_reachable_with_fewer_bases_than_classes():
+    """4 bases for 10 classes: the classes without a base of their own start from the mean of
+    the bases (not near-blank), and the bases are seeded from randomly chosen classes."""
+    x = torch.rand(100, 1, 8, 8) * 0.5 + 0.25
+    y = torch.arange(100) % 10
+    seeded = set()
+    for seed in range(4):
+        init, labels = A.bases_from_data(x, y, 4, torch.Generator().manual_seed(seed))
+        seeded |= set(labels.tolist())
+        mem = A.AddressableMemories((1, 8, 8), 10, 4, 3, generator=torch.Generator().manual_seed(seed),
+                                    init=init, init_labels=labels)
+        with torch.no_grad():
+            imgs, lab = mem.recall_classes()
+        per_class = imgs.view(10, 3, -1).mean(-1).mean(1)  # mean pixel of each class's slots
+        assert bool((per_class > 0.2).all()), per_class  # the data's mean is 0.5
+    assert len(seeded) > 4  # not always classes 0-3
+    # and every class's addressing rows receive a gradient from the distillation loss
+    mem = A.AddressableMemories((1, 8, 8), 10, 4, 3, generator=torch.Generator().manual_seed(0),
+                                init=init, init_labels=labels)
+    d = A.Distiller(mem, lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), A.Unroll(steps=2, lr=0.1),
+                    A.Distillation(iterations=1, real_per_class=4), seed=0)
+    before = mem.addressing.detach().clone()
+    d.step(x, y)
+    moved = (mem.addressing.detach() - before).abs().sum(dim=(0, 2))
+    assert bool((moved > 0).all()), moved
+
+
+def test_bases_keep_full_resolution_on_permuted_streams():
+    spatial = MemorySpec((1, 28, 28), 10, 20)
+    permuted = MemorySpec((1, 28, 28), 10, 20, spatial=False)
+    assert A.Addressable(spatial, total_bits=800 * 6272).ds == 2
+    assert A.Addressable(permuted, total_bits=800 * 6272).ds == 1
+    assert A.Addressable(permuted, total_bits=800 * 6272, ds=2).ds == 2
+    from cl_env import make_stream
+
+    from agents.base import StreamInfo
+
+    kw = {"n_tasks": 2, "train_per_task": 20}
+    assert not StreamInfo.from_stream(make_stream("MNISTPermutations-v0", **kw)).memory_spec("cpu").spatial
+    assert StreamInfo.from_stream(make_stream("MNISTRotations-v0", **kw)).memory_spec("cpu").spatial
