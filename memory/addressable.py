@@ -507,14 +507,16 @@ class Addressable(Memory):
     def end_task(self, t: int, ctx: Any = None) -> None:
         """Finish task ``t``: ``iterations`` outer steps on the buffer, store the memories in the
         task's share, drop the buffer."""
-        if not self.buf_x:
-            self.working, self.current_t = None, None
+        if not self.buf_x and self.working is None:
+            self.current_t = None
             return
-        x = torch.cat(self.buf_x).float().div_(255.0)
-        y = torch.cat(self.buf_y)
-        d = self._distiller(t, x, y, ctx)
-        for _ in range(self.outer.iterations):
-            d.step(x, y)
+        d = self.working
+        if self.buf_x:  # the last tasks may have no free room left: streamed steps only
+            x = torch.cat(self.buf_x).float().div_(255.0)
+            y = torch.cat(self.buf_y)
+            d = self._distiller(t, x, y, ctx)
+            for _ in range(self.outer.iterations):
+                d.step(x, y)
         self.memories[t] = d.mem.requires_grad_(False)
         self._cache.pop(t, None)
         self.buf_x, self.buf_y, self.seen = [], [], 0

@@ -229,3 +229,21 @@ def test_bases_keep_full_resolution_on_permuted_streams():
     kw = {"n_tasks": 2, "train_per_task": 20}
     assert not StreamInfo.from_stream(make_stream("MNISTPermutations-v0", **kw)).memory_spec("cpu").spatial
     assert StreamInfo.from_stream(make_stream("MNISTRotations-v0", **kw)).memory_spec("cpu").spatial
+
+
+def test_a_task_with_no_free_room_keeps_its_streamed_memories():
+    """The last task's share leaves no room for a buffer: its memories come from the streamed
+    batches alone, and are kept."""
+    spec = MemorySpec((1, 8, 8), 3, 2)
+    mem = A.Addressable(spec, total_bits=40 * (64 * 8), n_bases=2, iterations=1, inner_steps=2, seed=0)
+    mem.model_fn = _flat
+    mem.total_bits = 2 * mem.task_bits  # exactly two shares: no free room while task 1 streams
+    x, y = torch.rand(10, 1, 8, 8), torch.arange(10) % 3
+    for _ in range(2):
+        mem.observe(x, 0, y)
+    mem.end_task(0)
+    for _ in range(4):
+        mem.observe(x, 1, y)
+    assert mem.capacity == 0 and mem.buf_x == [] and mem.working is not None
+    mem.end_task(1)
+    assert mem.tasks() == [0, 1] and mem.storage_bits == 2 * mem.task_bits
