@@ -3,8 +3,12 @@
 The only layer that imports all three of ``cl_env``, ``memory`` and ``agents``.
 """
 
-from agents.base import Agent, StreamInfo
-from agents.registry import AGENTS, agent_class
-from agents.runner import Result, run
+from cl_env.install import require_own_packages
+
+require_own_packages()  # another distribution's `agents` merged into this folder: say so, and the fix
+
+from agents.base import Agent, StreamInfo  # noqa: E402
+from agents.registry import AGENTS, agent_class  # noqa: E402
+from agents.runner import Result, run  # noqa: E402
 
 __all__ = ["AGENTS", "Agent", "Result", "StreamInfo", "agent_class", "run"]

@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             device=args.device, out=args.out, settings=parse_assignments(args.set, "--set"),
             stream_kwargs=parse_assignments(args.stream, "--stream"), batch_size=args.batch_size,
             resume=args.resume, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
-            progress=args.progress,
+            progress=("lines" if args.progress is None and not sys.stderr.isatty() else args.progress),
         )
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -244,30 +244,73 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cl-env")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _names(kind: str) -> str:
+    """The registered names, for help texts (computed when the parser is built)."""
+    from agents.registry import AGENTS, MEMORIES
+
+    return ", ".join(AGENTS if kind == "agent" else MEMORIES)
+
+
+def _assignments(parser: argparse.ArgumentParser, flag: str, dest: str, help: str) -> None:
+    """``--set KEY=VALUE [KEY=VALUE ...]``, repeatable; values without ``=`` are given back to the
+    positional argument by :func:`_restore_positional` (so ``--set lr=0.05 ENV`` works)."""
+    parser.add_argument(flag, dest=dest, action="extend", nargs="+", metavar="KEY=VALUE", default=None, help=help)
+
+
+def _restore_positional(parser: argparse.ArgumentParser, args: argparse.Namespace, positional: str,
+                        flags: dict[str, str]) -> None:
+    """Give the positional back the word a ``--set``-style option took (``--set lr=0.05 ENV``)."""
+    taken = []
+    for dest in flags:
+        items = getattr(args, dest) or []
+        taken += [v for v in items if "=" not in v]
+        setattr(args, dest, [v for v in items if "=" in v] or None)
+    if getattr(args, positional) is None and len(taken) == 1:
+        setattr(args, positional, taken.pop())
+    if taken:
+        flag = next(iter(flags.values()))
+        parser.error(f"{flag} takes KEY=VALUE items, got {taken[0]!r} (e.g. {flag} lr=0.05)")
+    if getattr(args, positional) is None:
+        parser.error(f"the following arguments are required: {positional}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cl-env", description="Continual-learning benchmarks")
+    p.add_argument("--version", action="version", version=f"cl-env {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run one agent on one stream")
-    r.add_argument("env_id", help="a registered id (cl-env list)")
-    r.add_argument("--agent", default="online")
-    r.add_argument("--memory", default=None)
+    r.add_argument("env_id", nargs="?", help="a registered id (cl-env list)")
+    r.add_argument("--agent", default="online",
+                   help=f"the learner (default online): {_names('agent')}")
+    r.add_argument("--memory", default=None,
+                   help=f"the agent's memory (default: the agent's own): {_names('memory')}")
     r.add_argument("--budget", type=float, default=None,
                    help="incremental storage in effective real examples (C*H*W*8 bits each)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="cpu")
+    r.add_argument("--seed", type=int, default=0, help="seeds the model, the memory and every draw (default 0)")
+    r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("--out", default=None, help="directory for result.json, events, checkpoint")
-    r.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="agent settings")
-    r.add_argument("--stream", nargs="*", metavar="KEY=VALUE",
-                   help="stream options, e.g. source=fashion_mnist seed=1")
+    _assignments(r, "--set", "set", "agent settings, memory.KEY for the memory's (repeatable)")
+    _assignments(r, "--stream", "stream", "stream options, e.g. source=fashion_mnist seed=1 (repeatable)")
     r.add_argument("--batch-size", type=int, default=None,
                    help="examples per step (default 10; 1 for the sb3 agent)")
     r.add_argument("--resume", action="store_true",
                    help="continue the run in OUT from its checkpoint.pt (same configuration only)")
     r.add_argument("--overwrite", action="store_true",
                    help="delete the run files in OUT (result, checkpoint, events) and start afresh")
-    r.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
-    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    r.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="also checkpoint every STEPS steps (a checkpoint is written at every task end)")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar (default: on a terminal; otherwise one line per task)")
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("compare", help="table of results, runs grouped by configuration (seeds aggregated)")
@@ -285,8 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="the HTML file (default: DIR/report.html)")
     rp.set_defaults(func=cmd_report)
 
-    sw = sub.add_parser("sweep", help="a grid of runs from a YAML/TOML config (local processes or Ray)")
-    sw.add_argument("config", help="a .yaml/.yml/.toml file (see agents/sweep.py for the keys)")
+    from agents import sweep as sweep_module
+
+    sw = sub.add_parser("sweep", help="a grid of runs from a YAML/TOML config (local processes or Ray)",
+                        description=sweep_module.__doc__.replace("``", "`"),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("config", help=f"a .yaml/.yml/.toml file with the keys {', '.join(sorted(sweep_module.KEYS))}")
     sw.add_argument("--workers", type=int, default=None,
                     help="processes (default: the cores of this process's affinity / OMP_NUM_THREADS)")
     sw.add_argument("--backend", default="local", choices=["local", "ray"])
@@ -313,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_distill)
 
     pre = sub.add_parser("pretrain-srm", help="pretrain SRM's autoencoder on a stream (transfer)")
-    pre.add_argument("env_id", help="the stream whose training images it learns")
+    pre.add_argument("env_id", nargs="?", help="the stream whose training images it learns")
     pre.add_argument("--out", required=True, help="file to write (then --set memory.vae_path=FILE)")
     pre.add_argument("--c", type=int, default=None, help="variables (default: from --budget)")
     pre.add_argument("--l", type=int, default=4, help="categories per variable")
@@ -321,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--items", type=int, default=3000)
     pre.add_argument("--policy", default="reservoir", choices=["reservoir", "task_ring"])
     pre.add_argument("--for-env", default=None, help="the stream the memory will serve (sizes c)")
-    pre.add_argument("--stream", nargs="*", metavar="KEY=VALUE")
+    _assignments(pre, "--stream", "stream", "stream options of ENV_ID (repeatable)")
     pre.add_argument("--epochs", type=int, default=1)
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_pretrain_srm)
@@ -331,7 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from cl_env.error import CLEnvError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        _restore_positional(parser, args, "env_id", {"set": "--set", "stream": "--stream"})
+    elif args.command == "pretrain-srm":
+        _restore_positional(parser, args, "env_id", {"stream": "--stream"})
     try:
         return args.func(args)
     except BrokenPipeError:  # `cl-env compare runs | head`: the reader left, nothing is wrong

@@ -272,7 +272,7 @@ def run(
     overwrite: bool = False,
     checkpoint_every: int | None = None,
     log_every: int = 50,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     stop_after_task: int | None = None,
 ) -> Result:
     """Run one agent on one stream and return its :class:`Result`.
@@ -296,7 +296,9 @@ def run(
         overwrite: Delete the run files in ``out`` first and start afresh.
         checkpoint_every: Also checkpoint every this many steps (task ends always checkpoint).
         log_every: Steps between loss logs (and between divergence checks).
-        progress: Show a tqdm bar (default: only on an interactive terminal).
+        progress: True: a tqdm bar; False: nothing; ``"lines"``: one line per task on stderr
+            with elapsed time and ETA (what ``cl-env run`` prints when stderr is not a terminal);
+            None: a bar on an interactive terminal, else nothing.
         stop_after_task: Stop (as if killed) after this task's checkpoint; for tests and demos.
 
     A non-finite loss (checked every step, on the device) or parameter (checked every
@@ -414,8 +416,10 @@ def run(
             checkpoints += 1
             _fault_injection(out, checkpoints)
 
-        show = sys.stderr.isatty() if progress is None else progress
+        lines = progress == "lines"
+        show = sys.stderr.isatty() if progress is None else (progress is True)
         bar = tqdm(total=raw.n_batches, initial=steps, disable=not show, desc=f"{agent} on {env_id}")
+        session_start, session_steps = time.perf_counter(), steps
         reward_acc = torch.zeros((), device=dev)
         # divergence: on the CPU each loss is read every step (a float read, ~1 us); on a GPU the
         # device keeps whether every loss so far was finite and for how many steps (no
@@ -484,6 +488,14 @@ def run(
                     logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
                                     "online_accuracy": reward_sum / steps, "task": t}, examples, "eval/")
                     logger.accuracy_matrix(R, examples, figure=terminated)
+                if lines:
+                    spent = time.perf_counter() - session_start
+                    rate = spent / max(1, steps - session_steps)
+                    score = (f"-ELBO {gen_log['neg_test_elbo'][-1]:.1f}" if gen
+                             else f"retained acc. {R[t, : t + 1].mean():.4f}")
+                    print(f"[task {t + 1}/{T}] {agent} on {env_id}: {examples:,} examples, {score}, "
+                          f"elapsed {elapsed_before + spent:.0f} s, ETA {rate * (raw.n_batches - steps):.0f} s",
+                          file=sys.stderr, flush=True)
                 logger.scalars(learner.storage(), examples, "storage/")
                 logger.scalars(learner.summary(), examples)
                 visuals = dict(learner.visuals())

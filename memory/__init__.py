@@ -8,7 +8,11 @@ from __future__ import annotations
 import importlib
 
 from cl_env.error import UnknownNameError
-from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
+from cl_env.install import require_own_packages
+
+require_own_packages()  # another distribution's `memory` merged into this folder: say so, and the fix
+
+from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits  # noqa: E402
 
 MEMORIES: dict[str, str] = {
     "reservoir": "memory.buffers:ReservoirBuffer",

@@ -40,3 +40,58 @@ def test_list(capsys):
 
 def test_compare_with_nothing(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
+
+
+def _tiny_stream(mnist_root):
+    return ["source=mnist", "verify=False", f"root={str(mnist_root)!r}", "n_tasks=2", "train_per_task=50"]
+
+
+def test_set_is_repeatable_and_never_swallows_the_env_id(mnist_root, tmp_path, capsys):
+    """`--set lr=0.05 ENV` and repeated --set/--stream work; a stray word is one clear error."""
+    out = tmp_path / "r"
+    code = main(["run", "--set", "lr=0.05", "--set", "replay_batch=5", "MNISTRotations-v0", "--agent", "er",
+                 "--budget", "10", "--stream", *_tiny_stream(mnist_root)[:3], "--stream",
+                 *_tiny_stream(mnist_root)[3:], "--out", str(out)])
+    assert code == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["env"] == "MNISTRotations-v0"
+    assert res["config"]["settings"]["lr"] == 0.05 and res["config"]["settings"]["replay_batch"] == 5
+    assert res["config"]["stream_kwargs"]["n_tasks"] == 2
+    # progress when stderr is not a terminal: one line per task, with elapsed time and ETA
+    err = capsys.readouterr().err
+    assert "[task 1/2] er on MNISTRotations-v0" in err and "ETA" in err and "[task 2/2]" in err
+    import pytest
+
+    for argv, msg in ((["run", "--set", "lr=0.05"], "required: env_id"),
+                      (["run", "MNISTRotations-v0", "--set", "lr=0.05", "oops"], "--set takes KEY=VALUE")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_version_and_help_texts(capsys):
+    import pytest
+
+    from agents.registry import AGENTS, MEMORIES
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("cl-env ")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(a in text for a in AGENTS) and all(m in text for m in MEMORIES)
+    parser_help = {a.dest: a.help for a in _run_parser()._actions}
+    for dest in ("agent", "memory", "seed", "device", "checkpoint_every", "progress", "set", "stream", "budget"):
+        assert parser_help[dest], dest  # every option says what it takes
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    assert "see agents/sweep.py" not in text and "budgets:" in text and "retries" in text
+
+
+def _run_parser():
+    from agents.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices["run"]

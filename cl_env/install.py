@@ -1,0 +1,80 @@
+"""Is this cl-env's ``agents`` and ``memory``? A start-up check for top-level name collisions.
+
+cl-env installs the top-level packages ``cl_env``, ``memory`` and ``agents``. Other distributions
+on PyPI install ``agents`` (``openai-agents``, an older ``agents``) or ``memory``; pip merges them
+into one ``site-packages/agents/`` without a warning, and cl-env then fails far from the cause
+(an ImportError about ``agents.models``). :func:`check_top_level_packages` finds every other
+installed distribution that claims one of those names and :func:`require_own_packages` stops
+with one message naming it and the fix.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+OWN = ("agents", "memory")
+OWN_DIST = "cl_env"  # this distribution's normalised name, as its dist-info directory spells it
+
+
+def _top_level(dist_info: Path) -> set[str]:
+    """The top-level names a ``*.dist-info`` directory installs (top_level.txt, else RECORD)."""
+    top = dist_info / "top_level.txt"
+    if top.is_file():
+        return set(top.read_text(errors="replace").split())
+    record = dist_info / "RECORD"
+    if not record.is_file():
+        return set()
+    names = set()
+    for line in record.read_text(errors="replace").splitlines():
+        first = line.split(",", 1)[0].split("/", 1)[0]
+        names.add(first[:-3] if first.endswith(".py") else first)
+    return names
+
+
+def check_top_level_packages(paths: list[str] | None = None) -> dict[str, list[str]]:
+    """``{name: [distribution, ...]}`` for every distribution other than cl-env that installs a
+    top-level ``agents`` or ``memory`` on ``paths`` (default ``sys.path``)."""
+    found: dict[str, list[str]] = {}
+    for entry in sys.path if paths is None else paths:
+        root = Path(entry or ".")
+        if not root.is_dir():
+            continue
+        for info in sorted(root.glob("*.dist-info")):
+            dist = info.name[: -len(".dist-info")]
+            if dist.split("-")[0].lower().replace(".", "_") == OWN_DIST:
+                continue
+            for name in sorted(_top_level(info) & set(OWN)):
+                found.setdefault(name, []).append(dist)
+    return found
+
+
+class PackageConflictError(ImportError):
+    """Another installed distribution claims a top-level package cl-env needs."""
+
+
+def conflict_message(found: dict[str, list[str]]) -> str:
+    parts = [f"'{name}' is also installed by {', '.join(dists)}" for name, dists in sorted(found.items())]
+    dists = sorted({d.split("-")[0] for ds in found.values() for d in ds})
+    return (f"cl-env's top-level package {'; '.join(parts)}: both write into the same folder and "
+            f"cl-env cannot run. Fix: pip uninstall {' '.join(dists)} && pip install --force-reinstall "
+            f"--no-deps cl-env (or install cl-env in a virtual environment of its own)")
+
+
+def require_own_packages() -> None:
+    """Raise :class:`PackageConflictError` when another distribution claims ``agents`` or ``memory``."""
+    found = check_top_level_packages()
+    if found:
+        raise PackageConflictError(conflict_message(found))
+
+
+def main() -> int:
+    """The ``cl-env`` console script: the collision check first (before ``agents`` is imported,
+    which a foreign ``agents/__init__.py`` could break), then :func:`agents.cli.main`."""
+    found = check_top_level_packages()
+    if found:
+        print(f"error: {conflict_message(found)}", file=sys.stderr)
+        return 2
+    from agents.cli import main as cli_main
+
+    return cli_main()
