@@ -48,8 +48,10 @@ def test_commands_exist(page):
             continue
         if "&&" in words:
             words = words[: words.index("&&")]
+        if words[1] in ("--version", "-h", "--help"):
+            continue
         assert words[1] in subcommands, f"{page.name}: unknown subcommand in {cmd!r}"
-        if words[1] in ("run", "pretrain-srm") and len(words) > 2:
+        if words[1] in ("run", "pretrain-srm") and len(words) > 2 and not words[2].startswith("-"):
             env = words[2]
             assert env in cl_env.STREAMS, f"{page.name}: unknown env {env!r} in {cmd!r}"
         for flag, table in (("--agent", AGENTS), ("--memory", MEMORIES)):
