@@ -119,6 +119,12 @@ class Agent:
                                                "weight_init": (None, "xavier", "torch")}
     # inherited settings a subclass does not read (dropped from its valid settings)
     UNUSED_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    # what a user's agent (``--agent package.module:Class`` or an entry point in ``cl_env.agents``)
+    # declares for the registry; built-in agents have their row in ``agents.registry.AGENTS``
+    MEMORIES: ClassVar[tuple[str, ...]] = ()  # memory names (or module:Class paths) it can use
+    DEFAULT_MEMORY: ClassVar[str | None] = None
+    DEFAULT_BUDGET: ClassVar[float | None] = None  # None: the memory's own default size
+    MEMORY_KWARGS: ClassVar[dict] = {}  # per memory, how this agent needs it built
     needs_task_labels: ClassVar[bool] = False
     generative: ClassVar[bool] = False  # learns P(x): evaluated by test ELBO and Fréchet distance
     batch_sizes: ClassVar[tuple[int, ...] | None] = None  # None: any; else the only ones it runs with

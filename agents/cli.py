@@ -116,19 +116,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     import cl_env
-    from agents.registry import AGENTS, agent_class
-    from memory import MEMORIES
+    from agents.registry import agent_class, agent_entry, agent_names
+    from memory import memory_names
 
     print("Environments:")
     for env_id, spec in cl_env.STREAMS.items():
         print(f"  {env_id:24s} {spec.description}")
-    print("\nAgents (memories it accepts; settings with defaults):")
-    for name, entry in AGENTS.items():
+    print("\nAgents (memories it accepts; settings with defaults; plugins from installed packages too):")
+    for name in agent_names():
+        entry = agent_entry(name)
         mems = ", ".join(entry.memories) or "none"
         sets = ", ".join(f"{k}={v}" for k, v in agent_class(name).all_settings().items())
         print(f"  {name:8s} {entry.description}\n           memories: {mems}; settings: {sets}")
     print("\nMemories:")
-    for name, path in MEMORIES.items():
+    for name, path in memory_names().items():
         print(f"  {name:12s} {path}")
     return 0
 
@@ -255,9 +256,10 @@ def _version() -> str:
 
 def _names(kind: str) -> str:
     """The registered names, for help texts (computed when the parser is built)."""
-    from agents.registry import AGENTS, MEMORIES
+    from agents.registry import agent_names
+    from memory import memory_names
 
-    return ", ".join(AGENTS if kind == "agent" else MEMORIES)
+    return ", ".join(agent_names() if kind == "agent" else memory_names())
 
 
 def _assignments(parser: argparse.ArgumentParser, flag: str, dest: str, help: str) -> None:
@@ -269,16 +271,14 @@ def _assignments(parser: argparse.ArgumentParser, flag: str, dest: str, help: st
 def _restore_positional(parser: argparse.ArgumentParser, args: argparse.Namespace, positional: str,
                         flags: dict[str, str]) -> None:
     """Give the positional back the word a ``--set``-style option took (``--set lr=0.05 ENV``)."""
-    taken = []
-    for dest in flags:
-        items = getattr(args, dest) or []
-        taken += [v for v in items if "=" not in v]
-        setattr(args, dest, [v for v in items if "=" in v] or None)
-    if getattr(args, positional) is None and len(taken) == 1:
-        setattr(args, positional, taken.pop())
-    if taken:
-        flag = next(iter(flags.values()))
-        parser.error(f"{flag} takes KEY=VALUE items, got {taken[0]!r} (e.g. {flag} lr=0.05)")
+    if getattr(args, positional) is None:
+        taken = [(dest, v) for dest in flags for v in (getattr(args, dest) or []) if "=" not in v]
+        if len(taken) == 1:  # exactly one word that is not KEY=VALUE: the positional
+            dest, word = taken[0]
+            rest = [v for v in getattr(args, dest) if v != word]
+            setattr(args, dest, rest or None)
+            setattr(args, positional, word)
+    # any other word without "=" is reported by parse_assignments, in one line
     if getattr(args, positional) is None:
         parser.error(f"the following arguments are required: {positional}")
 

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
 INITS = {
     "xavier": "Xavier-uniform weights, zero biases on every linear and conv layer (GEM's model/common.py)",
     "torch": "PyTorch's default initialisation (ARM's, Remember the Past's and GEM's ResNet reference code)",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 from cl_env.error import UnknownNameError
-from memory import MEMORIES, memory_class
+from memory import MEMORIES, is_memory_name, load_object, memory_class, memory_names, plugin_names
+
+__all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory"]
+
+ENTRY_POINTS = "cl_env.agents"  # a user's package registers agents here (pyproject entry points)
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,45 @@ AGENTS: dict[str, AgentEntry] = {
 }
 
 
+def agent_names() -> dict[str, str]:
+    """Every agent name: the built-in table, then those of installed plugins (entry points in
+    ``cl_env.agents``), each with its ``module:Class``."""
+    return {**plugin_names(ENTRY_POINTS), **{k: e.cls for k, e in AGENTS.items()}}
+
+
+def entry_of_class(path: str, cls) -> AgentEntry:
+    """The registry row a user's agent class declares: ``MEMORIES`` (names it can use),
+    ``DEFAULT_MEMORY``, ``DEFAULT_BUDGET``, ``MEMORY_KWARGS``; its docstring's first line."""
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return AgentEntry(path, tuple(cls.MEMORIES), cls.DEFAULT_MEMORY, cls.DEFAULT_BUDGET,
+                      doc[0] if doc else path, dict(cls.MEMORY_KWARGS))
+
+
+def agent_entry(name: str) -> AgentEntry:
+    """The row of ``name``: built in, a plugin's entry point, or ``"package.module:Class"``."""
+    if name in AGENTS:
+        return AGENTS[name]
+    plugins = plugin_names(ENTRY_POINTS)
+    path = plugins.get(name) or (name if ":" in name else None)
+    if path is None:
+        raise UnknownNameError("agent", name, agent_names())
+    return entry_of_class(path, _load_agent(path, name))
+
+
+def _load_agent(path: str, name: str):
+    from agents.base import Agent
+
+    cls = load_object(path, "agent", agent_names())
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise UnknownNameError("agent", name, agent_names(), note=f"{path!r} is not an agents.Agent subclass")
+    return cls
+
+
 def agent_class(name: str):
-    if name not in AGENTS:
-        raise UnknownNameError("agent", name, AGENTS)
-    module, cls = AGENTS[name].cls.split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The class of ``name`` (see :func:`agent_entry`)."""
+    if name in AGENTS:
+        return load_object(AGENTS[name].cls, "agent", agent_names())
+    return _load_agent(agent_entry(name).cls, name)
 
 
 def build_memory(agent: str, memory: str | None, budget: float | None, spec, seed: int = 0,
@@ -78,9 +115,9 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
         UnknownNameError: ``memory`` is not registered.
         ValueError: The agent cannot use ``memory`` (lists those it can), or takes none.
     """
-    entry = AGENTS[agent]
-    if memory is not None and memory not in MEMORIES:
-        raise UnknownNameError("memory", memory, MEMORIES)
+    entry = agent_entry(agent)
+    if memory is not None and not is_memory_name(memory):
+        raise UnknownNameError("memory", memory, memory_names())
     if not entry.memories:
         if memory is not None or budget is not None:
             raise ValueError(f"agent {agent!r} uses no memory; drop --memory/--budget "
@@ -90,13 +127,20 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
     if name not in entry.memories:
         raise ValueError(f"agent {agent!r} cannot use memory {name!r}; it accepts: {list(entry.memories)}")
     cls = memory_class(name)
-    kwargs = {"seed": seed} if name in ("reservoir", "self_recall", "srm", "teacher", "addressable") else {}
+    kwargs = {"seed": seed} if _accepts_seed(cls) else {}
     kwargs.update(entry.memory_kwargs.get(name, {}))
     kwargs.update(options or {})
     _check_options(cls, name, options or {})
     if budget is None and entry.default_budget is None:
         return cls.default(spec, **kwargs)  # the protocol's own size (GEM: 256 items per task)
     return cls.for_budget(budget if budget is not None else entry.default_budget, spec, **kwargs)
+
+
+def _accepts_seed(cls) -> bool:
+    """Every memory whose constructor takes ``seed`` gets the run's seed (built in or a user's)."""
+    import inspect
+
+    return any("seed" in inspect.signature(fn).parameters for fn in (cls.__init__, cls.for_budget, cls.default))
 
 
 def _check_options(cls, name: str, options: dict) -> None:

@@ -216,11 +216,11 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
     Raises:
         UnknownNameError, ValueError, TypeError: An unknown name, setting or stream option.
     """
-    from agents.registry import AGENTS, agent_class
+    from agents.registry import agent_class, agent_entry
     from cl_env import checks
     from cl_env.error import UnknownNameError
     from cl_env.registration import resolve_stream_kwargs
-    from memory import MEMORIES
+    from memory import is_memory_name, memory_names
 
     if not isinstance(env_id, str):
         raise checks.fail("env id", env_id, "a registered id such as 'MNISTRotations-v0' (cl-env list)")
@@ -242,9 +242,9 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
     memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
     cls = agent_class(agent)
     resolved = _coerce_numbers(cls.resolve_settings(settings), cls.all_settings())
-    entry = AGENTS[agent]
-    if memory is not None and memory not in MEMORIES:
-        raise UnknownNameError("memory", memory, MEMORIES)
+    entry = agent_entry(agent)
+    if memory is not None and not is_memory_name(memory):
+        raise UnknownNameError("memory", memory, memory_names())
     mem = memory or entry.default_memory
     if mem is not None:
         memory_options = {**entry.memory_kwargs.get(mem, {}), **memory_options}

@@ -32,7 +32,7 @@ from agents import checkpoint as ckpt
 from agents import results
 from agents.base import Agent, StreamInfo
 from agents.logger import Logger
-from agents.registry import AGENTS, agent_class, build_memory
+from agents.registry import agent_class, build_memory
 from cl_env import metrics
 from cl_env.error import UnknownNameError
 
@@ -93,15 +93,17 @@ class Result:
 
 def validate(agent: str, memory: str | None, settings: dict | None) -> type[Agent]:
     """Check names before any work; errors list the valid choices."""
-    from memory import MEMORIES
+    from agents.registry import agent_entry
+    from memory import is_memory_name, memory_names
 
     cls = agent_class(agent)
     cls.resolve_settings(settings or {})
     if memory is not None:
-        if memory not in MEMORIES:
-            raise UnknownNameError("memory", memory, MEMORIES)
-        if memory not in AGENTS[agent].memories:
-            accepted = list(AGENTS[agent].memories) or "none"
+        if not is_memory_name(memory):
+            raise UnknownNameError("memory", memory, memory_names())
+        entry = agent_entry(agent)
+        if memory not in entry.memories:
+            accepted = list(entry.memories) or "none"
             raise ValueError(f"agent {agent!r} cannot use memory {memory!r}; it accepts: {accepted}")
     return cls
 

@@ -158,8 +158,7 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
 
 def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
     """The grid's cells, and a note for every combination skipped (an agent that cannot use a memory)."""
-    from agents.registry import AGENTS
-    from cl_env.error import UnknownNameError
+    from agents.registry import agent_entry
 
     def listed(key: str, default: list) -> list:
         v = cfg.get(key, default)
@@ -169,9 +168,7 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
     for env, stream, agent, memory, budget, settings, seed in itertools.product(
             listed("envs", []), listed("streams", [{}]), listed("agents", []), listed("memories", [None]),
             listed("budgets", [None]), listed("settings", [{}]), listed("seeds", [0])):
-        if agent not in AGENTS:
-            raise UnknownNameError("agent", agent, AGENTS)
-        entry = AGENTS[agent]
+        entry = agent_entry(agent)  # built in, a plugin's entry point, or package.module:Class
         if memory is not None and memory not in entry.memories:
             skipped.append(f"{agent} + {memory}: the agent accepts {list(entry.memories) or 'no memory'}")
             continue

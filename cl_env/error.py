@@ -48,12 +48,15 @@ class UnknownNameError(CLEnvError, KeyError):
     The message lists the closest matches and every valid choice.
     """
 
-    def __init__(self, kind: str, name: str, choices: Iterable[str]):
+    def __init__(self, kind: str, name: str, choices: Iterable[str], note: str | None = None):
         choices = sorted(choices)
         close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         self.kind, self.name, self.choices = kind, name, choices
-        msg = f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}"
+        if note is not None:  # a plugin path that did not import: say why, then the choices
+            msg = f"unknown {kind} {name!r}: {note}. Valid choices: {', '.join(choices)}, or package.module:Class"
+        else:
+            msg = f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}"
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would otherwise print the repr of the message

@@ -45,7 +45,7 @@ def test_recall_protocols_train_on_the_memories_they_name(tiny, tmp_path, protoc
         return real(self, x, y, ts)
 
     monkeypatch.setattr(CompressThenRecall, "_train_fresh", spy)
-    r = run(agent="recall", budget=100, seed=0, settings={**FAST, "protocol": protocol}, out=tmp_path, **tiny)
+    run(agent="recall", budget=100, seed=0, settings={**FAST, "protocol": protocol}, out=tmp_path, **tiny)
     agent = agents[0]
     if protocol == "per_task":
         assert trained == [[0], [1]] and sorted(agent.task_models) == [0, 1]

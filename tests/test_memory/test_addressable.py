@@ -167,7 +167,7 @@ def test_streamed_distillation_steps_on_the_batch_and_the_buffer_within_the_budg
     monkeypatch.setattr(A.Distiller, "step", spy)
     g = torch.Generator().manual_seed(0)
     batches = [(torch.rand(10, 1, 8, 8, generator=g), torch.arange(10) % 3) for _ in range(6)]
-    for i, (x, y) in enumerate(batches):
+    for x, y in batches:
         mem.observe(x, 0, y)
         assert mem.storage_bits <= total
     assert len(pools) == 3 and mem.working is not None  # batches 2, 4, 6
@@ -222,9 +222,8 @@ def test_bases_keep_full_resolution_on_permuted_streams():
     assert A.Addressable(spatial, total_bits=800 * 6272).ds == 2
     assert A.Addressable(permuted, total_bits=800 * 6272).ds == 1
     assert A.Addressable(permuted, total_bits=800 * 6272, ds=2).ds == 2
-    from cl_env import make_stream
-
     from agents.base import StreamInfo
+    from cl_env import make_stream
 
     kw = {"n_tasks": 2, "train_per_task": 20}
     assert not StreamInfo.from_stream(make_stream("MNISTPermutations-v0", **kw)).memory_spec("cpu").spatial

@@ -226,14 +226,14 @@ def test_vae_parameters_is_the_built_networks_count():
     from memory.nets.discrete_vae import vae_parameters
 
     for shape in ((1, 28, 28), (3, 32, 32)):
-        for c, l in ((1, 2), (3, 2), (4, 2), (5, 4), (10, 3), (37, 2), (50, 8), (67, 2), (74, 2)):
+        for c, l in ((1, 2), (3, 2), (4, 2), (5, 4), (10, 3), (37, 2), (50, 8), (67, 2), (74, 2)):  # noqa: E741
             built = sum(p.numel() for p in DiscreteVAE(shape, c, l).parameters())
             assert vae_parameters(shape, c, l) == built, (shape, c, l)
 
 
 @pytest.mark.parametrize("spec,budget,items,l", [(CIFAR, 200, 3000, 2), (MNIST, 100, 3000, 4), (MNIST, 200, 3000, 8),
                                                  (CIFAR, 50, 5000, 3)])
-def test_eq5_is_solved_exactly_the_largest_c_that_fits(spec, budget, items, l):
+def test_eq5_is_solved_exactly_the_largest_c_that_fits(spec, budget, items, l):  # noqa: E741
     """Eq. 5: no larger c up to eq. 4's bound fits with its autoencoder, and c itself does
     (CIFAR-100, budget 200, l = 2: 74; the old 10 % steps stopped at 67)."""
     from memory.base import budget_bits
