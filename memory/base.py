@@ -17,11 +17,13 @@ import torch
 
 
 class ReplayBatch(NamedTuple):
-    """A replay batch: inputs (float32 in [0, 1]), task ids, and labels or soft targets."""
+    """A replay batch: inputs (float32 in [0, 1]), task ids, labels or soft targets, and optional
+    per-item extras a memory keeps beside them (e.g. the logits DER++ stores, the slot indices)."""
 
     x: torch.Tensor
     t: torch.Tensor
     y: torch.Tensor
+    extras: dict[str, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
