@@ -7,6 +7,7 @@ labels of the batch just acted on. Everything is prepared at ``reset``; ``step``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -37,6 +38,9 @@ class ContinualEnv(gym.Env):
             agent on a GPU pays no host-device copy per step; rewards are then 0-d tensors.
         chunk_bytes: Float32 images are prepared this many bytes at a time (1 GiB: a whole pass
             of the MNIST and CIFAR streams at once; a million-example phase in chunks).
+        render_mode: None or ``"rgb_array"``: :meth:`render` returns the batch the agent acts on
+            next as one ``(H, W, 3)`` uint8 grid image (a window, ``"human"``, is not offered: a
+            batch of digits is better looked at in TensorBoard or saved with the grid).
 
     Observation: ``{"x": float32 (C, H, W) or (B, C, H, W) in [0, 1], "t": task id}``.
     Info after ``step``: ``y`` (labels of the batch acted on), ``t``, ``task_end`` and
@@ -44,7 +48,7 @@ class ContinualEnv(gym.Env):
     true task position from :attr:`last_t` and :attr:`last_task_end` whatever is hidden.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -54,8 +58,13 @@ class ContinualEnv(gym.Env):
         task_boundaries: bool = True,
         device: str | torch.device | None = None,
         chunk_bytes: int = 1 << 30,
+        render_mode: str | None = None,
     ):
         from cl_env import checks
+
+        if render_mode is not None:
+            checks.choice("render_mode", render_mode, self.metadata["render_modes"])
+        self.render_mode = render_mode
 
         smallest = min(t.n_train for t in stream.tasks)
         batch_size = checks.integer("batch_size", batch_size, 1, smallest,
@@ -223,6 +232,30 @@ class ContinualEnv(gym.Env):
             return {"x": zeros, "t": self._t_obs[-1]}
         return {"x": zeros}
 
+    def render(self):
+        """The batch the agent acts on next (the last one after the stream ends) as an image grid:
+        ``(rows * (H + 2), cols * (W + 2), 3)`` uint8, ``cols = ceil(sqrt(B))``; None without
+        ``render_mode="rgb_array"``."""
+        if self.render_mode is None:
+            return None
+        if self._x is None:
+            raise RuntimeError("call reset() before render()")
+        x = self._obs(min(self._i, self.n_batches - 1))["x"]
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if x.ndim == 3:
+            x = x[None]
+        b, c, h, w = x.shape
+        cols = math.ceil(math.sqrt(b))
+        rows = math.ceil(b / cols)
+        grid = np.zeros((rows * (h + 2), cols * (w + 2), 3), dtype=np.uint8)
+        imgs = (np.clip(x, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+        if c == 1:
+            imgs = np.repeat(imgs, 3, axis=3)
+        for k in range(b):
+            r, q = divmod(k, cols)
+            grid[r * (h + 2) + 1: r * (h + 2) + 1 + h, q * (w + 2) + 1: q * (w + 2) + 1 + w] = imgs[k, :, :, :3]
+        return grid
+
     @property
     def last_t(self) -> int:
         """True task id of the batch last acted on (for the harness, even when ``t`` is hidden)."""
@@ -259,6 +292,7 @@ def make_env(
     task_boundaries: bool = True,
     device: str | None = None,
     chunk_bytes: int = 1 << 30,
+    render_mode: str | None = None,
     **stream_kwargs,
 ) -> ContinualEnv:
     """Gymnasium entry point of every registered id: build the stream, wrap it."""
@@ -266,4 +300,4 @@ def make_env(
 
     return ContinualEnv(make_stream(stream_id, **stream_kwargs), batch_size=batch_size,
                         task_labels=task_labels, task_boundaries=task_boundaries, device=device,
-                        chunk_bytes=chunk_bytes)
+                        chunk_bytes=chunk_bytes, render_mode=render_mode)

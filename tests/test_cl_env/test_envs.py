@@ -103,3 +103,35 @@ def test_constructor_seed_fixes_the_instance(env_id, stream_kwargs):
         assert differs, "a different stream seed should give a different benchmark instance"
     else:
         assert not differs, "this protocol fixes every example's task: the seed must not matter"
+
+
+def test_render_rgb_array_is_the_next_batch_as_a_grid(make):
+    env = make("MNISTRotations-v0", batch_size=10, render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    img = env.render()
+    assert img.shape == (3 * 30, 4 * 30, 3) and img.dtype == np.uint8  # 10 images: 4 columns, 3 rows
+    first = (np.asarray(obs["x"][0, 0]) * 255).round().astype(np.uint8)
+    assert np.array_equal(img[1:29, 1:29, 0], first) and np.array_equal(img[1:29, 1:29, 2], first)
+    assert img[:, :, 0].max() > 0 and img[0].max() == 0  # the padding is black
+    obs, *_ = env.step(env.action_space.sample())
+    second = env.render()
+    assert np.array_equal(second[1:29, 1:29, 0], (np.asarray(obs["x"][0, 0]) * 255).round().astype(np.uint8))
+    one = make("MNISTRotations-v0", batch_size=1, render_mode="rgb_array")
+    one.reset(seed=0)
+    assert one.render().shape == (30, 30, 3)
+    plain = make("MNISTRotations-v0")
+    plain.reset(seed=0)
+    assert plain.render() is None
+    with pytest.raises(cl_env.CLEnvError, match="render_mode"):
+        make("MNISTRotations-v0", render_mode="human")
+
+
+def test_gymnasium_torch_wrappers_work(make):
+    import torch
+    from gymnasium.wrappers import NumpyToTorch
+
+    env = NumpyToTorch(make("MNISTRotations-v0", batch_size=10))
+    obs, _ = env.reset(seed=0)
+    assert isinstance(obs["x"], torch.Tensor) and obs["x"].shape[0] == 10
+    obs, reward, terminated, truncated, info = env.step(torch.zeros(10, dtype=torch.long))
+    assert isinstance(info["y"], torch.Tensor) and 0.0 <= float(reward) <= 1.0
