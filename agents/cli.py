@@ -55,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             stream_kwargs=parse_assignments(args.stream, "--stream"), batch_size=args.batch_size,
             resume=args.resume, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
             progress=("lines" if args.progress is None and not sys.stderr.isatty() else args.progress),
+            log=args.log,
         )
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -309,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete the run files in OUT (result, checkpoint, events) and start afresh")
     r.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps (a checkpoint is written at every task end)")
+    r.add_argument("--log", default="tensorboard", metavar="FORMATS",
+                   help="where scalars go, comma-separated: tensorboard, csv (OUT/progress.csv), "
+                        "jsonl (OUT/progress.jsonl), stdout (default tensorboard)")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar (default: on a terminal; otherwise one line per task)")
     r.set_defaults(func=cmd_run)

@@ -1,4 +1,6 @@
-"""The one logger: TensorBoard event files (``torch.utils.tensorboard``) under the run directory.
+"""The one logger: TensorBoard event files (``torch.utils.tensorboard``) under the run directory,
+and, on request, the scalars as CSV (``progress.csv``), JSON lines (``progress.jsonl``) or a table
+on stdout, written by Stable-Baselines3's logger formats (a dependency already).
 
 Agents never hold a writer; they return named loss tensors and the runner logs them here. Every
 scalar, image and text uses one x-axis, the number of training examples seen, so training and
@@ -9,10 +11,51 @@ evaluation curves overlay; a resumed run purges what the killed run logged after
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+
+FORMATS = ("tensorboard", "csv", "jsonl", "stdout")
+STEP_KEY = "examples"  # the x-axis column of the CSV / JSON-lines files
+
+
+def parse_formats(text: str | list | tuple | None) -> tuple[str, ...]:
+    """``"tensorboard,csv"`` (or a list) -> the formats, each checked; None -> TensorBoard only."""
+    from cl_env import checks
+
+    if text is None:
+        return ("tensorboard",)
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if str(s).strip()]
+    for item in items:
+        checks.choice("log", item, FORMATS, fix="--log tensorboard,csv,jsonl,stdout")
+    if not items:
+        raise checks.fail("log", text, f"one or more of {list(FORMATS)}", "--log tensorboard,csv")
+    return tuple(dict.fromkeys(items))
+
+
+def _number(text: str) -> int | float:
+    """A CSV cell back as the number it was written from (``50`` stays an int)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _kept_rows(path: Path, purge_step: int | None) -> list[dict]:
+    """Rows of an existing CSV / JSON-lines file logged before ``purge_step`` (a resumed run keeps
+    them and rewrites the file; what the killed run logged after its checkpoint is dropped)."""
+    if purge_step is None or not path.exists():
+        return []
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        import csv
+
+        with path.open(newline="") as f:
+            rows = [{k: _number(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    return [r for r in rows if r.get(STEP_KEY, 0) < purge_step]
 
 
 def accuracy_heatmap(R: np.ndarray, title: str = "accuracy matrix"):
@@ -40,14 +83,37 @@ def accuracy_heatmap(R: np.ndarray, title: str = "accuracy matrix"):
 
 
 class Logger:
-    """Writes scalars, figures and image grids to TensorBoard; a no-op when ``out`` is None."""
+    """Writes scalars, figures and image grids to TensorBoard, and scalars to the other formats
+    asked for (``formats``: any of :data:`FORMATS`); a no-op when ``out`` is None (``stdout``
+    still prints).
 
-    def __init__(self, out: str | Path | None, purge_step: int | None = None):
+    CSV and JSON-lines rows are ``{"examples": step, tag: value, ...}``, one per call of
+    :meth:`scalars`; the CSV grows a column whenever a new tag appears (rewritten by SB3's writer).
+    """
+
+    def __init__(self, out: str | Path | None, purge_step: int | None = None,
+                 formats: tuple[str, ...] | list[str] = ("tensorboard",)):
         self.writer = None
-        if out is not None:
+        self.kv: list = []
+        formats = parse_formats(list(formats))
+        if out is not None and "tensorboard" in formats:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out), purge_step=purge_step)
+        from stable_baselines3.common import logger as sb3_logger
+
+        for fmt, name in (("csv", "progress.csv"), ("jsonl", "progress.jsonl")):
+            if out is not None and fmt in formats:
+                path = Path(out) / name
+                kept = _kept_rows(path, purge_step)
+                w = sb3_logger.CSVOutputFormat(str(path)) if fmt == "csv" else sb3_logger.JSONOutputFormat(str(path))
+                for row in kept:
+                    w.write(row, {k: () for k in row}, int(row.get(STEP_KEY, 0)))
+                self.kv.append(w)
+        if "stdout" in formats:
+            import sys
+
+            self.kv.append(sb3_logger.HumanOutputFormat(sys.stdout))
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self.writer is not None:
@@ -96,10 +162,15 @@ class Logger:
             self.writer.flush()
 
     def scalars(self, values: dict[str, float | torch.Tensor], step: int, prefix: str = "") -> None:
-        if self.writer is None:
+        if not values:
             return
-        for k, v in values.items():
-            self.writer.add_scalar(prefix + k, float(v), step)
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(prefix + k, float(v), step)
+        if self.kv:
+            row = {STEP_KEY: int(step), **{prefix + k: float(v) for k, v in values.items()}}
+            for w in self.kv:
+                w.write(row, {k: () for k in row}, int(step))
 
     def accuracy_matrix(self, R: np.ndarray, step: int, figure: bool = False) -> None:
         """The accuracy matrix as a heatmap image (cheap: a colour map, 16 px per cell); with
@@ -129,3 +200,6 @@ class Logger:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+        for w in self.kv:
+            w.close()  # SB3's stdout writer does not close a stream it does not own
+        self.kv = []

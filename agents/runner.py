@@ -31,7 +31,7 @@ import cl_env
 from agents import checkpoint as ckpt
 from agents import results
 from agents.base import Agent, StreamInfo
-from agents.logger import Logger
+from agents.logger import Logger, parse_formats
 from agents.registry import agent_class, build_memory
 from cl_env import metrics
 from cl_env.error import UnknownNameError
@@ -136,7 +136,8 @@ def evaluate_generative(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tens
     return per_task, union_elbo, generative_frechet(net, samples, real)
 
 
-RUN_FILES = (results.CONFIG_FILE, results.RESULT_FILE, results.CHECKPOINT_FILE, "error.txt")
+RUN_FILES = (results.CONFIG_FILE, results.RESULT_FILE, results.CHECKPOINT_FILE, "error.txt",
+             "progress.csv", "progress.jsonl")
 
 
 def _run_files(out: Path) -> list[Path]:
@@ -276,6 +277,7 @@ def run(
     log_every: int = 50,
     progress: bool | str | None = None,
     stop_after_task: int | None = None,
+    log: str | list[str] | tuple[str, ...] | None = None,
 ) -> Result:
     """Run one agent on one stream and return its :class:`Result`.
 
@@ -298,6 +300,9 @@ def run(
         overwrite: Delete the run files in ``out`` first and start afresh.
         checkpoint_every: Also checkpoint every this many steps (task ends always checkpoint).
         log_every: Steps between loss logs (and between divergence checks).
+        log: Where scalars go: any of ``tensorboard``, ``csv`` (``out/progress.csv``), ``jsonl``
+            (``out/progress.jsonl``), ``stdout``, as a list or ``"tensorboard,csv"``; default
+            TensorBoard. Not part of the run's identity (it changes no number).
         progress: True: a tqdm bar; False: nothing; ``"lines"``: one line per task on stderr
             with elapsed time and ETA (what ``cl-env run`` prints when stderr is not a terminal);
             None: a bar on an interactive terminal, else nothing.
@@ -313,6 +318,7 @@ def run(
     if checkpoint_every is not None:
         checks.integer("checkpoint_every", checkpoint_every, 1, fix="--checkpoint-every 1000")
     checks.integer("log_every", log_every, 1, fix="log_every=50")
+    log_formats = parse_formats(log)
     settings = dict(settings or {})
     config = results.run_config(env_id, agent, memory, budget, seed, device, settings, stream_kwargs,
                                 batch_size)
@@ -395,7 +401,7 @@ def run(
                 obs = raw.seek(steps)
         # one x-axis for everything: examples seen; a resumed run drops what the killed one logged
         # after its checkpoint (the checkpoint's own evaluation, at exactly that step, is kept)
-        logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None)
+        logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None, formats=log_formats)
         if not steps:
             logger.text("config", "```json\n" + json.dumps(config, indent=2, default=str) + "\n```")
             logger.hparams(results.hparams_of(config),

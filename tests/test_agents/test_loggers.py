@@ -1,0 +1,63 @@
+"""The scalar loggers besides TensorBoard: CSV, JSON lines and stdout (Stable-Baselines3's
+writers), their files, and a resumed run's files equal to an uninterrupted run's."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from agents.cli import main
+from agents.logger import parse_formats
+from agents.runner import run
+from cl_env.error import CLEnvError
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_csv_jsonl_and_stdout_hold_every_scalar(tiny, tmp_path, capsys):
+    r = run(agent="er", budget=20, seed=0, out=tmp_path, log="tensorboard,csv,jsonl,stdout", log_every=5, **tiny)
+    rows = _rows(tmp_path / "progress.jsonl")
+    evals = [row for row in rows if "eval/retained_accuracy" in row]
+    assert len(evals) == 2 and evals[-1]["eval/retained_accuracy"] == pytest.approx(r.retained_accuracy)
+    assert all("examples" in row for row in rows) and any("train/loss" in row for row in rows)
+    with (tmp_path / "progress.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and "eval/retained_accuracy" in table[0] and "examples" in table[0]
+    assert float([t for t in table if t["eval/retained_accuracy"]][-1]["eval/retained_accuracy"]) == \
+        pytest.approx(r.retained_accuracy)
+    out = capsys.readouterr().out
+    assert "retained_accuracy" in out and "| examples" in out  # SB3 groups the tags by prefix
+    assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+
+
+def test_only_the_formats_asked_for(tiny, tmp_path):
+    run(agent="online", seed=0, out=tmp_path, log=["jsonl"], **tiny)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "progress.jsonl" in names and "progress.csv" not in names
+    assert not any(n.startswith("events.out.tfevents") for n in names)
+    assert parse_formats(None) == ("tensorboard",) and parse_formats("csv, csv,jsonl") == ("csv", "jsonl")
+    with pytest.raises(CLEnvError, match="log"):
+        parse_formats("tensorbored")
+
+
+def test_a_resumed_run_logs_what_an_uninterrupted_one_does(tiny, tmp_path):
+    whole = tmp_path / "whole"
+    run(agent="er", budget=20, seed=1, out=whole, log="csv,jsonl", log_every=5, **tiny)
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        run(agent="er", budget=20, seed=1, out=part, log="csv,jsonl", log_every=5, stop_after_task=0, **tiny)
+    run(agent="er", budget=20, seed=1, out=part, log="csv,jsonl", log_every=5, resume=True, **tiny)
+    assert _rows(part / "progress.jsonl") == _rows(whole / "progress.jsonl")
+    assert (part / "progress.csv").read_text() == (whole / "progress.csv").read_text()
+
+
+def test_cli_log_option(mnist_root, tmp_path, capsys):
+    stream = ["source=mnist", "verify=False", f"root={str(mnist_root)!r}", "n_tasks=2", "train_per_task=50"]
+    assert main(["run", "MNISTRotations-v0", "--log", "csv", "--stream", *stream, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "progress.csv").exists()
+    assert main(["run", "MNISTRotations-v0", "--log", "wandb", "--stream", *stream]) == 2
+    assert "log" in capsys.readouterr().err
