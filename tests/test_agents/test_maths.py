@@ -457,6 +457,12 @@ def test_ewc_fisher_reads_exactly_the_last_fisher_samples_of_the_task_with_its_m
     assert edge._recent_n == 12 and len(edge._recent) == 4
     edge.on_task_end(0)
     assert seen["x"][:, 0, 0, 0].tolist() == [0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # the last 10 of the 12
+    # batches of 5: after 15 examples the first batch is not needed (10 remain): it is dropped
+    five = _ewc(fisher_samples=10)
+    for step in range(3):
+        xb = torch.full((5, 1, 2, 2), float(step))
+        five.learn(xb, 0, torch.tensor([0, 1, 0, 1, 0]), five.forward(xb, 0))
+    assert five._recent_n == 10 and len(five._recent) == 2
     restored = _ewc()
     restored.load_extra_state(agent.extra_state())
     assert restored.has_penalty and all(torch.equal(restored.A[n], agent.A[n]) for n in agent.A)

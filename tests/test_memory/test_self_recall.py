@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from memory import MemorySpec
 from memory.self_recall import (
@@ -85,6 +86,11 @@ def test_bn_statistics_loss_is_zero_on_matching_statistics():
 class _Ctx:
     def __init__(self):
         self.model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+
+
+class _Ctx4:
+    def __init__(self):
+        self.model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4))
 
 
 def _batch(c=0):
@@ -229,3 +235,111 @@ def test_recall_mode_train_recalls_with_batch_statistics_as_the_reference(mode):
     assert restored.old.training == (mode == "train")
     with pytest.raises(ValueError, match="recall_mode"):
         SelfRecall(spec, recall_mode="test")
+
+
+def test_tv_and_bn_statistics_by_hand_on_asymmetric_inputs():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 2, 3, 4, generator=g)  # batch 2, 2 channels, 3 x 4: both differences non-zero
+    a = x.numpy().astype(np.float64)
+    b, c, h, w = a.shape
+    vert = sum((a[i, k, r + 1, q] - a[i, k, r, q]) ** 2 for i in range(b) for k in range(c)
+               for r in range(h - 1) for q in range(w)) / (c * (h - 1) * w)
+    horiz = sum((a[i, k, r, q + 1] - a[i, k, r, q]) ** 2 for i in range(b) for k in range(c)
+                for r in range(h) for q in range(w - 1)) / (c * h * (w - 1))
+    assert total_variation(x).item() == pytest.approx(2 * (vert + horiz) / b, rel=1e-5)
+    # batch norm prior: |batch mean - running mean| + |batch var - running var|, both non-zero
+    bn = nn.BatchNorm1d(2).eval()
+    feats = torch.tensor([[1.0, 0.0], [3.0, 4.0]])  # mean (2, 2), biased var (1, 4)
+    expected = math.hypot(2.0, 2.0) + math.hypot(0.0, 3.0)  # running mean 0, running var 1
+    assert bn_statistics_loss(nn.Sequential(bn), feats).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_memorys_defaults_are_arms_mnist_profile():
+    """SelfRecall used without the agent recalls with Table 4's MNIST values, as the agent does."""
+    from agents.arm import ARM, PROFILES
+    from memory.self_recall import ARM_DEFAULTS
+
+    for key, value in PROFILES["mnist"].items():
+        if key in ARM_DEFAULTS:
+            assert ARM_DEFAULTS[key] == value, key
+    for key, value in ARM.SETTINGS.items():
+        if key in ARM_DEFAULTS and value is not None:
+            assert ARM_DEFAULTS[key] == value, key
+    assert (ARM_DEFAULTS["lambda1"], ARM_DEFAULTS["lambda2"], ARM_DEFAULTS["lambda5"], ARM_DEFAULTS["lambda6"]) == \
+        (1.0, 0.1, 1.0, 1.0)  # eq. 8-9 as the reference's MNIST command
+
+
+def test_recall_schedule_init_targets_and_accounting_edges():
+    spec = MemorySpec((1, 2, 2), 3, 2)
+    ctx = _Ctx()
+    mem = SelfRecall(spec, M=5, steps=3, step_size=2.0, lag=3)
+    assert mem.overhead_bits == 0 and mem.sample(ctx=ctx) is None  # nothing seen, no old model
+    xs = [torch.rand(5, 1, 2, 2) for _ in range(4)]
+    for k in range(3):  # task-free: recall starts once `lag` batches were seen
+        mem.observe(xs[k], None, torch.tensor([0, 1, 0, 1, 0]), ctx)
+        assert not mem.recall_on and mem.sample(ctx=ctx) is None
+    assert not any(p.requires_grad for p in mem.old.parameters())
+    mem.observe(xs[3], None, torch.tensor([0, 1, 0, 1, 0]), ctx)
+    assert mem.recall_on
+    rec = mem.sample(ctx=ctx)
+    # M equal to the batch: drawn without replacement, a permutation of the batch's images
+    rows = {tuple(r.flatten().tolist()) for r in mem.last_init}
+    assert rows == {tuple(r.flatten().tolist()) for r in xs[3]}
+    assert torch.equal(mem.recalled_counts, torch.bincount(rec.y.argmax(1), minlength=3))
+    # one small step descends the recall objective (x - eta grad, not x + eta grad)
+    small = SelfRecall(spec, M=5, steps=1, step_size=1e-3, lag=3)
+    small.load_state_dict(mem.state_dict(), ctx=ctx)
+    small.configure(steps=1, step_size=1e-3)
+    down = small.sample(ctx=ctx)
+    with torch.no_grad():
+        before, _ = small.recall_objective(small.last_init, ctx.model, torch.tensor([0, 1]))
+        after, _ = small.recall_objective(down.x, ctx.model, torch.tensor([0, 1]))
+    assert after < before
+    # configure switches the old model's mode; a loaded old model is frozen too
+    mem.configure(recall_mode="eval")
+    assert not mem.old.training
+    mem.configure(recall_mode="train")
+    assert mem.old.training
+    other = SelfRecall(spec)
+    other.load_state_dict(mem.state_dict(), ctx=ctx)
+    assert not any(p.requires_grad for p in other.old.parameters())
+    # noise initialisation: uniform images, not the batch's
+    noisy = SelfRecall(spec, M=4, steps=1, init="noise", lag=1)
+    noisy.observe(xs[0], None, torch.tensor([0, 1, 0, 1, 0]), ctx)
+    noisy.observe(xs[1], None, torch.tensor([0, 1, 0, 1, 0]), ctx)
+    out = noisy.sample(ctx=ctx, generator=torch.Generator().manual_seed(0))
+    assert out.x.shape == (4, 1, 2, 2) and noisy.last_init.shape == (4, 1, 2, 2)
+    assert float(noisy.last_init.min()) >= 0 and float(noisy.last_init.max()) < 1
+    assert not any(torch.equal(r, q) for r in noisy.last_init for q in xs[1])
+
+
+def test_adi_targets_are_seen_classes_not_in_the_batch(monkeypatch):
+    spec = MemorySpec((1, 2, 2), 4, 3)
+    ctx = _Ctx4()
+    picked = []
+    real = SelfRecall.recall_objective
+
+    def spy(self, x_hat, model, present, targets=None):
+        picked.append(None if targets is None else targets.clone())
+        return real(self, x_hat, model, present, targets)
+
+    monkeypatch.setattr(SelfRecall, "recall_objective", spy)
+    mem = SelfRecall(spec, M=200, steps=1, objective="adi", bn_weight=0.0)
+    mem.observe(torch.rand(4, 1, 2, 2), 0, torch.tensor([0, 1, 0, 1]), ctx)
+    mem.observe(torch.rand(4, 1, 2, 2), 1, torch.tensor([2, 2, 2, 2]), ctx)
+    mem.sample(ctx=ctx)
+    assert set(picked[-1].tolist()) == {0, 1}  # seen (0, 1, 2), not present (2)
+    mem.observe(torch.rand(4, 1, 2, 2), 1, torch.tensor([0, 1, 2, 0]), ctx)  # every seen class present
+    mem.sample(ctx=ctx)
+    assert set(picked[-1].tolist()) == {0, 1, 2}  # then any seen class
+    small = SelfRecall(spec, M=2, steps=1, objective="adi", bn_weight=0.0)
+    small.observe(torch.rand(4, 1, 2, 2), 0, torch.tensor([0, 1, 3, 1]), ctx)
+    small.observe(torch.rand(4, 1, 2, 2), 1, torch.tensor([2, 2, 2, 2]), ctx)
+    for _ in range(20):  # M = 2 of 3 candidates: drawn without replacement
+        small.sample(ctx=ctx)
+        assert len(set(picked[-1].tolist())) == 2 and set(picked[-1].tolist()) <= {0, 1, 3}
+    arm = SelfRecall(spec, M=4, steps=1)
+    arm.observe(torch.rand(4, 1, 2, 2), 0, torch.tensor([0, 1, 0, 1]), ctx)
+    arm.observe(torch.rand(4, 1, 2, 2), 1, torch.tensor([2, 2, 2, 2]), ctx)
+    arm.sample(ctx=ctx)
+    assert picked[-1] is None  # ARM's objective takes no target classes

@@ -255,3 +255,41 @@ def test_eq5_is_solved_exactly_the_largest_c_that_fits(spec, budget, items, l): 
     assert not any(fits(k) for k in range(c + 1, bound + 1))  # every larger c, by the exact count
     if spec is CIFAR and budget == 200 and l == 2:
         assert c == 74
+
+
+def _msss_reference(x, m, gamma, rng):
+    """Algorithm 3 written plainly: every candidate's sum of squared similarities recomputed
+    from scratch (the module keeps a running sum), drawing from ``rng`` in the same order."""
+    n = len(x)
+    flat = x.reshape(n, -1).double()
+    picked = [int(i) for i in rng.choice(n, size=min(2, m), replace=False)]
+    while len(picked) < m:
+        rest = np.setdiff1d(np.arange(n), picked)
+        cand = rng.choice(rest, size=max(1, int(np.ceil(gamma * len(rest)))), replace=False)
+        scores = [sum(float(flat[i] @ flat[j]) ** 2 for j in picked) for i in cand]
+        picked.append(int(cand[int(np.argmin(scores))]))
+    return picked
+
+
+@pytest.mark.parametrize("gamma", [0.1, 0.5, 1.0])
+def test_msss_matches_algorithm_3_written_plainly(gamma):
+    from memory.srm import msss_select
+
+    g = torch.Generator().manual_seed(0)
+    for seed in range(8):
+        x = torch.randn(12, 1, 2, 3, generator=g)  # signed entries: squared and cubed sims differ
+        got = msss_select(x, 6, gamma, np.random.default_rng(seed)).tolist()
+        assert got == _msss_reference(x, 6, gamma, np.random.default_rng(seed)), (gamma, seed)
+        assert len(set(got)) == 6
+    for seed in range(40):  # the two random starting rows are distinct
+        two = msss_select(torch.randn(3, 2, generator=g), 2, 1.0, np.random.default_rng(seed))
+        assert len(set(two.tolist())) == 2
+
+
+def test_one_item_is_a_valid_memory_size():
+    from memory.base import budget_bits
+
+    # one item may take the whole budget: (bits - label and task bits) / 2 bits per 4-category variable
+    assert latent_for_budget(1, MNIST, 1, 4) == (budget_bits(1, MNIST) - MNIST.label_bits - MNIST.task_bits) // 2
+    with pytest.raises(ValueError, match="items must be >= 1"):
+        latent_for_budget(1, MNIST, 0, 4)
