@@ -201,8 +201,31 @@ def _pytest(tree: Path, tests: list[str], timeout: float) -> tuple[int, float]:
     return rc, time.perf_counter() - started
 
 
-def run(modules: list[str], jobs: int, report: Path) -> dict:
+def _previous(reports: list[str], modules: list[str]) -> tuple[dict, dict]:
+    """From earlier reports: per module, the statuses of its mutants by label; a module whose
+    source changed since (a mutant's ``old`` text no longer at its offsets) is not reused."""
+    status: dict[str, dict[str, str]] = {}
+    for path in reports:
+        for mu in json.loads(Path(path).read_text())["mutants"]:
+            if mu["module"] in modules:
+                status.setdefault(mu["module"], {})[Mutant(**mu).label] = mu["status"]
+    current = {m: {mu.label for mu in mutants_of(m)} for m in status}
+    stale = [m for m in status if set(status[m]) != current[m]]
+    for m in stale:
+        print(f"{m}: changed since the earlier report; all its mutants run", flush=True)
+        del status[m]
+    return status, {m: len(v) for m, v in status.items()}
+
+
+def run(modules: list[str], jobs: int, report: Path, survivors_of: list[str] | None = None) -> dict:
     plan = {m: mutants_of(m) for m in modules}
+    before: dict[str, dict[str, str]] = {}
+    if survivors_of:  # re-test only what survived before: tests only grow, so a killed mutant stays killed
+        before, _ = _previous(survivors_of, modules)
+        for m, statuses in before.items():
+            for mu in plan[m]:
+                if statuses.get(mu.label) != "survived":
+                    mu.status = statuses.get(mu.label, "pending")
     trees = [Path(tempfile.mkdtemp(prefix=f"mutate{i}-")) for i in range(jobs)]
     for t in trees:
         _copy_tree(t)
@@ -213,7 +236,7 @@ def run(modules: list[str], jobs: int, report: Path) -> dict:
             raise SystemExit(f"the tests of {m} fail without any mutation (rc {rc}); fix them first")
         budgets[m] = max(30.0, 4 * secs)
         print(f"{m}: {len(plan[m])} mutants; tests pass unmutated in {secs:.1f} s", flush=True)
-    queue = [mu for m in modules for mu in plan[m]]
+    queue = [mu for m in modules for mu in plan[m] if mu.status == "pending"]
     free = list(trees)
 
     def one(mu: Mutant) -> Mutant:
@@ -257,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="mutants tested at once (each with 1 thread)")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
     p.add_argument("--report", default="mutation-report.json")
+    p.add_argument("--survivors-of", nargs="*", default=None, metavar="REPORT",
+                   help="re-test only the mutants that survived in these earlier reports (the others "
+                        "keep their status; a module whose source changed since runs in full)")
     args = p.parse_args(argv)
     modules = args.only or list(TARGETS)
     unknown = [m for m in modules if m not in TARGETS]
@@ -268,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             for mu in mutants_of(m):
                 print(mu.label)
         return 0
-    summary = run(modules, max(1, args.jobs), Path(args.report))
+    summary = run(modules, max(1, args.jobs), Path(args.report), args.survivors_of)
     total = sum(s["mutants"] for s in summary.values())
     killed = sum(s["killed"] for s in summary.values())
     print("\n| module | mutants | killed | kill rate |\n|---|---|---|---|")
