@@ -293,3 +293,51 @@ def test_one_item_is_a_valid_memory_size():
     assert latent_for_budget(1, MNIST, 1, 4) == (budget_bits(1, MNIST) - MNIST.label_bits - MNIST.task_bits) // 2
     with pytest.raises(ValueError, match="items must be >= 1"):
         latent_for_budget(1, MNIST, 0, 4)
+
+
+def test_two_category_codes_take_one_bit_per_variable():
+    m = SRM(MNIST, c=20, l=2, capacity=30, seed=0)
+    m.observe(torch.rand(7, 1, 28, 28), 0, torch.randint(0, 10, (7,)))
+    assert m.storage_bits == 7 * (20 * 1 + 4 + 5)
+
+
+def test_eq4_and_eq5_edges():
+    from memory.base import budget_bits
+
+    # the per-task policy stores no task id: exactly (bits // items - label bits) // bits per variable
+    for budget, items in ((100, 3000), (57, 1000), (200, 2999)):
+        bits = budget_bits(budget, MNIST)
+        assert latent_for_budget(budget, MNIST, items, 4, policy="task_ring") == (bits // items - 4) // 2
+        assert latent_for_budget(budget, MNIST, items, 4) == (bits // items - 9) // 2
+    assert latent_for_budget(2, MNIST, 1000, 4) == 1  # 12 bits per item: one 2-bit variable fits
+    # eq. 5 when even one variable with its autoencoder does not fit: an error, not c = 1
+    with pytest.raises(ValueError, match="cannot hold"):
+        latent_for_budget(0.75, MNIST, 1, 4, total=True)  # 4,704 bits; c = 1 with its autoencoder needs 5,003
+    # an odd number of bits left for codes (c not a whole number before flooring) still gives the
+    # largest whole c that fits with its autoencoder
+    from memory.nets.discrete_vae import vae_parameters
+
+    for budget in (3, 5, 7):
+        bits = budget_bits(budget, MNIST)
+        c = latent_for_budget(budget, MNIST, 10, 4, total=True)
+        assert isinstance(c, int)
+        fits = [k for k in range(1, (bits // 10 - 9) // 2 + 1)
+                if 10 * (2 * k + 9) + 32 * vae_parameters(MNIST.image_shape, k, 4) <= bits]
+        assert c == max(fits)
+
+
+def test_gem_rereads_recollections_after_the_decoder_changes():
+    """GEM caches padded past memories only for memories whose items never change: SRM's
+    recollections change with the decoder, so GEM decodes them again."""
+    from agents import StreamInfo, agent_class
+
+    info = StreamInfo((1, 28, 28), 10, 2, "domain", (tuple(range(10)),) * 2, 40)
+    mem = SRM(info.memory_spec("cpu"), c=8, l=4, capacity=20, policy="task_ring", seed=0)
+    agent = agent_class("gem")(info, memory=mem, seed=0)
+    x, y = torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,))
+    mem.observe(x, 0, y, ctx=agent)
+    first = agent._past_memories([0])[0].clone()
+    with torch.no_grad():
+        for p in mem.vae.decoder.parameters():
+            p.add_(0.5)
+    assert not torch.allclose(agent._past_memories([0])[0], first)
