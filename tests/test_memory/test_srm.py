@@ -341,3 +341,24 @@ def test_gem_rereads_recollections_after_the_decoder_changes():
         for p in mem.vae.decoder.parameters():
             p.add_(0.5)
     assert not torch.allclose(agent._past_memories([0])[0], first)
+
+
+def test_per_task_rings_hold_each_tasks_own_rows():
+    spec = MemorySpec((1, 28, 28), 10, 3)
+    m = SRM(spec, c=6, l=4, capacity=10, policy="task_ring", seed=0)
+    assert m.caps.tolist() == [4, 3, 3] and m.offsets.tolist() == [0, 4, 7]  # the first takes the remainder
+    for t in range(3):
+        for k in range(2):  # 2 x 3 examples per task: rings of 3 wrap, the ring of 4 wraps too
+            m.observe(torch.rand(3, 1, 28, 28), t, torch.full((3,), 3 * t + k))
+    fields = m.store.read(np.arange(10))
+    labels = fields[:, 6].tolist()
+    assert sorted(labels[0:4]) == [0, 1, 1, 1]  # task 0's ring: 6 written into 4 slots
+    assert sorted(labels[4:7]) == [4, 4, 4] and sorted(labels[7:10]) == [7, 7, 7]
+    rec = m._decode_rows(np.arange(10))
+    assert rec.t.tolist() == [0] * 4 + [1] * 3 + [2] * 3
+
+
+def test_a_task_free_stream_is_written_as_task_0():
+    m = SRM(MNIST, c=6, l=4, capacity=10, seed=0)
+    m.observe(torch.rand(4, 1, 28, 28), None, torch.arange(4))
+    assert (m.store.read(np.arange(4))[:, 7] == 0).all() and m.tasks() == [0]
