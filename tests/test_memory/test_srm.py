@@ -362,3 +362,32 @@ def test_a_task_free_stream_is_written_as_task_0():
     m = SRM(MNIST, c=6, l=4, capacity=10, seed=0)
     m.observe(torch.rand(4, 1, 28, 28), None, torch.arange(4))
     assert (m.store.read(np.arange(4))[:, 7] == 0).all() and m.tasks() == [0]
+
+
+def test_active_sampling_defaults_are_the_papers_10_candidates_and_10x_pool():
+    m = SRM(MNIST, c=6, l=4, capacity=200, seed=0)
+    m.observe(torch.rand(150, 1, 28, 28), 0, torch.randint(0, 10, (150,)))
+    sizes = []
+
+    def hardness(x):
+        sizes.append(len(x))
+        return x.flatten(1).mean(1)
+
+    out = m.sample_active(3, hardness)
+    assert sizes == [10, 10, 10] and len(out.y) == 3
+    sizes.clear()
+    import memory.srm as srm
+
+    pools = []
+    real = srm.msss_select
+
+    def spy(x, k, gamma, rng):
+        pools.append((len(x), k, gamma))
+        return real(x, k, gamma, rng)
+
+    srm.msss_select = spy
+    try:
+        m.sample_active(2, hardness, diverse=True)
+    finally:
+        srm.msss_select = real
+    assert pools == [(100, 10, 0.5)] * 2 and sizes == [10, 10]
