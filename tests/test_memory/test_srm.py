@@ -391,3 +391,15 @@ def test_active_sampling_defaults_are_the_papers_10_candidates_and_10x_pool():
     finally:
         srm.msss_select = real
     assert pools == [(100, 10, 0.5)] * 2 and sizes == [10, 10]
+
+
+def test_a_single_stored_item_is_visible():
+    m = SRM(MNIST, c=6, l=4, capacity=10, seed=0)
+    assert m.tasks() == [] and m.sample(3) is None
+    m.observe(torch.rand(1, 1, 28, 28), 4, torch.tensor([7]))
+    assert m.tasks() == [4] and m.items == 1
+    ring = SRM(MemorySpec((1, 28, 28), 10, 2), c=6, l=4, capacity=10, policy="task_ring", seed=0)
+    assert ring.sample_task(1) is None
+    ring.observe(torch.rand(1, 1, 28, 28), 1, torch.tensor([3]))
+    one = ring.sample_task(1)
+    assert one.y.tolist() == [3] and one.t.tolist() == [1] and ring.tasks() == [1]
