@@ -403,3 +403,40 @@ def test_a_single_stored_item_is_visible():
     ring.observe(torch.rand(1, 1, 28, 28), 1, torch.tensor([3]))
     one = ring.sample_task(1)
     assert one.y.tolist() == [3] and one.t.tolist() == [1] and ring.tasks() == [1]
+
+
+def test_srm_padding_visuals_report_and_pretraining_helpers(tmp_path):
+    import copy
+
+    from memory.srm import load_vae, pretrain_vae
+
+    spec = MemorySpec((1, 28, 28), 10, 3)
+    ring = SRM(spec, c=6, l=4, capacity=10, policy="task_ring", seed=0)  # caps 4, 3, 3
+    for t, n in ((0, 4), (1, 2)):
+        ring.observe(torch.rand(n, 1, 28, 28), t, torch.full((n,), t))
+    x, y, w = ring.padded([1, 0])
+    assert x.shape == (2, 4, 1, 28, 28) and w.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    # visuals: at most 10 originals above their recollections
+    m = SRM(MNIST, c=6, l=4, capacity=30, seed=0)
+    m.observe(torch.rand(25, 1, 28, 28), 0, torch.randint(0, 10, (25,)))
+    assert m.visuals()["srm/originals_vs_recollections"].shape[0] == 20
+    m.observe(torch.rand(3, 1, 28, 28), 0, torch.randint(0, 10, (3,)))
+    assert m.visuals()["srm/originals_vs_recollections"].shape[0] == 6
+    # report: mean absolute error of one encode/decode, pixels in [0, 1]
+    probe = torch.rand(5, 1, 28, 28)
+    state = m.generator.get_state()
+    expected = float((m.reconstruct(probe) - probe).abs().mean())
+    m.generator.set_state(state)
+    assert m.report(probe)["srm/test_distortion_l1"] == pytest.approx(expected, rel=1e-6)
+    # a weights-only file that is a dict without the autoencoder's keys is refused by name
+    torch.save({"c": 6, "l": 4}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="not a cl-env SRM autoencoder"):
+        load_vae(str(tmp_path / "partial.pt"))
+    # pretraining defaults: one epoch, batches of 64, Adam at 1e-3, seed 0
+    vae = DiscreteVAE((1, 28, 28), 6, 4)
+    a, b = copy.deepcopy(vae), copy.deepcopy(vae)
+    imgs = torch.rand(130, 1, 28, 28)
+    assert pretrain_vae(a, imgs) == pretrain_vae(b, imgs, epochs=1, batch_size=64, lr=1e-3, seed=0)
+    assert len(pretrain_vae(copy.deepcopy(vae), imgs)) == 1
+    assert pretrain_vae(copy.deepcopy(vae), imgs) != pretrain_vae(copy.deepcopy(vae), imgs, batch_size=65)
+    assert pretrain_vae(copy.deepcopy(vae), imgs) != pretrain_vae(copy.deepcopy(vae), imgs, seed=1)
