@@ -440,3 +440,20 @@ def test_srm_padding_visuals_report_and_pretraining_helpers(tmp_path):
     assert len(pretrain_vae(copy.deepcopy(vae), imgs)) == 1
     assert pretrain_vae(copy.deepcopy(vae), imgs) != pretrain_vae(copy.deepcopy(vae), imgs, batch_size=65)
     assert pretrain_vae(copy.deepcopy(vae), imgs) != pretrain_vae(copy.deepcopy(vae), imgs, seed=1)
+
+
+def test_pretraining_history_is_the_mean_loss_and_uint8_is_scaled():
+    import copy
+
+    from memory.srm import pretrain_vae
+
+    vae = DiscreteVAE((1, 28, 28), 6, 4)
+    imgs = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    ref = copy.deepcopy(vae)
+    g = torch.Generator().manual_seed(3)
+    order = torch.randperm(40, generator=g)
+    ref.train()
+    expected = float(ref.loss(imgs.float().div(255.0)[order], g).detach())  # one batch: the loss before its step
+    assert pretrain_vae(copy.deepcopy(vae), imgs, batch_size=40, seed=3) == pytest.approx([expected], rel=1e-6)
+    assert pretrain_vae(copy.deepcopy(vae), imgs, batch_size=16, seed=3) == \
+        pretrain_vae(copy.deepcopy(vae), imgs.float() / 255.0, batch_size=16, seed=3)
