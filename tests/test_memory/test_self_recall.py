@@ -266,6 +266,12 @@ def test_the_memorys_defaults_are_arms_mnist_profile():
             assert ARM_DEFAULTS[key] == value, key
     assert (ARM_DEFAULTS["lambda1"], ARM_DEFAULTS["lambda2"], ARM_DEFAULTS["lambda5"], ARM_DEFAULTS["lambda6"]) == \
         (1.0, 0.1, 1.0, 1.0)  # eq. 8-9 as the reference's MNIST command
+    assert ARM_DEFAULTS["divergence_weight"] == 1.0  # --divergence_loss_weight 1.0 (task lag)
+    from agents.arm import ADI, ADI_PROFILES
+
+    for key in ("classes_weight", "adaptive_weight"):  # the ADI objective's weights, as the agent's
+        assert ARM_DEFAULTS[key] == ADI.SETTINGS[key] == 1.0, key
+    assert set(ADI_PROFILES) == {"mnist", "cifar10", "miniimagenet"}  # every profile sets ADI's bn_weight
 
 
 def test_recall_schedule_init_targets_and_accounting_edges():
