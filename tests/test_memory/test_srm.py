@@ -457,3 +457,13 @@ def test_pretraining_history_is_the_mean_loss_and_uint8_is_scaled():
     assert pretrain_vae(copy.deepcopy(vae), imgs, batch_size=40, seed=3) == pytest.approx([expected], rel=1e-6)
     assert pretrain_vae(copy.deepcopy(vae), imgs, batch_size=16, seed=3) == \
         pretrain_vae(copy.deepcopy(vae), imgs.float() / 255.0, batch_size=16, seed=3)
+
+
+def test_eq5_admits_a_budget_met_exactly():
+    from memory.base import budget_bits
+    from memory.nets.discrete_vae import vae_parameters
+
+    needed = 1 * (2 * 5 + 9) + 32 * vae_parameters(MNIST.image_shape, 5, 4)  # c = 5, one item
+    budget = (needed + 0.5) / MNIST.example_bits
+    assert budget_bits(budget, MNIST) == needed
+    assert latent_for_budget(budget, MNIST, 1, 4, total=True) == 5  # fits with no bit to spare
