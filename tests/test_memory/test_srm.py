@@ -373,9 +373,6 @@ def test_active_sampling_defaults_are_the_papers_10_candidates_and_10x_pool():
         sizes.append(len(x))
         return x.flatten(1).mean(1)
 
-    out = m.sample_active(3, hardness)
-    assert sizes == [10, 10, 10] and len(out.y) == 3
-    sizes.clear()
     import memory.srm as srm
 
     pools = []
@@ -387,10 +384,27 @@ def test_active_sampling_defaults_are_the_papers_10_candidates_and_10x_pool():
 
     srm.msss_select = spy
     try:
+        out = m.sample_active(3, hardness)
+        assert sizes == [10, 10, 10] and len(out.y) == 3 and pools == []  # not diverse by default
+        sizes.clear()
         m.sample_active(2, hardness, diverse=True)
     finally:
         srm.msss_select = real
     assert pools == [(100, 10, 0.5)] * 2 and sizes == [10, 10]
+    # every stored row can be drawn, the first included; one stored row is enough
+    two = SRM(MNIST, c=6, l=4, capacity=5, seed=0)
+    two.observe(torch.rand(1, 1, 28, 28), 0, torch.tensor([3]))
+    assert two.sample_active(1, hardness).y.tolist() == [3]
+    two.observe(torch.rand(1, 1, 28, 28), 0, torch.tensor([8]))
+    drawn = {int(v) for _ in range(10) for v in two.sample_active(4, hardness, k=1).y}
+    assert drawn == {3, 8}
+    # code sampling draws every category, 0 included
+    codes = []
+    real_decode = m.vae.decode
+    m.vae.decode = lambda z: codes.append(z) or real_decode(z)
+    m.sample_codes(200, generator=torch.Generator().manual_seed(0))
+    m.vae.decode = real_decode
+    assert set(torch.cat(codes).flatten().tolist()) == {0, 1, 2, 3}
 
 
 def test_a_single_stored_item_is_visible():
