@@ -481,3 +481,25 @@ def test_eq5_admits_a_budget_met_exactly():
     budget = (needed + 0.5) / MNIST.example_bits
     assert budget_bits(budget, MNIST) == needed
     assert latent_for_budget(budget, MNIST, 1, 4, total=True) == 5  # fits with no bit to spare
+
+
+def test_srm_rows_ids_and_draws_at_their_edges():
+    # the reservoir row's task id field is read back as the task
+    m = SRM(MNIST, c=6, l=4, capacity=10, seed=0)
+    m.observe(torch.rand(3, 1, 28, 28), 3, torch.tensor([1, 2, 5]))
+    assert m._decode_rows(np.arange(3)).t.tolist() == [3, 3, 3]
+    # buffer sampling reaches every row, the first included
+    drawn = {int(v) for _ in range(20) for v in m.sample(5).y}
+    assert drawn == {1, 2, 5}
+    # a ring of one slot keeps its task's latest item
+    ring = SRM(MemorySpec((1, 28, 28), 10, 3), c=6, l=4, capacity=4, policy="task_ring", seed=0)
+    assert ring.caps.tolist() == [2, 1, 1]
+    ring.observe(torch.rand(2, 1, 28, 28), 2, torch.tensor([6, 7]))
+    assert ring.task_items(2) == 1 and ring.sample_task(2).y.tolist() == [7]
+    # within a ring, a batch that wraps overwrites the oldest slots first
+    one = SRM(MemorySpec((1, 28, 28), 10, 1), c=6, l=4, capacity=3, policy="task_ring", seed=0)
+    for labels in ([1], [2], [3, 4]):
+        one.observe(torch.rand(len(labels), 1, 28, 28), 0, torch.tensor(labels))
+    assert sorted(one.sample_task(0).y.tolist()) == [2, 3, 4]
+    # the default memory is the paper's MNIST-Rotations one: budget 100 over 3,000 items
+    assert SRM.default(MNIST).c == latent_for_budget(100, MNIST, 3000, 4) and SRM.default(MNIST).capacity == 3000
