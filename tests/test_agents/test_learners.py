@@ -165,7 +165,8 @@ def test_bad_names_fail_before_any_work(kwargs, exc, match):
 
 
 def test_gem_needs_task_labels(tiny):
-    with pytest.raises(ValueError, match="needs task labels"):
+    # refused before any step (the runner's check), not at the first learn call
+    with pytest.raises(ValueError, match="agent 'gem' needs task labels; do not pass task_labels=False"):
         run(agent="gem", env_id=tiny["env_id"],
             stream_kwargs={**tiny["stream_kwargs"], "task_labels": False})
 
