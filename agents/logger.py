@@ -35,6 +35,29 @@ def parse_formats(text: str | list | tuple | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _ordered_csv(path: str):
+    """Stable-Baselines3's CSV writer, its new columns in the order they first appear: SB3 adds
+    them as a set difference, whose order changes with Python's hash seed, so two processes
+    logging the same run wrote different headers (a resumed run's file differed from an
+    uninterrupted one's)."""
+    from stable_baselines3.common.logger import CSVOutputFormat
+
+    class OrderedCSV(CSVOutputFormat):
+        def write(self, key_values, key_excluded, step=0):
+            new = [k for k in key_values if k not in self.keys]
+            if new:  # SB3's header rewrite, in a fixed order; then SB3 writes the row
+                self.keys.extend(new)
+                self.file.seek(0)
+                lines = self.file.readlines()
+                self.file.seek(0)
+                self.file.write(",".join(self.keys) + "\n")
+                for line in lines[1:]:
+                    self.file.write(line[:-1] + self.separator * len(new) + "\n")
+            super().write(key_values, key_excluded, step)
+
+    return OrderedCSV(path)
+
+
 def _number(text: str) -> int | float:
     """A CSV cell back as the number it was written from (``50`` stays an int)."""
     try:
@@ -106,7 +129,7 @@ class Logger:
             if out is not None and fmt in formats:
                 path = Path(out) / name
                 kept = _kept_rows(path, purge_step)
-                w = sb3_logger.CSVOutputFormat(str(path)) if fmt == "csv" else sb3_logger.JSONOutputFormat(str(path))
+                w = _ordered_csv(str(path)) if fmt == "csv" else sb3_logger.JSONOutputFormat(str(path))
                 for row in kept:
                     w.write(row, {k: () for k in row}, int(row.get(STEP_KEY, 0)))
                 self.kv.append(w)

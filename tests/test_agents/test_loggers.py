@@ -61,3 +61,22 @@ def test_cli_log_option(mnist_root, tmp_path, capsys):
     assert (tmp_path / "progress.csv").exists()
     assert main(["run", "MNISTRotations-v0", "--log", "wandb", "--stream", *stream]) == 2
     assert "log" in capsys.readouterr().err
+
+
+def test_csv_columns_do_not_depend_on_the_hash_seed(tiny, tmp_path):
+    """Two processes with different PYTHONHASHSEED write the same CSV (SB3's own writer orders
+    new columns by a set difference)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, json; from agents.runner import run; kw = json.loads(sys.argv[2]); "
+            "run(agent='er', budget=20, seed=0, out=sys.argv[1], log='csv', log_every=5, **kw)")
+    texts = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"h{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
+        subprocess.run([sys.executable, "-c", code, str(out), json.dumps(tiny, default=str)], check=True, env=env,
+                       capture_output=True)
+        texts.append((out / "progress.csv").read_text().splitlines()[0])
+    assert texts[0] == texts[1] and texts[0].startswith("examples,")
