@@ -233,12 +233,12 @@ class Agent:
         return {**valid, **{k: cls.check_setting(k, v) for k, v in given.items()}}
 
     # ----------------------------------------------------------------- model
-    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None) -> torch.Tensor:
-        """Logits, masked to the task's classes when the head is masked and ``t`` is known."""
-        logits = self.model(x)
+    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None, model: nn.Module | None = None) -> torch.Tensor:
+        """Logits of ``model`` (default the agent's), masked to the task's classes when the head
+        is masked and ``t`` (an int, or one task id per row) is known."""
+        logits = (self.model if model is None else model)(x)
         if self.masked and t is not None:
-            mask = self.class_mask[t] if isinstance(t, int) else self.class_mask[t]
-            logits = logits.masked_fill(~mask, float("-inf"))
+            logits = logits.masked_fill(~self.class_mask[t], float("-inf"))
         return logits
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

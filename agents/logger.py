@@ -123,20 +123,22 @@ class Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out), purge_step=purge_step)
-        from stable_baselines3.common import logger as sb3_logger
-
         for fmt, name in (("csv", "progress.csv"), ("jsonl", "progress.jsonl")):
             if out is not None and fmt in formats:
+                from stable_baselines3.common.logger import JSONOutputFormat
+
                 path = Path(out) / name
                 kept = _kept_rows(path, purge_step)
-                w = _ordered_csv(str(path)) if fmt == "csv" else sb3_logger.JSONOutputFormat(str(path))
+                w = _ordered_csv(str(path)) if fmt == "csv" else JSONOutputFormat(str(path))
                 for row in kept:
-                    w.write(row, {k: () for k in row}, int(row.get(STEP_KEY, 0)))
+                    w.write(row, dict.fromkeys(row, ()), int(row.get(STEP_KEY, 0)))
                 self.kv.append(w)
         if "stdout" in formats:
             import sys
 
-            self.kv.append(sb3_logger.HumanOutputFormat(sys.stdout))
+            from stable_baselines3.common.logger import HumanOutputFormat
+
+            self.kv.append(HumanOutputFormat(sys.stdout))
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self.writer is not None:
@@ -192,8 +194,9 @@ class Logger:
                 self.writer.add_scalar(prefix + k, float(v), step)
         if self.kv:
             row = {STEP_KEY: int(step), **{prefix + k: float(v) for k, v in values.items()}}
+            excluded = dict.fromkeys(row, ())  # SB3's writers take one (empty) exclusion per key
             for w in self.kv:
-                w.write(row, {k: () for k in row}, int(step))
+                w.write(row, excluded, int(step))
 
     def accuracy_matrix(self, R: np.ndarray, step: int, figure: bool = False) -> None:
         """The accuracy matrix as a heatmap image (cheap: a colour map, 16 px per cell); with

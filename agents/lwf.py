@@ -50,19 +50,20 @@ class LwF(Agent):
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
         loss = self.loss(logits, y)
         out = {"loss": loss.detach()}
-        if self.settings["update"] == "two_step":
-            self.sgd_step(loss)
-            if self.old is not None:
-                with torch.no_grad():
-                    old_logits = self.old(x)
-                d = distillation_loss(self.forward(x, t), old_logits, self.settings["temperature"])
-                self.sgd_step(self.settings["alpha"] * d)
-                out["distillation"] = d.detach()
-            return out
+        old_logits = None
         if self.old is not None:
             with torch.no_grad():
                 old_logits = self.old(x)
-            d = distillation_loss(logits, old_logits, self.settings["temperature"])
+        T = self.settings["temperature"]
+        if self.settings["update"] == "two_step":
+            self.sgd_step(loss)  # the CE step; the distillation step below sees its weights
+            if old_logits is not None:
+                d = distillation_loss(self.forward(x, t), old_logits, T)
+                self.sgd_step(self.settings["alpha"] * d)
+                out["distillation"] = d.detach()
+            return out
+        if old_logits is not None:
+            d = distillation_loss(logits, old_logits, T)
             loss = loss + self.settings["alpha"] * d
             out["distillation"] = d.detach()
         self.sgd_step(loss)

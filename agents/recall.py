@@ -61,10 +61,7 @@ class CompressThenRecall(Agent):
             order = torch.randperm(len(y), generator=gen).to(y.device)
             for s in range(0, len(y), self.settings["batch"]):
                 idx = order[s:s + self.settings["batch"]]
-                logits = model(x[idx])
-                if self.masked:
-                    logits = logits.masked_fill(~self.class_mask[ts[idx]], float("-inf"))
-                loss = F.cross_entropy(logits, y[idx])
+                loss = F.cross_entropy(self.forward(x[idx], ts[idx], model), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -89,11 +86,7 @@ class CompressThenRecall(Agent):
         """Per task: task ``t``'s own model (the latest model for a task not learned yet, or when
         no task id is given); joint: the one model."""
         if self.settings["protocol"] == "per_task" and t is not None and t in self.task_models:
-            model = self.task_models[t]
-            logits = model(x.to(self.device))
-            if self.masked:
-                logits = logits.masked_fill(~self.class_mask[t], float("-inf"))
-            return logits
+            return self.forward(x.to(self.device), t, self.task_models[t])  # kept in eval mode
         return super().predict(x, t)
 
     def extra_state(self) -> dict:

@@ -80,31 +80,31 @@ def entry_of_class(path: str, cls) -> AgentEntry:
                       doc[0] if doc else path, dict(cls.MEMORY_KWARGS))
 
 
+def _plugin_class(name: str) -> tuple[str, type]:
+    """A user's agent: ``(module:Class, the class)`` from an entry point or a path."""
+    from agents.base import Agent
+
+    path = plugin_names(ENTRY_POINTS).get(name) or (name if ":" in name else None)
+    if path is None:
+        raise UnknownNameError("agent", name, agent_names())
+    cls = load_object(path, "agent", agent_names)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise UnknownNameError("agent", name, agent_names(), note=f"{path!r} is not an agents.Agent subclass")
+    return path, cls
+
+
 def agent_entry(name: str) -> AgentEntry:
     """The row of ``name``: built in, a plugin's entry point, or ``"package.module:Class"``."""
     if name in AGENTS:
         return AGENTS[name]
-    plugins = plugin_names(ENTRY_POINTS)
-    path = plugins.get(name) or (name if ":" in name else None)
-    if path is None:
-        raise UnknownNameError("agent", name, agent_names())
-    return entry_of_class(path, _load_agent(path, name))
-
-
-def _load_agent(path: str, name: str):
-    from agents.base import Agent
-
-    cls = load_object(path, "agent", agent_names())
-    if not (isinstance(cls, type) and issubclass(cls, Agent)):
-        raise UnknownNameError("agent", name, agent_names(), note=f"{path!r} is not an agents.Agent subclass")
-    return cls
+    return entry_of_class(*_plugin_class(name))
 
 
 def agent_class(name: str):
     """The class of ``name`` (see :func:`agent_entry`)."""
     if name in AGENTS:
-        return load_object(AGENTS[name].cls, "agent", agent_names())
-    return _load_agent(agent_entry(name).cls, name)
+        return load_object(AGENTS[name].cls, "agent", agent_names)
+    return _plugin_class(name)[1]
 
 
 def build_memory(agent: str, memory: str | None, budget: float | None, spec, seed: int = 0,

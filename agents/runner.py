@@ -408,7 +408,7 @@ def run(
                            ["final/neg_test_elbo", "final/frechet_distance"] if gen else
                            ["final/retained_accuracy", "final/backward_transfer", "final/forgetting",
                             "final/online_accuracy"])
-        started_loop = time.perf_counter()
+        started_loop, session_steps = time.perf_counter(), steps  # the ETA: this process's steps only
 
         checkpoints = 0
 
@@ -427,7 +427,6 @@ def run(
         lines = progress == "lines"
         show = sys.stderr.isatty() if progress is None else (progress is True)
         bar = tqdm(total=raw.n_batches, initial=steps, disable=not show, desc=f"{agent} on {env_id}")
-        session_start, session_steps = time.perf_counter(), steps
         reward_acc = torch.zeros((), device=dev)
         # divergence: on the CPU each loss is read every step (a float read, ~1 us); on a GPU the
         # device keeps whether every loss so far was finite and for how many steps (no
@@ -497,12 +496,12 @@ def run(
                                     "online_accuracy": reward_sum / steps, "task": t}, examples, "eval/")
                     logger.accuracy_matrix(R, examples, figure=terminated)
                 if lines:
-                    spent = time.perf_counter() - session_start
-                    rate = spent / max(1, steps - session_steps)
+                    now = time.perf_counter()
+                    rate = (now - started_loop) / max(1, steps - session_steps)
                     score = (f"-ELBO {gen_log['neg_test_elbo'][-1]:.1f}" if gen
                              else f"retained acc. {R[t, : t + 1].mean():.4f}")
                     print(f"[task {t + 1}/{T}] {agent} on {env_id}: {examples:,} examples, {score}, "
-                          f"elapsed {elapsed_before + spent:.0f} s, ETA {rate * (raw.n_batches - steps):.0f} s",
+                          f"elapsed {elapsed_before + now - started:.0f} s, ETA {rate * (raw.n_batches - steps):.0f} s",
                           file=sys.stderr, flush=True)
                 logger.scalars(learner.storage(), examples, "storage/")
                 logger.scalars(learner.summary(), examples)

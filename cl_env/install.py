@@ -32,11 +32,22 @@ def _top_level(dist_info: Path) -> set[str]:
     return names
 
 
+_checked: dict[tuple[str, ...], dict[str, list[str]]] = {}  # per path list: scanned once a process
+
+
 def check_top_level_packages(paths: list[str] | None = None) -> dict[str, list[str]]:
     """``{name: [distribution, ...]}`` for every distribution other than cl-env that installs a
-    top-level ``agents`` or ``memory`` on ``paths`` (default ``sys.path``)."""
+    top-level ``agents`` or ``memory`` on ``paths`` (default ``sys.path``). The console script,
+    ``import memory`` and ``import agents`` all ask: the directories are read once per path list."""
+    key = tuple(sys.path if paths is None else paths)
+    if key not in _checked:
+        _checked[key] = _scan(key)
+    return _checked[key]
+
+
+def _scan(paths: tuple[str, ...]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for entry in sys.path if paths is None else paths:
+    for entry in paths:
         root = Path(entry or ".")
         if not root.is_dir():
             continue

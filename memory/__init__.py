@@ -6,6 +6,7 @@ Depends on ``cl_env`` only (never on ``agents``).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from cl_env.error import UnknownNameError
 from cl_env.install import require_own_packages
@@ -27,15 +28,16 @@ MEMORIES: dict[str, str] = {
 ENTRY_POINTS = "cl_env.memories"  # a user's package registers memories here (pyproject entry points)
 
 
-def load_object(path: str, kind: str, names: dict):
-    """``"package.module:Class"`` -> the class, with one clear error when it does not import."""
+def load_object(path: str, kind: str, names: Callable[[], dict]):
+    """``"package.module:Class"`` -> the class, with one clear error when it does not import
+    (``names()`` lists the valid choices; called only then, it reads the installed plugins)."""
     module, _, attr = path.partition(":")
     try:
         obj = importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise UnknownNameError(kind, path, names, note=f"{path!r} does not import ({exc})") from None
+        raise UnknownNameError(kind, path, names(), note=f"{path!r} does not import ({exc})") from None
     return obj
 
 
@@ -54,12 +56,12 @@ def memory_names() -> dict[str, str]:
 def memory_class(name: str) -> type[Memory]:
     """The class registered under ``name``, or named ``"package.module:Class"`` (a user's memory)."""
     if name in MEMORIES:
-        return load_object(MEMORIES[name], "memory", MEMORIES)
+        return load_object(MEMORIES[name], "memory", memory_names)
     plugins = plugin_names(ENTRY_POINTS)
     if name in plugins:
-        return load_object(plugins[name], "memory", memory_names())
+        return load_object(plugins[name], "memory", memory_names)
     if ":" in name:
-        cls = load_object(name, "memory", memory_names())
+        cls = load_object(name, "memory", memory_names)
         if not (isinstance(cls, type) and issubclass(cls, Memory)):
             raise UnknownNameError("memory", name, memory_names(), note=f"{name!r} is not a memory.Memory subclass")
         return cls

@@ -493,16 +493,20 @@ class Addressable(Memory):
         """Task ``t``'s working memories, created from ``x, y`` (bases from real images of the
         classes there; classes not yet seen start from the mean of the bases)."""
         if self.working is None:
-            model_fn = self.model_fn or getattr(ctx, "fresh_model", None)
-            if model_fn is None:
-                raise ValueError("the addressable memory distils with a model: give it model_fn "
-                                 "(or use it from an agent)")
             gen = torch.Generator().manual_seed(self.seed * 1000 + t)
             init, labels = bases_from_data(x.cpu(), y.cpu(), self.n_bases, gen)
             mem = AddressableMemories(self.spec.image_shape, self.spec.n_classes, self.n_bases, self.rows,
                                       self.ds, generator=gen, init=init, init_labels=labels).to(x.device)
-            self.working = Distiller(mem, model_fn, self.unroll, self.outer, seed=self.seed * 1000 + t)
+            self.working = Distiller(mem, self._model_fn(ctx), self.unroll, self.outer, seed=self.seed * 1000 + t)
         return self.working
+
+    def _model_fn(self, ctx: Any) -> Callable[[], nn.Module]:
+        """What distils: ``model_fn``, else the learner's ``fresh_model``."""
+        model_fn = self.model_fn or getattr(ctx, "fresh_model", None)
+        if model_fn is None:
+            raise ValueError("the addressable memory distils with a model: give it model_fn "
+                             "(or use it from an agent, passed as ctx)")
+        return model_fn
 
     def end_task(self, t: int, ctx: Any = None) -> None:
         """Finish task ``t``: ``iterations`` outer steps on the buffer, store the memories in the
@@ -605,10 +609,8 @@ class Addressable(Memory):
         self.working = None
         w = state.get("working")
         if w is not None:  # the streaming task's memories, mid-distillation
-            model_fn = self.model_fn or getattr(ctx, "fresh_model", None)
-            if model_fn is None:
-                raise ValueError("addressable.load_state_dict needs ctx (the learner) to resume a distillation")
-            d = Distiller(AddressableMemories.from_state(w["mem"]), model_fn, self.unroll, self.outer, seed=w["seed"])
+            d = Distiller(AddressableMemories.from_state(w["mem"]), self._model_fn(ctx), self.unroll, self.outer,
+                          seed=w["seed"])
             d.opt.load_state_dict(w["opt"])
             d.gen.set_state(w["gen"])
             d.it, d.losses = w["it"], list(w["losses"])
