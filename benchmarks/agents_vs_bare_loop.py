@@ -85,7 +85,7 @@ def main() -> None:
             def proc(agent=agent):
                 with tempfile.TemporaryDirectory() as d:
                     t = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "agents.cli", "run", ENV, "--agent", agent,
+                    subprocess.run([sys.executable, "-m", "agents.harness.cli", "run", ENV, "--agent", agent,
                                     "--out", d], check=True, capture_output=True)
                     return time.perf_counter() - t
             t_proc = timed(proc, args.repeats)

@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from agents.cli import parse_assignments
+    from agents.harness.cli import parse_assignments
 
     stream = cl_env.make_stream(args.env, **parse_assignments(args.stream, "--stream"))
     px, _, index, _ = stream.pools()

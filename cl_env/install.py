@@ -81,11 +81,11 @@ def require_own_packages() -> None:
 
 def main() -> int:
     """The ``cl-env`` console script: the collision check first (before ``agents`` is imported,
-    which a foreign ``agents/__init__.py`` could break), then :func:`agents.cli.main`."""
+    which a foreign ``agents/__init__.py`` could break), then :func:`agents.harness.cli.main`."""
     found = check_top_level_packages()
     if found:
         print(f"error: {conflict_message(found)}", file=sys.stderr)
         return 2
-    from agents.cli import main as cli_main
+    from agents.harness.cli import main as cli_main
 
     return cli_main()

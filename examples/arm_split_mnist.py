@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from agents import results, run
+from agents import run
+from agents.harness import results
 
 BASELINE = {"model": "mlp400", "lr": 0.05}  # ARM's MNIST model and learning rate
 DISTILL = {**BASELINE, "update": "two_step", "temperature": 1.0}  # ARM's code/scripts/distill.py

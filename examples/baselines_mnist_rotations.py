@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from agents import results, run
+from agents import run
+from agents.harness import results
 
 CONFIGS = [
     ("online", None),

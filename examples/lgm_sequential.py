@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from agents import results, run
+from agents import run
+from agents.harness import results
 
 CONFIGS = [("vae", {}), ("ewc_vae", {"memory.gamma": 100}), ("lvae", {})]
 BOUNDS = [("vae", {"bound": "upto"}), ("vae", {"bound": "full"})]

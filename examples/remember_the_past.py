@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from agents import results, run
-from agents.distill import distill_source
+from agents import run
+from agents.harness import results
+from agents.harness.distill import distill_source
 
 
 def pct(values: list[float]) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from agents import results, run
+from agents import run
+from agents.harness import results
 
 
 def cells(budget: int) -> list[tuple[str, str, dict]]:

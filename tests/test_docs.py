@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import cl_env
-from agents.cli import build_parser
+from agents.harness.cli import build_parser
 from agents.registry import AGENTS
 from memory import MEMORIES
 
@@ -69,8 +69,8 @@ def test_commands_exist(page):
 
 
 def test_reference_pages_are_current_and_cover_every_name():
-    from agents.docgen import ROOT as REF
-    from agents.docgen import pages
+    from agents.harness.docgen import ROOT as REF
+    from agents.harness.docgen import pages
 
     expected = pages()
     for name in [*cl_env.STREAMS]:
@@ -80,4 +80,4 @@ def test_reference_pages_are_current_and_cover_every_name():
     for name in MEMORIES:
         assert f"memory-{name}.md" in expected
     stale = [n for n, text in expected.items() if not (REF / n).exists() or (REF / n).read_text() != text]
-    assert not stale, f"docs/reference is out of date for {stale}: run `python -m agents.docgen`"
+    assert not stale, f"docs/reference is out of date for {stale}: run `python -m agents.harness.docgen`"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import cl_env
-from agents.cli import main
+from agents.harness.cli import main
 from agents.registry import AGENTS, agent_class
 from cl_env.checks import InvalidValueError
 from cl_env.error import CLEnvError

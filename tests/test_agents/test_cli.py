@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agents.cli import main, parse_assignments
+from agents.harness.cli import main, parse_assignments
 
 
 def test_parse_assignments():
@@ -87,11 +87,11 @@ def test_version_and_help_texts(capsys):
     with pytest.raises(SystemExit):
         main(["sweep", "--help"])
     text = capsys.readouterr().out
-    assert "see agents/sweep.py" not in text and "budgets:" in text and "retries" in text
+    assert "see agents/harness/sweep.py" not in text and "budgets:" in text and "retries" in text
 
 
 def _run_parser():
-    from agents.cli import build_parser
+    from agents.harness.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     return sub.choices["run"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agents.runner import run
+from agents.harness.runner import run
 
 
 @pytest.fixture(scope="module")

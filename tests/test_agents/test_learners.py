@@ -124,7 +124,7 @@ def test_resume_after_interrupt_gives_the_same_result(agent, settings, tiny, tmp
 def test_killed_cli_run_resumes_to_the_same_result(mnist_root, tmp_path):
     args = ["run", "MNISTRotations-v0", "--agent", "er", "--budget", "20", "--stream",
             "source=mnist", "verify=False", f"root={str(mnist_root)!r}", "n_tasks=6", "train_per_task=300"]
-    cmd = [sys.executable, "-m", "agents.cli"]
+    cmd = [sys.executable, "-m", "agents.harness.cli"]
     subprocess.run([*cmd, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
     cut = tmp_path / "cut"
     # SIGKILL at a known point, right after the second checkpoint (step 14), not a race

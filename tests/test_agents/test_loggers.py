@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from agents.cli import main
-from agents.logger import parse_formats
-from agents.runner import run
+from agents.harness.cli import main
+from agents.harness.logger import parse_formats
+from agents.harness.runner import run
 from cl_env.error import CLEnvError
 
 
@@ -70,7 +70,7 @@ def test_csv_columns_do_not_depend_on_the_hash_seed(tiny, tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, json; from agents.runner import run; kw = json.loads(sys.argv[2]); "
+    code = ("import sys, json; from agents.harness.runner import run; kw = json.loads(sys.argv[2]); "
             "run(agent='er', budget=20, seed=0, out=sys.argv[1], log='csv', log_every=5, **kw)")
     texts = []
     for seed in ("1", "2"):

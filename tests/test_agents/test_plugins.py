@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from agents.cli import main
+from agents.harness.cli import main
 
 PLUGIN = textwrap.dedent('''
     """A user's package: a replay agent with its own memory (keeps the first examples it sees)."""

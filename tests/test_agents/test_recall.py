@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from agents.cli import main
-from agents.runner import run
+from agents.harness.cli import main
+from agents.harness.runner import run
 
 FAST = {"memory.iterations": 2, "memory.inner_steps": 2, "epochs": 2}
 
@@ -58,7 +58,7 @@ def test_recall_protocols_train_on_the_memories_they_name(tiny, tmp_path, protoc
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["config"]["derived"]["test_task_ids"] is (protocol == "per_task")
     assert saved["config"]["settings"]["protocol"] == protocol
-    from agents import results
+    from agents.harness import results
 
     table = results.comparison_tables(results.find_results([tmp_path])[0])
     assert ("task ids used at test time" in results.to_markdown(table)) is (protocol == "per_task")

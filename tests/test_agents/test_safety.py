@@ -10,9 +10,9 @@ import shutil
 import pytest
 import torch
 
-from agents import checkpoint
-from agents.cli import main
-from agents.runner import run
+from agents.harness import checkpoint
+from agents.harness.cli import main
+from agents.harness.runner import run
 
 
 class _Payload:
@@ -74,7 +74,7 @@ def test_truncated_or_empty_checkpoints_are_one_clear_line(mnist_root, tmp_path,
 
 
 def test_a_sweep_never_runs_a_crafted_checkpoint_in_a_cell(mnist_root, tmp_path):
-    from agents.sweep import expand, sweep
+    from agents.harness.sweep import expand, sweep
 
     cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er"], "budgets": [20],
            "seeds": [0], "stream": _stream(mnist_root), "retries": 0}

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from agents.cli import main
-from agents.sweep import expand, load_config, sweep
+from agents.harness.cli import main
+from agents.harness.sweep import expand, load_config, sweep
 
 
 def _config(mnist_root, out, **extra) -> dict:
@@ -47,7 +47,7 @@ def test_local_sweep_runs_skips_finished_and_resumes(mnist_root, tmp_path):
     er_dir = next(p.parent for p in results if "/er-" in str(p))
     before = json.loads((er_dir / "result.json").read_text())["accuracy_matrix"]
     (er_dir / "result.json").unlink()
-    from agents.runner import run
+    from agents.harness.runner import run
     shutil.rmtree(er_dir)
     with pytest.raises(KeyboardInterrupt):
         run("MNISTRotations-v0", agent="er", budget=20.0, seed=0, stream_kwargs=cfg["stream"], out=er_dir,
@@ -80,7 +80,7 @@ def test_ray_backend(mnist_root, tmp_path):
     # in a fresh interpreter: ray.init(num_cpus=2) starts a local instance
     code = (
         "import json, sys\n"
-        "from agents.sweep import sweep\n"
+        "from agents.harness.sweep import sweep\n"
         f"cfg = json.loads({json.dumps(json.dumps(_config(mnist_root, tmp_path / 'runs', agents=['er'])))})\n"
         "recs = sweep(cfg, workers=2, backend='ray', log=print)\n"
         "import ray; ray.shutdown()\n"

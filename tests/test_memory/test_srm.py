@@ -115,7 +115,7 @@ def test_memory_options_are_checked(tiny):
 
 
 def test_pretrain_then_transfer(mnist_root, tmp_path, tiny, capsys):
-    from agents.cli import main
+    from agents.harness.cli import main
 
     out = tmp_path / "vae.pt"
     c = latent_for_budget(20, MemorySpec((1, 28, 28), 10, 2), 1000, 4)  # the 2-task target stream

@@ -1,7 +1,7 @@
 """``cl-env sweep``: a grid of runs (envs x agents x memories x budgets x settings x seeds) on local
 processes or on a Ray cluster, all results in one directory.
 
-A cell is identified by its run's configuration hash (:func:`agents.results.run_config`, every
+A cell is identified by its run's configuration hash (:func:`agents.harness.results.run_config`, every
 default resolved): its directory is ``OUT/<env>/<agent>-<memory>-b<budget>-<hash of the
 configuration without the seed>/seed<k>``. A cell is finished only when its ``result.json``
 parses and carries that same hash, so changing any key (a stream option, the batch size, the
@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents import results
+from agents.harness import results
 
 KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries"}
@@ -224,7 +224,7 @@ def run_cell(cell: dict, root: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from agents.runner import run
+    from agents.harness.runner import run
 
     c = Cell(**cell)
     out = c.directory(Path(root))

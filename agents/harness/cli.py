@@ -41,7 +41,7 @@ def _check_options(args: argparse.Namespace, positive: tuple = (), counts: tuple
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from agents.runner import run
+    from agents.harness.runner import run
     from cl_env.error import CLEnvError
 
     torch.manual_seed(args.seed)  # only the CLI seeds globals; the library passes generators
@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from agents import results
+    from agents.harness import results
 
     runs, skipped = results.find_results(args.dirs)
     for note in skipped:
@@ -108,7 +108,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Path(args.csv).write_text(results.to_csv(tables))
         print(f"wrote {args.csv}", file=sys.stderr)
     if args.plot:
-        from agents.report import retention_vs_storage
+        from agents.harness.report import retention_vs_storage
 
         retention_vs_storage(runs, args.plot)
         print(f"wrote {args.plot} (retained accuracy against incremental storage)", file=sys.stderr)
@@ -176,7 +176,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Distil a dataset into addressable memories and measure them (Remember the Past, Table 1)."""
     import torch
 
-    from agents.distill import distill_source
+    from agents.harness.distill import distill_source
     from cl_env.error import CLEnvError
 
     torch.manual_seed(args.seed)
@@ -206,7 +206,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a grid of cells from a YAML/TOML config on local processes or Ray."""
-    from agents.sweep import expand, load_config, sweep
+    from agents.harness.sweep import expand, load_config, sweep
     from cl_env.error import CLEnvError
 
     try:
@@ -235,7 +235,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """A self-contained HTML report of a run or sweep directory."""
-    from agents.report import build_report
+    from agents.harness.report import build_report
 
     try:
         path = build_report(args.dir, args.out)
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="the HTML file (default: DIR/report.html)")
     rp.set_defaults(func=cmd_report)
 
-    from agents import sweep as sweep_module
+    from agents.harness import sweep as sweep_module
 
     sw = sub.add_parser("sweep", help="a grid of runs from a YAML/TOML config (local processes or Ray)",
                         description=sweep_module.__doc__.replace("``", "`"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.logger import Logger
+from agents.harness.logger import Logger
 from agents.models import build_model
 from cl_env.data import load_source
 from memory import addressable as A

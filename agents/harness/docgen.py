@@ -1,5 +1,5 @@
 """Generate docs/reference/: one page per registered environment, agent and memory, from the
-registry tables and the docstrings (``python -m agents.docgen``). A test checks the pages are
+registry tables and the docstrings (``python -m agents.harness.docgen``). A test checks the pages are
 current, so the reference can never drift from the code."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import inspect
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).parents[1] / "docs" / "reference"
+ROOT = Path(__file__).parents[2] / "docs" / "reference"
 
 
 def _doc(obj) -> str:
@@ -93,7 +93,7 @@ def pages() -> dict[str, str]:
     out.update({f"agent-{a}.md": agent_page(a) for a in AGENTS})
     out.update({f"memory-{m}.md": memory_page(m) for m in MEMORIES})
     index = ["# Reference", "", "One page per registered name, generated from the registry tables and the "
-             "docstrings (`python -m agents.docgen`).", ""]
+             "docstrings (`python -m agents.harness.docgen`).", ""]
     for title, prefix in (("Environments", "env-"), ("Agents", "agent-"), ("Memories", "memory-")):
         index += [f"## {title}", ""] + [f"- [`{k[len(prefix):-3]}`]({k})" for k in sorted(out) if k.startswith(prefix)] + [""]
     out["index.md"] = "\n".join(index)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents import results
+from agents.harness import results
 
 
 def _png(fig) -> str:
@@ -139,7 +139,7 @@ def _event_images(run_dir: Path) -> dict[str, str]:
 def build_report(root: str | Path, out: str | Path | None = None) -> Path:
     """Write ``root/report.html`` (or ``out``) for every ``result.json`` under ``root``.
 
-    The comparison tables group runs as ``cl-env compare`` does (:mod:`agents.results`); each
+    The comparison tables group runs as ``cl-env compare`` does (:mod:`agents.harness.results`); each
     run's section shows its status and its whole configuration; unreadable result files are
     listed, not fatal.
     """

@@ -6,7 +6,7 @@ checkpoints, and returns a :class:`Result` (also written as ``result.json``).
 
 A run directory holds one run: ``config.json`` (its resolved configuration and hash, written at
 start), ``checkpoint.pt`` (at task ends), TensorBoard events and, at the end, ``result.json``
-(status ``completed`` or ``diverged``). See :mod:`agents.results` for identity and grouping.
+(status ``completed`` or ``diverged``). See :mod:`agents.harness.results` for identity and grouping.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import torch
 from tqdm.auto import tqdm
 
 import cl_env
-from agents import checkpoint as ckpt
-from agents import results
 from agents.base import Agent, StreamInfo
-from agents.logger import Logger, parse_formats
+from agents.harness import checkpoint as ckpt
+from agents.harness import results
+from agents.harness.logger import Logger, parse_formats
 from agents.registry import agent_class, build_memory
 from cl_env import metrics
 from cl_env.error import UnknownNameError
@@ -124,7 +124,7 @@ def evaluate(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]]) -> np
 def evaluate_generative(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]], t: int,
                         net) -> tuple[np.ndarray, float, float]:
     """Per-task -ELBO of every task, -ELBO and Fréchet distance on the union of tasks ``0..t``."""
-    from agents.evaluators import generative_frechet
+    from agents.harness.evaluators import generative_frechet
     from memory.generative import negative_elbo
 
     model = agent.memory.model
@@ -290,7 +290,7 @@ def run(
         device: ``"cpu"`` or ``"cuda"``.
         out: Directory for ``config.json``, ``result.json``, TensorBoard events and
             ``checkpoint.pt``; None keeps everything in memory. A directory that holds another
-            run is refused (:class:`agents.results.RunDirectoryError`) unless ``resume`` or
+            run is refused (:class:`agents.harness.results.RunDirectoryError`) unless ``resume`` or
             ``overwrite``.
         settings: Agent settings (``--set key=value``); keys ``memory.NAME`` go to the memory's
             constructor (e.g. ``memory.items=3000``, ``memory.categories=8``, ``memory.n_sets=5``).
@@ -376,7 +376,7 @@ def run(
         gen = learner.generative
         net = None
         if gen:
-            from agents.evaluators import feature_classifier
+            from agents.harness.evaluators import feature_classifier
 
             net, net_acc = feature_classifier(stream, device, seed=0)
             config["derived"]["frechet_classifier_accuracy"] = round(net_acc, 4)
