@@ -20,40 +20,56 @@ from agents.models import build_model, default_init, default_model
 from cl_env.error import UnknownNameError
 from memory.base import Memory, MemorySpec
 
+_Optimizer = torch.optim.Optimizer
 
-class PlainSGD:
-    """``theta <- theta - lr * grad``: ``torch.optim.SGD`` without momentum or weight decay.
 
-    The same update and the same ``zero_grad`` / ``step`` / ``state_dict`` interface, in one fused
-    ``_foreach_add_``. Constructing a ``torch.optim`` optimiser imports ``torch._dynamo``, a
-    second of start-up in every process; this does not. Agents that want momentum or Adam return
-    a ``torch.optim`` optimiser from :meth:`Agent.make_optimizer` instead.
+class PlainSGD(_Optimizer):
+    """``theta <- theta - lr * grad``: ``torch.optim.SGD`` without momentum or weight decay, as
+    GEM and the papers' baselines step.
+
+    A real :class:`torch.optim.Optimizer` (parameter groups, ``state_dict``, hooks, every
+    ``torch.optim.lr_scheduler`` scheduler) whose step is one fused ``_foreach_add_`` per group.
+    It differs from ``torch.optim.SGD(lr=lr)`` in one way: ``add_param_group``, ``zero_grad``,
+    ``state_dict`` and ``load_state_dict`` are the base class's functions without their
+    ``torch._disable_dynamo`` wrappers, whose first call imports ``torch._dynamo``, 1.9 s of
+    start-up in every process on this 2-core CPU (docs/agents.md, "Optimisers"); they only matter
+    under ``torch.compile``. Agents that want momentum or Adam return any other ``torch.optim``
+    optimiser from :meth:`Agent.make_optimizer`.
+
+    Args:
+        params: Parameters or parameter groups (``{"params": ..., "lr": ...}``).
+        lr: Learning rate (> 0).
     """
 
     def __init__(self, params, lr: float):
-        if lr <= 0:
+        if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        self.params = [p for p in params if p.requires_grad]
-        self.lr = float(lr)
+        super().__init__(params, {"lr": float(lr)})
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+    add_param_group = _Optimizer.add_param_group.__wrapped__
+    zero_grad = _Optimizer.zero_grad.__wrapped__
+    state_dict = _Optimizer.state_dict.__wrapped__
+    _load_state_dict = _Optimizer.load_state_dict.__wrapped__
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "param_groups" not in state_dict:  # a checkpoint of cl-env <= 0.5: {"lr": ...}
+            for group in self.param_groups:
+                group["lr"] = float(state_dict["lr"])
+            return
+        self._load_state_dict(state_dict)
 
     @torch.no_grad()
-    def step(self) -> None:
-        with_grad = [p for p in self.params if p.grad is not None]
-        if with_grad:
-            torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-self.lr)
-
-    def state_dict(self) -> dict:
-        return {"lr": self.lr}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.lr = float(state["lr"])
+    def step(self, closure=None):
+        """One SGD step; ``closure`` (re-evaluating the loss) as in ``torch.optim``."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            with_grad = [p for p in group["params"] if p.grad is not None]
+            if with_grad:
+                torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-group["lr"])
+        return loss
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,8 @@ class Agent:
     needs_task_labels: ClassVar[bool] = False
     generative: ClassVar[bool] = False  # learns P(x): evaluated by test ELBO and Fréchet distance
     batch_sizes: ClassVar[tuple[int, ...] | None] = None  # None: any; else the only ones it runs with
+    # when :meth:`make_scheduler`'s schedule steps: after every optimiser step, or at task ends
+    SCHEDULE_EVERY: ClassVar[str] = "step"
 
     def __init__(self, info: StreamInfo, memory: Memory | None = None,
                  settings: dict | None = None, device: str = "cpu", seed: int = 0):
@@ -146,6 +164,13 @@ class Agent:
             torch.manual_seed(seed)
             self.model: nn.Module = self.make_model()
         self.optimizer = self.make_optimizer()
+        self.scheduler = None if self.optimizer is None else self.make_scheduler()
+        if self.scheduler is not None:
+            every_choices = ("step", "task")
+            if self.SCHEDULE_EVERY not in every_choices:
+                raise ValueError(f"SCHEDULE_EVERY must be one of {every_choices}, got {self.SCHEDULE_EVERY!r}")
+            if self.SCHEDULE_EVERY == "step":  # a post-hook: learners calling optimizer.step() are covered
+                self.optimizer.register_step_post_hook(lambda *_: self.scheduler.step())
         self.generator = torch.Generator().manual_seed(seed + 1)
         mask = torch.zeros(info.n_tasks, info.n_classes, dtype=torch.bool)
         for t, classes in enumerate(info.task_classes):
@@ -164,9 +189,21 @@ class Agent:
         use it: the ``addressable`` memory's inner model)."""
         return self.make_model()
 
-    def make_optimizer(self) -> PlainSGD | torch.optim.Optimizer | None:
-        """Plain SGD without momentum, as GEM and the papers' baselines use."""
+    def make_optimizer(self) -> torch.optim.Optimizer | None:
+        """Plain SGD without momentum, as GEM and the papers' baselines use (any
+        ``torch.optim`` optimiser over ``self.model.parameters()`` may be returned instead)."""
         return PlainSGD(self.model.parameters(), lr=self.settings["lr"])
+
+    def make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """A ``torch.optim.lr_scheduler`` schedule over :attr:`optimizer`; none by default.
+
+        It steps after every optimiser step (``SCHEDULE_EVERY = "step"``, through a step post-hook,
+        so learners that call ``optimizer.step()`` themselves are covered) or once per task end
+        (``SCHEDULE_EVERY = "task"``); checkpoints keep its state. ``StreamInfo.n_examples`` gives
+        the horizon of schedules that need one (``OneCycleLR``, ``CosineAnnealingLR``).
+        ``ReduceLROnPlateau`` needs a metric and is not driven here.
+        """
+        return None
 
     # ----------------------------------------------------------------- settings
     @classmethod
@@ -294,6 +331,8 @@ class Agent:
     def end_task(self, t: int) -> None:
         """Task boundary: the learner's hook, then the memory's."""
         self.on_task_end(t)
+        if self.scheduler is not None and self.SCHEDULE_EVERY == "task":
+            self.scheduler.step()
         if self.memory is not None:
             self.memory.end_task(t, ctx=self)
 
@@ -362,6 +401,7 @@ class Agent:
         return {
             "model": self.model.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "memory": None if self.memory is None else self.memory.state_dict(),
             "generator": self.generator.get_state(),
             "extra": self.extra_state(),
@@ -371,6 +411,8 @@ class Agent:
         self.model.load_state_dict(state["model"])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         if self.memory is not None:
             self.memory.load_state_dict(state["memory"], ctx=self)
         self.generator.set_state(state["generator"])
