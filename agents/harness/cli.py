@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every STEPS steps (a checkpoint is written at every task end)")
     r.add_argument("--log", default="tensorboard", metavar="FORMATS",
                    help="where scalars go, comma-separated: tensorboard, csv (OUT/progress.csv), "
-                        "jsonl (OUT/progress.jsonl), stdout (default tensorboard)")
+                        "jsonl (OUT/progress.jsonl), stdout, wandb (Weights & Biases, the [wandb] extra; "
+                        "WANDB_MODE=offline logs locally) (default tensorboard)")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar (default: on a terminal; otherwise one line per task)")
     r.set_defaults(func=cmd_run)

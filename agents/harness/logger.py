@@ -1,6 +1,7 @@
 """The one logger: TensorBoard event files (``torch.utils.tensorboard``) under the run directory,
 and, on request, the scalars as CSV (``progress.csv``), JSON lines (``progress.jsonl``) or a table
-on stdout, written by Stable-Baselines3's logger formats (a dependency already).
+on stdout, written by Stable-Baselines3's logger formats (a dependency already), and to Weights &
+Biases (``wandb``, the optional ``[wandb]`` extra; ``WANDB_MODE=offline`` writes the run locally).
 
 Agents never hold a writer; they return named loss tensors and the runner logs them here. Every
 scalar, image and text uses one x-axis, the number of training examples seen, so training and
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FORMATS = ("tensorboard", "csv", "jsonl", "stdout")
+FORMATS = ("tensorboard", "csv", "jsonl", "stdout", "wandb")
+WANDB_ID_FILE = "wandb-run-id"  # a resumed run continues the same W&B run
 STEP_KEY = "examples"  # the x-axis column of the CSV / JSON-lines files
 
 
@@ -29,9 +31,17 @@ def parse_formats(text: str | list | tuple | None) -> tuple[str, ...]:
         return ("tensorboard",)
     items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if str(s).strip()]
     for item in items:
-        checks.choice("log", item, FORMATS, fix="--log tensorboard,csv,jsonl,stdout")
+        checks.choice("log", item, FORMATS, fix="--log tensorboard,csv,jsonl,stdout,wandb")
     if not items:
         raise checks.fail("log", text, f"one or more of {list(FORMATS)}", "--log tensorboard,csv")
+    if "wandb" in items:
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            from cl_env.error import CLEnvError
+
+            raise CLEnvError("--log wandb needs the wandb package, which is not installed; expected the "
+                             "[wandb] extra; fix: pip install -e '.[wandb]' (or drop wandb from --log)")
     return tuple(dict.fromkeys(items))
 
 
@@ -81,6 +91,29 @@ def _kept_rows(path: Path, purge_step: int | None) -> list[dict]:
     return [r for r in rows if r.get(STEP_KEY, 0) < purge_step]
 
 
+def _wandb_run(out: str | Path | None, purge_step: int | None, run_name: str | None):
+    """A W&B run under ``out`` (its ``wandb/`` folder); a resumed run (``purge_step``) continues
+    the run whose id the first session left in ``out/wandb-run-id``. The project is
+    ``$WANDB_PROJECT`` (default ``cl-env``); ``WANDB_MODE=offline`` logs without a network (sync
+    later with ``wandb sync``). W&B keeps steps monotonic, so on resume it drops the points the
+    killed session had logged past its checkpoint rather than replacing them (TensorBoard and the
+    CSV / JSON-lines files purge them exactly)."""
+    import os
+
+    import wandb
+
+    id_file = None if out is None else Path(out) / WANDB_ID_FILE
+    run_id = None
+    if purge_step is not None and id_file is not None and id_file.exists():
+        run_id = id_file.read_text().strip() or None
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "cl-env"), name=run_name, id=run_id,
+                     resume="allow" if run_id else None, dir=None if out is None else str(out),
+                     reinit="finish_previous")
+    if id_file is not None:
+        id_file.write_text(run.id)
+    return run
+
+
 def accuracy_heatmap(R: np.ndarray, title: str = "accuracy matrix"):
     """A matplotlib figure of ``R[i, j]`` (rows: after task i; columns: test task j).
 
@@ -115,10 +148,13 @@ class Logger:
     """
 
     def __init__(self, out: str | Path | None, purge_step: int | None = None,
-                 formats: tuple[str, ...] | list[str] = ("tensorboard",)):
+                 formats: tuple[str, ...] | list[str] = ("tensorboard",), run_name: str | None = None):
         self.writer = None
         self.kv: list = []
+        self.wandb = None
         formats = parse_formats(list(formats))
+        if "wandb" in formats:
+            self.wandb = _wandb_run(out, purge_step, run_name)
         if out is not None and "tensorboard" in formats:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -150,20 +186,25 @@ class Logger:
         ``hparams``: flat name -> bool/int/float/str (others as text); ``metrics``: the scalar
         tags the HParams tab shows per run (logged later with :meth:`scalars`). Written into the
         run's own event file rather than through ``SummaryWriter.add_hparams``, which opens a
-        second run directory.
+        second run directory; with W&B, the run's config.
         """
-        if self.writer is None:
-            return
         from torch.utils.tensorboard.summary import hparams as hp_summary
 
         clean = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in hparams.items()}
+        if self.wandb is not None:
+            self.wandb.config.update(clean, allow_val_change=True)
+        if self.writer is None:
+            return
         exp, ssi, _ = hp_summary(clean, {m: 0.0 for m in metrics})  # values: logged as scalars
         fw = self.writer._get_file_writer()
         fw.add_summary(exp)
         fw.add_summary(ssi)
 
     def end_session(self, status: str) -> None:
-        """The HParams session-end summary (status ``completed`` -> success, else failure)."""
+        """The HParams session-end summary (status ``completed`` -> success, else failure); W&B's
+        summary gets ``status``."""
+        if self.wandb is not None:
+            self.wandb.summary["status"] = status
         if self.writer is None:
             return
         from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
@@ -197,6 +238,8 @@ class Logger:
             excluded = dict.fromkeys(row, ())  # SB3's writers take one (empty) exclusion per key
             for w in self.kv:
                 w.write(row, excluded, int(step))
+        if self.wandb is not None:
+            self.wandb.log({prefix + k: float(v) for k, v in values.items()}, step=int(step))
 
     def accuracy_matrix(self, R: np.ndarray, step: int, figure: bool = False) -> None:
         """The accuracy matrix as a heatmap image (cheap: a colour map, 16 px per cell); with
@@ -216,11 +259,17 @@ class Logger:
 
     def images(self, tag: str, x: torch.Tensor, step: int, nrow: int = 10) -> None:
         """A grid of images in [0, 1] (what a memory replays)."""
-        if self.writer is None or x is None or len(x) == 0:
+        if (self.writer is None and self.wandb is None) or x is None or len(x) == 0:
             return
         from torchvision.utils import make_grid
 
-        self.writer.add_image(tag, make_grid(x[:100].detach().float().cpu(), nrow=nrow), step)
+        grid = make_grid(x[:100].detach().float().cpu(), nrow=nrow)
+        if self.writer is not None:
+            self.writer.add_image(tag, grid, step)
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({tag: wandb.Image(grid.permute(1, 2, 0).numpy())}, step=int(step))
 
     def close(self) -> None:
         if self.writer is not None:
@@ -229,3 +278,6 @@ class Logger:
         for w in self.kv:
             w.close()  # SB3's stdout writer does not close a stream it does not own
         self.kv = []
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None

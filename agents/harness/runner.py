@@ -401,7 +401,8 @@ def run(
                 obs = raw.seek(steps)
         # one x-axis for everything: examples seen; a resumed run drops what the killed one logged
         # after its checkpoint (the checkpoint's own evaluation, at exactly that step, is kept)
-        logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None, formats=log_formats)
+        logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None, formats=log_formats,
+                        run_name=f"{agent}-{config['memory'] or 'none'}-{env_id}-seed{seed}")
         if not steps:
             logger.text("config", "```json\n" + json.dumps(config, indent=2, default=str) + "\n```")
             logger.hparams(results.hparams_of(config),
