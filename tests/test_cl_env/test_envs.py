@@ -135,3 +135,33 @@ def test_gymnasium_torch_wrappers_work(make):
     assert isinstance(obs["x"], torch.Tensor) and obs["x"].shape[0] == 10
     obs, reward, terminated, truncated, info = env.step(torch.zeros(10, dtype=torch.long))
     assert isinstance(info["y"], torch.Tensor) and 0.0 <= float(reward) <= 1.0
+
+
+def _sb3_test_accuracy(batch_size: int, timesteps: int) -> list[float]:
+    """PPO trained by ``algo.learn`` directly on the env (as a contextual bandit, gamma 0), then
+    its deterministic labels on each task's test set, in batches of the env's shape."""
+    from stable_baselines3 import PPO
+
+    env = gym.make("MNISTRotations-v0", batch_size=batch_size, n_tasks=2, train_per_task=1000)
+    algo = PPO("MultiInputPolicy", env, n_steps=100 if batch_size == 1 else 20,
+               batch_size=50 if batch_size == 1 else 10, n_epochs=4, gamma=0.0, learning_rate=1e-3,
+               seed=0, device="cpu")
+    algo.learn(total_timesteps=timesteps)
+    accs = []
+    for t, task in enumerate(env.unwrapped.stream.tasks):
+        x, y = task.test_x.float().div(255.0).numpy(), task.test_y.numpy()
+        n = len(x) // batch_size * batch_size
+        xs = x[:n] if batch_size == 1 else x[:n].reshape(-1, batch_size, *x.shape[1:])
+        actions, _ = algo.predict({"x": xs, "t": np.full(len(xs), t)}, deterministic=True)
+        accs.append(float((np.asarray(actions).reshape(-1) == y[:n]).mean()))
+    return accs
+
+
+def test_stable_baselines3_learns_on_the_env_directly_with_batch_size_1():
+    """docs/environments.md: with batch_size=1 the reward is the one label's, and PPO learns well
+    above chance (10 %) on both tasks of a two-task stream; with batch_size=10 one reward covers ten
+    labels and PPO, given the same 2,000 examples, stays at chance."""
+    single = _sb3_test_accuracy(batch_size=1, timesteps=2000)
+    assert min(single) > 0.25, single
+    batched = _sb3_test_accuracy(batch_size=10, timesteps=200)
+    assert max(batched) < 0.15, batched
