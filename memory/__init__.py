@@ -18,6 +18,8 @@ from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits  # noqa: E4
 MEMORIES: dict[str, str] = {
     "reservoir": "memory.buffers:ReservoirBuffer",
     "task_ring": "memory.buffers:TaskRingBuffer",
+    "logit_reservoir": "memory.buffers:LogitReservoir",
+    "class_balanced": "memory.buffers:ClassBalancedBuffer",
     "self_recall": "memory.self_recall:SelfRecall",
     "srm": "memory.srm:SRM",
     "teacher": "memory.generative:GenerativeTeacher",

@@ -233,3 +233,195 @@ class TaskRingBuffer(Memory):
         self.x.copy_(state["x"])
         self.y.copy_(state["y"])
         self.count = np.asarray(state["count"]).copy()
+
+
+class LogitReservoir(ReservoirBuffer):
+    """A reservoir that also keeps each item's logits as the model gave them when it was written
+    (DER and DER++, Buzzega et al. 2020, §3: "we sample ... the network's logits").
+
+    Storage per item: the example, its label and task id (as :class:`ReservoirBuffer`) plus
+    ``32 * n_classes`` bits of float32 logits. :meth:`sample` returns the logits as
+    ``extras["logits"]``.
+
+    Args:
+        spec: The stream's shape.
+        capacity: Items held at most.
+        seed: Seeds the write policy.
+    """
+
+    name = "logit_reservoir"
+
+    def __init__(self, spec: MemorySpec, capacity: int, seed: int = 0):
+        super().__init__(spec, capacity, seed)
+        self.logits = torch.zeros(self.capacity, spec.n_classes, device=spec.device)
+
+    @classmethod
+    def item_bits(cls, spec: MemorySpec) -> int:
+        return spec.example_bits + spec.label_bits + spec.task_bits + 32 * spec.n_classes
+
+    def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None,
+                logits: torch.Tensor | None = None) -> None:
+        """Write by reservoir sampling; ``logits`` (``(B, n_classes)``) are required."""
+        if logits is None:
+            raise ValueError("logit_reservoir stores the model's logits: call observe(..., logits=...)")
+        src, dst = reservoir_slots(self.n_seen, len(x), self.capacity, self.rng)
+        self.n_seen += len(x)
+        if len(src) == 0:
+            return
+        dst_t = torch.from_numpy(dst).to(self.x.device)
+        src_t = torch.from_numpy(src).to(x.device)
+        self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)
+        self.y[dst_t] = y[src_t].to(self.y.device)
+        self.t[dst_t] = t
+        self.logits[dst_t] = logits[src_t].detach().float().to(self.logits.device)
+
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        if self.items == 0:
+            return None
+        idx = torch.randint(0, self.items, (n,), generator=generator, device=generator.device if generator else "cpu")
+        idx = idx.to(self.x.device)
+        return ReplayBatch(self.x[idx].float().div_(255.0), self.t[idx], self.y[idx], {"logits": self.logits[idx]})
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "logits": self.logits}
+
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
+        super().load_state_dict(state, ctx)
+        self.logits.copy_(state["logits"])
+
+
+def balanced_slot(counts: np.ndarray, label: int, capacity: int, used: int,
+                  rng: np.random.Generator, slots_of) -> int | None:
+    """GDumb's greedy class-balancing sampler (Prabhu et al. 2020, Algorithm 1) for one example.
+
+    With a free slot the example is stored. Otherwise, if its class holds fewer than
+    ``capacity / classes seen`` items (the classes seen counting this one), a uniformly chosen item
+    of a largest class is evicted for it; else it is not stored.
+
+    Args:
+        counts: Items held per class (updated by the caller).
+        label: The example's class.
+        capacity: Items the memory holds at most.
+        used: Items held now.
+        rng: Draws the evicted item.
+        slots_of: ``class -> array of the slots holding it``.
+
+    Returns:
+        The slot to write, or None.
+    """
+    if used < capacity:
+        return used
+    seen = int((counts > 0).sum()) + (counts[label] == 0)
+    if counts[label] >= capacity / seen:
+        return None
+    largest = np.flatnonzero(counts == counts.max())
+    victim_class = int(largest[rng.integers(len(largest))])
+    slots = slots_of(victim_class)
+    return int(slots[rng.integers(len(slots))])
+
+
+class ClassBalancedBuffer(Memory):
+    """GDumb's memory: examples kept by the greedy class-balancing sampler (:func:`balanced_slot`),
+    so that every class seen holds about ``capacity / classes seen`` items. Storage per item: the
+    example, its label and its task id.
+
+    Args:
+        spec: The stream's shape.
+        capacity: Items held at most.
+        seed: Seeds the evictions.
+    """
+
+    name = "class_balanced"
+
+    def __init__(self, spec: MemorySpec, capacity: int, seed: int = 0):
+        super().__init__(spec)
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        self.capacity = int(capacity)
+        self.x, self.y = _empty(spec, self.capacity)
+        self.t = torch.zeros(self.capacity, dtype=torch.int64, device=spec.device)
+        self.labels = np.full(self.capacity, -1, dtype=np.int64)  # host copy of y for the sampler
+        self.counts = np.zeros(spec.n_classes, dtype=np.int64)
+        self.used = 0
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def item_bits(cls, spec: MemorySpec) -> int:
+        return spec.example_bits + spec.label_bits + spec.task_bits
+
+    @classmethod
+    def default(cls, spec: MemorySpec, **kwargs) -> ClassBalancedBuffer:
+        return cls(spec, 256, **kwargs)
+
+    @classmethod
+    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> ClassBalancedBuffer:
+        return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
+
+    def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
+        if self.capacity == 0:
+            return
+        labels = y.detach().cpu().numpy()
+        src, dst = [], []
+        for i, label in enumerate(labels):  # sequential by definition: each decision sees the last
+            slot = balanced_slot(self.counts, int(label), self.capacity, self.used, self.rng,
+                                 lambda c: np.flatnonzero(self.labels == c))
+            if slot is None:
+                continue
+            if slot == self.used:
+                self.used += 1
+            else:
+                self.counts[self.labels[slot]] -= 1
+            self.labels[slot] = label
+            self.counts[label] += 1
+            if slot in dst:  # written twice in this batch: the later example wins
+                src[dst.index(slot)] = i
+            else:
+                src.append(i)
+                dst.append(slot)
+        if not src:
+            return
+        src_t = torch.as_tensor(src, device=x.device)
+        dst_t = torch.as_tensor(dst, device=self.x.device)
+        self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)
+        self.y[dst_t] = y[src_t].to(self.y.device)
+        self.t[dst_t] = t
+
+    def all(self) -> ReplayBatch | None:
+        """Every item held, in slot order."""
+        if self.used == 0:
+            return None
+        n = self.used
+        return ReplayBatch(self.x[:n].float().div_(255.0), self.t[:n], self.y[:n])
+
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        if self.used == 0:
+            return None
+        idx = torch.randint(0, self.used, (n,), generator=generator).to(self.x.device)
+        return ReplayBatch(self.x[idx].float().div_(255.0), self.t[idx], self.y[idx])
+
+    def tasks(self) -> list[int]:
+        return sorted(set(self.t[: self.used].tolist()))
+
+    @property
+    def items(self) -> int:
+        return self.used
+
+    @property
+    def storage_bits(self) -> int:
+        return self.used * self.item_bits(self.spec)
+
+    def state_dict(self) -> dict:
+        return {"x": self.x, "y": self.y, "t": self.t, "labels": self.labels.copy(),
+                "counts": self.counts.copy(), "used": self.used, "rng": self.rng.bit_generator.state,
+                "capacity": self.capacity}
+
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"checkpoint holds capacity {state['capacity']}, this buffer {self.capacity}")
+        self.x.copy_(state["x"])
+        self.y.copy_(state["y"])
+        self.t.copy_(state["t"])
+        self.labels = np.asarray(state["labels"]).copy()
+        self.counts = np.asarray(state["counts"]).copy()
+        self.used = int(state["used"])
+        self.rng.bit_generator.state = state["rng"]

@@ -60,6 +60,14 @@ CASES = [
     # +0.133, -0.020), with 40 steps +0.290 (+0.351, +0.273, +0.247)
     ("arm", None, None, {"model": "mlp400", "lr": 0.05}, SPLIT200, 0.15),  # recall from the old model
     ("adi", None, None, {"model": "mlp400", "lr": 0.05}, SPLIT, 0.1),  # +0.203 (+0.241, +0.203, +0.166): inversion
+    # the baselines of issue 18 (measured with one thread)
+    ("der", None, 100, None, SPLIT, 0.08),      # +0.166 (+0.139, +0.199, +0.159): stored logits
+    ("derpp", None, 100, None, SPLIT, 0.2),     # +0.398 (+0.433, +0.346, +0.415): logits and labels
+    ("er_ace", None, 100, None, SPLIT, 0.25),   # +0.508 (+0.534, +0.530, +0.460): asymmetric CE
+    ("mir", None, 100, None, SPLIT, 0.24),      # +0.483 (+0.537, +0.511, +0.401): interfered retrieval
+    ("gdumb", None, 100, None, SPLIT, 0.28),    # +0.560 (+0.578, +0.560, +0.542): balanced memory, retrained
+    ("si", None, None, None, ROT, 0.006),       # +0.013 (+0.007, +0.016, +0.016): path-integral anchor
+    ("mas", None, None, None, ROT, 0.012),      # +0.025 (+0.031, +0.032, +0.012): output-sensitivity anchor
 ]
 
 
