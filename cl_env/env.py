@@ -41,6 +41,13 @@ class ContinualEnv(gym.Env):
         render_mode: None or ``"rgb_array"``: :meth:`render` returns the batch the agent acts on
             next as one ``(H, W, 3)`` uint8 grid image (a window, ``"human"``, is not offered: a
             batch of digits is better looked at in TensorBoard or saved with the grid).
+        passes: Each task's examples are emitted this many times, each time in a fresh order,
+            before the next task (ARM's "task iterations"; offline protocols' epochs); one
+            ``reset`` covers all of them and ``task_end`` marks the last pass's last batch.
+        transition: Gradual boundaries: consecutive tasks overlap over a window of this many
+            examples (half from each task), the next task's batches mixed in with a probability
+            ramping from 0 to 1 (:func:`cl_env.stream.ramp_interleave`); 0 (default) gives sharp
+            boundaries. Batches still hold one task each; ``task_end`` is a task's last batch.
 
     Observation: ``{"x": float32 (C, H, W) or (B, C, H, W) in [0, 1], "t": task id}``.
     Info after ``step``: ``y`` (labels of the batch acted on), ``t``, ``task_end`` and
@@ -59,6 +66,8 @@ class ContinualEnv(gym.Env):
         device: str | torch.device | None = None,
         chunk_bytes: int = 1 << 30,
         render_mode: str | None = None,
+        passes: int = 1,
+        transition: int = 0,
     ):
         from cl_env import checks
 
@@ -75,6 +84,8 @@ class ContinualEnv(gym.Env):
         if device is not None and not isinstance(device, torch.device):
             checks.device("device", device)
         checks.integer("chunk_bytes", chunk_bytes, 1)
+        self.passes = checks.integer("passes", passes, 1, fix="passes=1")
+        self.transition = checks.integer("transition", transition, 0, fix="transition=0 (sharp boundaries)")
         self.stream = stream
         self.batch_size = batch_size
         stream.warn_if_dropped(batch_size)
@@ -95,19 +106,13 @@ class ContinualEnv(gym.Env):
             else spaces.MultiDiscrete([stream.n_classes] * batch_size)
         )
 
-        # The batch plan is fixed for the env's life: per batch, its task and whether it ends it.
-        sizes = stream.usable_sizes(batch_size)
-        per_task = [n // batch_size for n in sizes]
-        batch_t = np.repeat(np.arange(stream.n_tasks), per_task)
-        batch_end = np.zeros(len(batch_t), dtype=bool)
-        batch_end[np.cumsum(per_task) - 1] = True
-        self._batch_t_list = batch_t.tolist()  # Python lists index faster than arrays
-        self._batch_end_list = batch_end.tolist()
+        # The batch plan: per batch, its task and whether it ends it (drawn again at each reset
+        # when boundaries are gradual; this one, in stored order, serves until the first reset).
+        self._set_plan(*stream.train_plan(batch_size, None, self.passes, self.transition))
         self._t_obs = [np.int64(t) for t in range(stream.n_tasks)]
         self._fast_numpy = self.device is None and batch_size > 1
         self._n_classes = stream.n_classes
         self._y_shape = (batch_size,)
-        self.n_batches = len(self._batch_t_list)
         self._pool_x, self._pool_y, self._pool_index, _ = stream.pools()
         per_example = 4 * int(np.prod(stream.image_shape))
         self.chunk_batches = max(1, (chunk_bytes // per_example) // batch_size)
@@ -122,7 +127,10 @@ class ContinualEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start a pass: shuffle the examples inside each task with ``self.np_random``."""
         super().reset(seed=seed)
-        order = torch.from_numpy(self.stream.train_order(self.batch_size, self.np_random))
+        order, batch_t, batch_end = self.stream.train_plan(self.batch_size, self.np_random, self.passes,
+                                                           self.transition)
+        self._set_plan(None, batch_t, batch_end)
+        order = torch.from_numpy(order)
         dev = self.device or torch.device("cpu")
         self._rows = self._pool_index[order]
         ys = self._pool_y[self._rows].to(dev)
@@ -177,6 +185,11 @@ class ContinualEnv(gym.Env):
         return {"x": self._x[n - self._chunk_start]}, reward, False, False, info
 
     # ------------------------------------------------------------------ helpers
+    def _set_plan(self, order, batch_t: np.ndarray, batch_end: np.ndarray) -> None:
+        self._batch_t_list = batch_t.tolist()  # Python lists index faster than arrays
+        self._batch_end_list = batch_end.tolist()
+        self.n_batches = len(self._batch_t_list)
+
     def _check_labels(self, a: np.ndarray, action) -> None:
         """``a`` (``action`` as an array) holds integer labels in ``[0, n_classes)``."""
         if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self._n_classes:
@@ -293,6 +306,8 @@ def make_env(
     device: str | None = None,
     chunk_bytes: int = 1 << 30,
     render_mode: str | None = None,
+    passes: int = 1,
+    transition: int = 0,
     **stream_kwargs,
 ) -> ContinualEnv:
     """Gymnasium entry point of every registered id: build the stream, wrap it."""
@@ -300,4 +315,5 @@ def make_env(
 
     return ContinualEnv(make_stream(stream_id, **stream_kwargs), batch_size=batch_size,
                         task_labels=task_labels, task_boundaries=task_boundaries, device=device,
-                        chunk_bytes=chunk_bytes, render_mode=render_mode)
+                        chunk_bytes=chunk_bytes, render_mode=render_mode, passes=passes,
+                        transition=transition)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from cl_env.error import UnknownNameError
-from cl_env.stream import TaskStream
+from cl_env.stream import TaskStream, with_validation
 
 
 @dataclass(frozen=True)
@@ -124,17 +124,26 @@ def make_stream(env_id: str, **kwargs) -> TaskStream:
 
     params = inspect.signature(builder).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    bad = [k for k in kwargs if k not in params and not accepts_any]
+    bad = [k for k in kwargs if k not in params and k not in STREAM_OPTIONS and not accepts_any]
     if bad:
-        valid = sorted(k for k in params if k != "env_id")
+        valid = sorted({*(k for k in params if k != "env_id"), *STREAM_OPTIONS})
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
     defaults, _ = _builder_defaults(builder)
-    check_stream_kwargs(env_id, kwargs, {**defaults, **spec.kwargs})
-    return builder(env_id=env_id, **{**spec.kwargs, **kwargs})
+    check_stream_kwargs(env_id, kwargs, {**defaults, **spec.kwargs, **STREAM_OPTIONS})
+    kwargs = dict(kwargs)
+    fraction = float(kwargs.pop("validation_fraction", 0.0))
+    stream = builder(env_id=env_id, **{**spec.kwargs, **kwargs})
+    seed = {**defaults, **spec.kwargs, **kwargs}.get("seed", 0)
+    return with_validation(stream, fraction, seed=int(seed or 0))
 
 
 # options of the env itself (``make_env``), beside the stream builder's
-ENV_OPTIONS = {"task_labels": True, "task_boundaries": True}
+ENV_OPTIONS = {"task_labels": True, "task_boundaries": True, "passes": 1, "transition": 0}
+# options every stream takes, applied after its builder (``cl_env.stream.with_validation``)
+STREAM_OPTIONS = {"validation_fraction": 0.0}
+# options added after runs were first recorded: a run's identity holds them only when they differ
+# from these defaults, so results recorded before they existed keep their configuration hash
+IDENTITY_OMITS_AT_DEFAULT = {"passes": 1, "transition": 0, "validation_fraction": 0.0}
 # options that never change what is emitted (how the float32 batches are prepared, whether
 # missing files may be downloaded): not part of a run's identity
 PERFORMANCE_OPTIONS = ("chunk_bytes", "download")
@@ -175,7 +184,7 @@ def _plain(value):
 
 
 # integer options that may be 0 (everything else integral counts from 1)
-_ZERO_OK = ("seed",)
+_ZERO_OK = ("seed", "transition")
 
 
 def check_stream_kwargs(env_id: str, kwargs: dict, defaults: dict) -> None:
@@ -224,17 +233,20 @@ def resolve_stream_kwargs(env_id: str, kwargs: dict | None = None) -> dict:
     builder = getattr(importlib.import_module(module), func)
     defaults, accepts_any = _builder_defaults(builder)
     kwargs = dict(kwargs or {})
-    bad = [k for k in kwargs if k not in defaults and k not in ENV_OPTIONS
+    bad = [k for k in kwargs if k not in defaults and k not in ENV_OPTIONS and k not in STREAM_OPTIONS
            and k not in PERFORMANCE_OPTIONS and not accepts_any]
     if bad:
-        valid = sorted({*defaults, *ENV_OPTIONS})
+        valid = sorted({*defaults, *ENV_OPTIONS, *STREAM_OPTIONS})
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
-    base = {**defaults, **spec.kwargs, **ENV_OPTIONS}
+    base = {**defaults, **spec.kwargs, **ENV_OPTIONS, **STREAM_OPTIONS}
     check_stream_kwargs(env_id, kwargs, base)
     for k, v in kwargs.items():  # an int where the default is a float is that float (one identity)
         if isinstance(base.get(k), float) and isinstance(v, int) and not isinstance(v, bool):
             kwargs[k] = float(v)
     merged = {**base, **kwargs}
+    for k, d in IDENTITY_OMITS_AT_DEFAULT.items():
+        if k in merged and merged[k] == d and type(merged[k]) is type(d):
+            del merged[k]
     return {k: _plain(merged[k]) for k in sorted(merged) if k not in PERFORMANCE_OPTIONS}
 
 

@@ -34,6 +34,8 @@ class Task:
         train_index: None, or the task's examples as indices into ``train_x``/``train_y``, which
             are then a pool shared with other tasks (a long phase drawn in passes over one
             dataset holds its pixels once and its order as indices).
+        val_index: None, or the task's held-out validation examples as indices into
+            ``train_x``/``train_y`` (:func:`with_validation`); never emitted for training.
     """
 
     t: int
@@ -44,6 +46,7 @@ class Task:
     test_y: torch.Tensor
     classes: tuple[int, ...]
     train_index: torch.Tensor | None = None
+    val_index: torch.Tensor | None = None
 
     @property
     def n_train(self) -> int:
@@ -124,6 +127,21 @@ class TaskStream:
         task = self.tasks[t]
         return task.test_x.float().div_(255.0), task.test_y
 
+    @property
+    def has_validation(self) -> bool:
+        return all(t.val_index is not None for t in self.tasks)
+
+    def validation_set(self, t: int, as_uint8: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Task ``t``'s held-out validation examples (``validation_fraction``) as ``(x, y)``: float32
+        in [0, 1], or the stored ``uint8`` with ``as_uint8``. For choosing hyperparameters; the
+        training pass never emits them."""
+        task = self.tasks[t]
+        if task.val_index is None:
+            raise ValueError(f"{self.name} has no validation split; build it with validation_fraction=0.1 "
+                             "(a fraction of each task's training examples held out)")
+        x, y = task.train_x[task.val_index], task.train_y[task.val_index]
+        return (x, y) if as_uint8 else (x.float().div_(255.0), y)
+
     # ------------------------------------------------------------------ order
     def usable_sizes(self, batch_size: int) -> list[int]:
         """Examples per task that a pass at ``batch_size`` emits (each size rounded down)."""
@@ -164,6 +182,43 @@ class TaskStream:
             parts.append(idx + offset)
             offset += task.n_train
         return np.concatenate(parts)
+
+    def train_plan(self, batch_size: int, rng: np.random.Generator | None, passes: int = 1,
+                   transition: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batches of one run over the stream: example order, each batch's task, task ends.
+
+        Each task emits its usable examples ``passes`` times, each pass in a fresh order (``rng``;
+        None keeps the stored order), before the next task; with ``transition > 0`` consecutive
+        tasks overlap: the last ``transition // 2`` batches' worth of examples of task ``t`` and
+        the first of task ``t + 1`` (each at most half its task) are interleaved batch by batch,
+        the chance that the next batch comes from task ``t + 1`` ramping linearly from 0 to 1
+        across the window (:func:`ramp_interleave`). A batch never mixes tasks, a task's batches
+        keep their order, and a task's end is its last batch, which inside a window comes before
+        some of the next task's batches.
+
+        Returns:
+            ``(order, batch_t, batch_end)``: global example indices (``pools()`` positions), one
+            task id per batch, and whether each batch is its task's last.
+        """
+        sizes = self.usable_sizes(batch_size)
+        blocks, offset = [], 0
+        for task, size in zip(self.tasks, sizes, strict=True):
+            parts = [np.arange(size) if rng is None else rng.permutation(size) for _ in range(passes)]
+            blocks.append((np.concatenate(parts) + offset).reshape(-1, batch_size))
+            offset += task.n_train
+        seq = np.concatenate([np.full(len(b), t) for t, b in enumerate(blocks)])
+        if transition > 0 and self.n_tasks > 1:
+            seq = ramp_interleave(seq, [len(b) for b in blocks], transition // (2 * batch_size),
+                                  rng if rng is not None else np.random.default_rng(0))
+        taken = np.zeros(self.n_tasks, dtype=np.int64)
+        order = np.empty((len(seq), batch_size), dtype=np.int64)
+        for i, t in enumerate(seq):
+            order[i] = blocks[t][taken[t]]
+            taken[t] += 1
+        last = {int(t): i for i, t in enumerate(seq)}
+        batch_end = np.zeros(len(seq), dtype=bool)
+        batch_end[list(last.values())] = True
+        return order.reshape(-1), seq, batch_end
 
     def pools(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training data without copies of shared pools: ``(pool_x, pool_y, index, t)``.
@@ -224,6 +279,64 @@ class TaskStream:
         }
 
 
+def with_validation(stream: TaskStream, fraction: float, seed: int = 0) -> TaskStream:
+    """Hold out ``round(fraction * n_train)`` of each task's training examples for validation.
+
+    Which examples are held out is drawn per task from ``seed`` (the stream's seed), uniformly;
+    the kept ones stay in their stored order. The pixels are not copied: both parts are indices
+    into the task's tensors. The metadata records the fraction and the new per-task sizes.
+
+    Raises:
+        ValueError: ``fraction`` outside ``[0, 1)``, or a task left with no training example.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return stream
+    rng = np.random.default_rng([seed, 7_001])
+    tasks = []
+    for task in stream.tasks:
+        local = torch.arange(task.n_train) if task.train_index is None else task.train_index
+        n_val = round(fraction * len(local))
+        if n_val >= len(local):
+            raise ValueError(f"{stream.name}: validation_fraction={fraction} leaves task {task.t} no "
+                             f"training example (it has {len(local)}); use a smaller fraction")
+        held = np.zeros(len(local), dtype=bool)
+        held[rng.choice(len(local), n_val, replace=False)] = True
+        mask = torch.from_numpy(held)
+        tasks.append(Task(task.t, task.name, task.train_x, task.train_y, task.test_x, task.test_y,
+                          task.classes, local[~mask], local[mask]))
+    meta = {k: v for k, v in stream.metadata.items() if k != "train_per_task"}
+    meta.update(validation_fraction=fraction, validation_per_task=[int(t.val_index.numel()) for t in tasks])
+    return TaskStream(tasks, stream.name, stream.n_classes, stream.setting, meta)
+
+
+def ramp_interleave(seq: np.ndarray, counts: list[int], half: int, rng: np.random.Generator) -> np.ndarray:
+    """Gradual task boundaries: interleave consecutive tasks' batches over a window.
+
+    ``seq`` lists task ids batch by batch, tasks in order (``counts[t]`` batches each). At each
+    boundary the last ``a = min(half, counts[t] // 2)`` batches of task ``t`` and the first
+    ``b = min(half, counts[t+1] // 2)`` of task ``t + 1`` form a window of ``L = a + b`` slots;
+    slot ``i`` takes task ``t + 1``'s next batch with probability ``(i + 0.5) / L`` (while both
+    have batches left), so the mixture ramps from one task to the next.
+    """
+    out = list(seq)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for t in range(len(counts) - 1):
+        a, b = min(half, counts[t] // 2), min(half, counts[t + 1] // 2)
+        if a == 0 or b == 0:
+            continue
+        lo, L = int(starts[t + 1]) - a, a + b
+        left_a, left_b, window = a, b, []
+        for i in range(L):
+            take_next = left_a == 0 or (left_b > 0 and rng.random() < (i + 0.5) / L)
+            window.append(t + 1 if take_next else t)
+            left_b -= take_next
+            left_a -= not take_next
+        out[lo:lo + L] = window
+    return np.asarray(out, dtype=np.int64)
+
+
 def concat(*streams: TaskStream, name: str | None = None) -> TaskStream:
     """Compose streams: the tasks of ``streams[0]``, then of ``streams[1]``, ... renumbered.
 
@@ -236,7 +349,7 @@ def concat(*streams: TaskStream, name: str | None = None) -> TaskStream:
     for s in streams:
         for task in s.tasks:
             tasks.append(Task(len(tasks), f"{s.name}/{task.name}", task.train_x, task.train_y,
-                              task.test_x, task.test_y, task.classes, task.train_index))
+                              task.test_x, task.test_y, task.classes, task.train_index, task.val_index))
     settings = {s.setting for s in streams}
     return TaskStream(
         tasks=tasks,

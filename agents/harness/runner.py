@@ -73,6 +73,10 @@ class Result:
     frechet_distance: list[float] | None = None
     elbo_matrix: list[list[float]] | None = None
     zd_consistency: list[float | None] | None = None
+    # with validation_fraction > 0: the same matrix on each task's held-out validation examples
+    # (for choosing hyperparameters without reading the test sets), and its final retained mean
+    validation_accuracy_matrix: list[list[float]] | None = None
+    validation_retained_accuracy: float | None = None
     baseline_accuracy: list[float] | None = None  # b_j of FWT: the initial model on each task
     status: str = "completed"
     config_hash: str = ""
@@ -362,6 +366,8 @@ def run(
         learner = cls(info, mem, settings, device=device, seed=seed)
         dev = torch.device(device)
         tests = [(t.test_x.to(dev), t.test_y.to(dev)) for t in stream.tasks]
+        vals = ([tuple(v.to(dev) for v in stream.validation_set(t, as_uint8=True)) for t in range(stream.n_tasks)]
+                if stream.has_validation and not cls.generative else None)
         T = stream.n_tasks
         config = {**config, "runtime": results.runtime_info(),
                   "derived": {"settings": results.plain(learner.settings),
@@ -382,6 +388,7 @@ def run(
             config["derived"]["frechet_classifier_accuracy"] = round(net_acc, 4)
         gen_log: dict[str, list] = {"neg_test_elbo": [], "frechet_distance": [], "zd_consistency": []}
         R = np.full((T, T), np.nan)
+        V = np.full((T, T), np.nan)  # validation accuracies (stay NaN without a validation split)
         # b_j of FWT: the randomly initialised model (generative agents: its -ELBO)
         baseline = np.zeros(T) if gen else evaluate(learner, tests)
         reward_sum, steps, elapsed_before, resumes = 0.0, 0, 0.0, 0
@@ -395,6 +402,7 @@ def run(
                     f"vs {chash}); use another --out, or --overwrite to start afresh")
             learner.load_state_dict(state["agent"])
             R, baseline, gen_log = state["R"], state["baseline"], state["gen_log"]
+            V = state.get("V", V)
             reward_sum, steps, elapsed_before = state["reward_sum"], state["steps"], state["elapsed"]
             resumes = state.get("resumes", 0) + 1
             if steps < raw.n_batches:
@@ -417,7 +425,7 @@ def run(
             if ckpt_path is None:
                 return
             logger.flush()  # events up to the checkpoint reach the disk before it does
-            ckpt.save({"agent": learner.state_dict(), "R": R, "baseline": baseline, "gen_log": gen_log,
+            ckpt.save({"agent": learner.state_dict(), "R": R, "V": V, "baseline": baseline, "gen_log": gen_log,
                        "reward_sum": reward_sum, "steps": steps, "config": results.identity(config),
                        "config_hash": chash, "resumes": resumes,
                        "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
@@ -493,6 +501,10 @@ def run(
                 else:
                     R[t] = evaluate(learner, tests)
                     logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/accuracy/")
+                    if vals is not None:
+                        V[t] = evaluate(learner, vals)
+                        logger.scalars({"retained_accuracy": V[t, : t + 1].mean(),
+                                        **{f"accuracy/task_{j}": V[t, j] for j in range(T)}}, examples, "val/")
                     logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
                                     "online_accuracy": reward_sum / steps, "task": t}, examples, "eval/")
                     logger.accuracy_matrix(R, examples, figure=terminated)
@@ -570,6 +582,9 @@ def run(
             examples_per_s=steps * batch_size / max(time.perf_counter() - started_loop, 1e-9),
             data=stream.describe(), config=config, status=status, config_hash=chash, divergence=divergence,
             baseline_accuracy=None if gen else [float(b) for b in baseline],
+            **({} if vals is None else {
+                "validation_accuracy_matrix": [V[i].tolist() for i in done_rows],
+                "validation_retained_accuracy": (metrics.retained_accuracy(V) if status == "completed" else None)}),
             warnings=list(caught), counters=counters,
         )
         final = ({"neg_test_elbo": (gen_log["neg_test_elbo"] or [None])[-1],

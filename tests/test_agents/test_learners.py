@@ -25,6 +25,8 @@ RESULT_KEYS = {
     "neg_test_elbo", "frechet_distance", "elbo_matrix", "zd_consistency",
     # citability: identity, status, what happened on the way
     "status", "config_hash", "divergence", "warnings", "counters", "baseline_accuracy",
+    # with a validation split (validation_fraction > 0); null otherwise
+    "validation_accuracy_matrix", "validation_retained_accuracy",
 }
 
 
