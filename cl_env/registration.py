@@ -129,7 +129,9 @@ def make_stream(env_id: str, **kwargs) -> TaskStream:
         valid = sorted({*(k for k in params if k != "env_id"), *STREAM_OPTIONS})
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
     defaults, _ = _builder_defaults(builder)
-    check_stream_kwargs(env_id, kwargs, {**defaults, **spec.kwargs, **STREAM_OPTIONS})
+    check_stream_kwargs(env_id, kwargs, {**STREAM_OPTIONS, **defaults, **spec.kwargs})
+    if "validation_fraction" in params:  # the protocol holds out its own split (SplitCIFAR10's 5 %)
+        return builder(env_id=env_id, **{**spec.kwargs, **kwargs})
     kwargs = dict(kwargs)
     fraction = float(kwargs.pop("validation_fraction", 0.0))
     stream = builder(env_id=env_id, **{**spec.kwargs, **kwargs})
@@ -238,7 +240,7 @@ def resolve_stream_kwargs(env_id: str, kwargs: dict | None = None) -> dict:
     if bad:
         valid = sorted({*defaults, *ENV_OPTIONS, *STREAM_OPTIONS})
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
-    base = {**defaults, **spec.kwargs, **ENV_OPTIONS, **STREAM_OPTIONS}
+    base = {**STREAM_OPTIONS, **defaults, **spec.kwargs, **ENV_OPTIONS}
     check_stream_kwargs(env_id, kwargs, base)
     for k, v in kwargs.items():  # an int where the default is a float is that float (one identity)
         if isinstance(base.get(k), float) and isinstance(v, int) and not isinstance(v, bool):

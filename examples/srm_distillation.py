@@ -37,7 +37,8 @@ def main() -> None:
     torch.manual_seed(0)
     stream = cl_env.make_stream("SplitMNIST-v0", classes_per_task=10)  # one task: all digits
     task = stream.tasks[0]
-    x, y = task.train_x.float() / 255, task.train_y
+    x, y = task.train_examples()
+    x = x.float() / 255
     xt, yt = stream.test_set(0)
 
     teacher = build_model("mlp400", stream.image_shape, 10, init="xavier")

@@ -17,16 +17,19 @@ from cl_env.streams.mnist import _metadata, permutations
 
 def _class_tasks(data: ImageData, groups: list[tuple[int, ...]], names: list[str],
                  train_keep=None) -> list[Task]:
-    """One task per group of classes: every train and test image of those classes."""
+    """One task per group of classes: every train and test image of those classes; with
+    ``train_keep`` (a boolean mask over the training set), the others are the task's held-out
+    validation examples (``Task.val_index``), never emitted for training."""
     tasks = []
     for t, (classes, name) in enumerate(zip(groups, names, strict=True)):
         cl = torch.tensor(classes)
         tr = torch.nonzero(torch.isin(data.train_y, cl)).flatten()
-        if train_keep is not None:
-            tr = tr[train_keep[tr]]
         te = torch.nonzero(torch.isin(data.test_y, cl)).flatten()
+        keep = None if train_keep is None else train_keep[tr]
         tasks.append(Task(t, name, data.train_x[tr], data.train_y[tr], data.test_x[te],
-                          data.test_y[te], tuple(int(c) for c in classes)))
+                          data.test_y[te], tuple(int(c) for c in classes),
+                          None if keep is None else torch.nonzero(keep).flatten(),
+                          None if keep is None else torch.nonzero(~keep).flatten()))
     return tasks
 
 
@@ -37,19 +40,29 @@ def inc_cifar100(
     download: bool = False,
     verify: bool = True,
     grouping: str = "fine",
+    n_tasks: int = 20,
     seed: int = 0,
 ) -> TaskStream:
     """Incremental CIFAR-100 (GEM; SRM Tables 2-3): 20 tasks of 5 classes, task-incremental.
 
-    ``grouping="fine"`` (GEM): task t holds fine labels [5t, 5t+5) in label order.
-    ``grouping="coarse"`` (the SRM paper): task t holds the 5 fine classes of superclass t.
+    ``grouping="fine"`` (GEM): task t holds fine labels [kt, kt+k) in label order, ``k = 100 /
+    n_tasks`` (``n_tasks=10``: the 10 x 10 class-incremental protocol of iCaRL / DER; with a single
+    head, ``--set head=single``). ``grouping="coarse"`` (the SRM paper): task t holds the 5 fine
+    classes of superclass t (20 tasks only).
     Each task keeps all its 2,500 training and 500 test images; pixels are stored as uint8 and
     emitted / 255, no normalisation, no augmentation (GEM). Heads are masked to the task's classes
     (``setting="task"``). The protocol has no randomness: ``seed`` is recorded only.
     """
+    if 100 % n_tasks or (grouping == "coarse" and n_tasks != 20):
+        from cl_env import checks
+
+        raise checks.fail(f"{env_id} option n_tasks", n_tasks,
+                          "a divisor of 100 (2, 4, 5, 10, 20, 25, 50, 100; 20 with grouping='coarse')",
+                          "n_tasks=10")
     data = load_source("cifar100", env_id=env_id, root=root, download=download, verify=verify)
     if grouping == "fine":
-        groups = [tuple(range(5 * t, 5 * t + 5)) for t in range(20)]
+        k = 100 // n_tasks
+        groups = [tuple(range(k * t, k * t + k)) for t in range(n_tasks)]
     elif grouping == "coarse":
         coarse = data.extras["train_coarse"]
         groups = [tuple(sorted(set(data.train_y[coarse == t].tolist()))) for t in range(20)]

@@ -25,12 +25,28 @@ def test_inc_cifar100_fine_and_coarse(stream_kwargs):
         cl_env.make_stream("IncCIFAR100-v0", grouping="medium", **kw)
 
 
+def test_inc_cifar100_with_a_chosen_number_of_tasks(stream_kwargs):
+    kw = stream_kwargs["IncCIFAR100-v0"]
+    ten = cl_env.make_stream("IncCIFAR100-v0", n_tasks=10, **kw)
+    assert ten.n_tasks == 10 and ten.task_classes(3) == tuple(range(30, 40))
+    assert set(ten.tasks[3].train_y.tolist()) == set(range(30, 40)) and ten.tasks[3].n_train == 100
+    from cl_env.error import CLEnvError
+
+    for bad in ({"n_tasks": 7}, {"n_tasks": 10, "grouping": "coarse"}):
+        with pytest.raises(CLEnvError, match="divisor of 100"):
+            cl_env.make_stream("IncCIFAR100-v0", **bad, **kw)
+
+
 def test_split_cifar10_holds_out_5_percent(stream_kwargs):
     s = cl_env.make_stream("SplitCIFAR10-v0", **stream_kwargs["SplitCIFAR10-v0"])
     assert s.n_tasks == 5 and s.setting == "class"
     assert [t.n_train for t in s.tasks] == [38] * 5  # 19 of 20 per class
     assert s.metadata["validation_per_task"] == [2] * 5
     assert [t.test_x.shape[0] for t in s.tasks] == [8] * 5
+    # the held-out 5 % is the stream's validation split: the last images of each class
+    x, y = s.validation_set(0, as_uint8=True)
+    assert len(y) == 2 and sorted(y.tolist()) == [0, 1]
+    assert not set(s.tasks[0].val_index.tolist()) & set(s.tasks[0].train_index.tolist())
 
 
 def test_cifar_md5_is_checked_by_default(image_root):
