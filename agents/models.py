@@ -174,3 +174,16 @@ def param_bits(model: nn.Module) -> int:
     return 32 * count_params(model)
 
 
+
+
+def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of the model's last linear layer (its feature vector ``phi(x)``, as iCaRL's
+    nearest-mean classifier and herding read it), from one forward pass."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    captured: dict[str, torch.Tensor] = {}
+    handle = last.register_forward_pre_hook(lambda _m, inp: captured.setdefault("z", inp[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return captured["z"]

@@ -52,6 +52,8 @@ AGENTS: dict[str, AgentEntry] = {
                          "ER with asymmetric cross-entropy (Caccia et al. 2022)"),
     "mir": AgentEntry("agents.replay:MIR", ("reservoir", "task_ring", "class_balanced"), "reservoir", 200,
                       "Maximally Interfered Retrieval on ER (Aljundi et al. 2019)"),
+    "icarl": AgentEntry("agents.icarl:ICaRL", ("herding",), "herding", 200,
+                        "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)"),
     "gdumb": AgentEntry("agents.gdumb:GDumb", ("class_balanced",), "class_balanced", 200,
                         "GDumb: class-balanced memory, retrained from scratch to evaluate (Prabhu et al. 2020)"),
     "ewc": AgentEntry("agents.ewc:EWC", description="Elastic Weight Consolidation, diagonal Fisher"),

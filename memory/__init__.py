@@ -20,6 +20,7 @@ MEMORIES: dict[str, str] = {
     "task_ring": "memory.buffers:TaskRingBuffer",
     "logit_reservoir": "memory.buffers:LogitReservoir",
     "class_balanced": "memory.buffers:ClassBalancedBuffer",
+    "herding": "memory.buffers:HerdingExemplars",
     "self_recall": "memory.self_recall:SelfRecall",
     "srm": "memory.srm:SRM",
     "teacher": "memory.generative:GenerativeTeacher",

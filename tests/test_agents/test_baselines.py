@@ -254,7 +254,7 @@ def test_mas_reads_the_last_importance_samples_and_sums_tasks(info):
 
 
 # ----------------------------------------------------------------------------- runs
-@pytest.mark.parametrize("agent", ["der", "derpp", "er_ace", "mir", "gdumb", "si", "mas"])
+@pytest.mark.parametrize("agent", ["der", "derpp", "er_ace", "mir", "gdumb", "si", "mas", "icarl"])
 def test_each_baseline_resumes_to_the_uninterrupted_result(agent, tiny, tmp_path):
     budget = 20 if agent not in ("si", "mas") else None
     settings = {"epochs": 4} if agent == "gdumb" else None
@@ -263,3 +263,78 @@ def test_each_baseline_resumes_to_the_uninterrupted_result(agent, tiny, tmp_path
         run(agent=agent, budget=budget, settings=settings, out=tmp_path / "cut", stop_after_task=0, **tiny)
     resumed = run(agent=agent, budget=budget, settings=settings, out=tmp_path / "cut", resume=True, **tiny)
     assert resumed.accuracy_matrix == whole.accuracy_matrix and resumed.storage_bits == whole.storage_bits
+
+
+# ----------------------------------------------------------------------------- iCaRL
+def test_herding_picks_the_points_whose_running_mean_tracks_the_class_mean():
+    from memory.buffers import herding_order
+
+    # normalised 2-d features: the mean direction is (1, 0); herding takes the point nearest the
+    # mean first, then the one that brings the running mean back toward it
+    f = torch.tensor([[1.0, 1.0], [1.0, 0.1], [1.0, -1.0], [0.0, 1.0], [1.0, -0.2]])
+    phi = F.normalize(f, dim=1)
+    mu = phi.mean(0)
+    order = herding_order(f, 5).tolist()
+    chosen, total = [], torch.zeros(2)
+    for k in range(1, 6):  # Algorithm 4 by hand
+        best = min((i for i in range(5) if i not in chosen), key=lambda i: float((mu - (total + phi[i]) / k).norm()))
+        chosen.append(best)
+        total += phi[best]
+    assert order == chosen and sorted(order) == [0, 1, 2, 3, 4]
+    assert herding_order(f, 2).tolist() == chosen[:2]
+
+
+def test_herding_memory_shrinks_old_sets_to_their_first_exemplars_and_stays_within_capacity():
+    from memory.buffers import HerdingExemplars
+
+    mem = HerdingExemplars(SPEC, capacity=12, seed=0)
+    feats = lambda x: x.flatten(1)[:, :4]  # noqa: E731 - a stand-in feature map
+    mem.begin_task([0, 1])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        y = torch.randint(0, 2, (10,), generator=g)
+        mem.observe(torch.rand(10, 1, 28, 28, generator=g), 0, y)
+        assert mem.items <= 12
+    mem.select(feats)
+    assert mem.n_exemplars == 12 and sorted(torch.bincount(mem.y[:12]).tolist()) == [6, 6]
+    first = {c: mem.x[:12][(mem.y[:12] == c) & (mem.rank[:12] < 3)].clone() for c in (0, 1)}
+    mem.begin_task([2, 3], 1)  # 4 classes: 3 each; the old sets keep their first 3 in herding order
+    assert mem.n_exemplars == 6
+    for c in (0, 1):
+        assert torch.equal(mem.x[:6][mem.y[:6] == c], first[c])
+    for _ in range(5):
+        mem.observe(torch.rand(10, 1, 28, 28, generator=g), 1, torch.randint(2, 4, (10,), generator=g))
+        assert mem.items <= 12 and mem.n_candidates <= 6
+    mem.select(feats)
+    assert torch.bincount(mem.y[:mem.n_exemplars], minlength=4).tolist() == [3, 3, 3, 3]
+    assert mem.sample(40, generator=g).y.unique().numel() == 4
+    assert mem.storage_bits == 12 * (6272 + 4 + 3)
+
+
+def test_icarl_targets_and_nearest_mean():
+    from agents.icarl import icarl_targets, nearest_mean
+
+    y = torch.tensor([2, 3, 0])
+    old = torch.tensor([[0.9, 0.2, 0.5, 0.5], [0.1, 0.8, 0.5, 0.5], [0.7, 0.3, 0.5, 0.5]])
+    tgt = icarl_targets(y, old, torch.tensor([2, 3]), torch.tensor([0, 1]), 4)
+    assert torch.equal(tgt, torch.tensor([[0.9, 0.2, 1.0, 0.0], [0.1, 0.8, 0.0, 1.0], [0.7, 0.3, 0.0, 0.0]]))
+    means = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
+    scores = nearest_mean(torch.tensor([[2.0, 0.5], [0.1, 3.0]]), means)
+    assert scores.argmax(1).tolist() == [0, 1]
+    assert scores[0, 0] == pytest.approx(-float((F.normalize(torch.tensor([2.0, 0.5]), dim=0) - means[0]).norm()))
+
+
+def test_icarl_classifies_by_the_nearest_exemplar_mean(info):
+    agent = _agent("icarl", info, budget=40)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        x, y = torch.rand(10, 1, 28, 28, generator=g), torch.randint(0, 2, (10,), generator=g)
+        agent.learn(x, 0, y, agent.forward(x, 0))
+    agent.end_task(0)
+    ex = agent.memory.exemplars()
+    x = torch.rand(6, 1, 28, 28, generator=g)
+    phi = F.normalize(agent.features(x), dim=1)
+    mus = [F.normalize(F.normalize(agent.features(ex.x[ex.y == c]), dim=1).mean(0), dim=0) for c in (0, 1)]
+    hand = torch.stack([(phi - mu).norm(dim=1) for mu in mus], 1).argmin(1)
+    assert torch.equal(agent.predict(x).argmax(1), hand)
+    assert agent.overhead_bits > 0 and agent.old_model is not None

@@ -66,6 +66,7 @@ CASES = [
     ("er_ace", None, 100, None, SPLIT, 0.25),   # +0.508 (+0.534, +0.530, +0.460): asymmetric CE
     ("mir", None, 100, None, SPLIT, 0.24),      # +0.483 (+0.537, +0.511, +0.401): interfered retrieval
     ("gdumb", None, 100, None, SPLIT, 0.28),    # +0.560 (+0.578, +0.560, +0.542): balanced memory, retrained
+    ("icarl", None, 100, None, SPLIT, 0.26),    # +0.519 (+0.533, +0.527, +0.498): exemplars, distillation, NME
     ("si", None, None, None, ROT, 0.006),       # +0.013 (+0.007, +0.016, +0.016): path-integral anchor
     ("mas", None, None, None, ROT, 0.012),      # +0.025 (+0.031, +0.032, +0.012): output-sensitivity anchor
 ]
