@@ -112,6 +112,30 @@ def validate(agent: str, memory: str | None, settings: dict | None) -> type[Agen
     return cls
 
 
+# (agent, memory) -> seconds per training example on this project's 2-core CPU, at the smallest
+# and largest configuration measured (docs/benchmarks.md: SRM Table 1 on MNISTRotations-v0,
+# 20,000 examples: er+srm 118-906 s, gem+srm 590-4,287 s; compress-then-recall 424-1,290 s)
+SLOW_ON_CPU = {
+    ("er", "srm"): (118 / 20_000, 906 / 20_000),
+    ("gem", "srm"): (590 / 20_000, 4_287 / 20_000),
+    ("recall", "addressable"): (424 / 20_000, 1_290 / 20_000),
+}
+
+
+def slow_note(agent: str, memory: str | None, device: str, n_examples: int) -> str | None:
+    """One line saying a configuration is known to be slow on a CPU, with the expected time
+    (None when it is not, or when it runs on a GPU)."""
+    rate = SLOW_ON_CPU.get((agent, memory))
+    if rate is None or not str(device).startswith("cpu"):
+        return None
+    lo, hi = (r * n_examples / 60 for r in rate)
+    if hi < 1:
+        return None
+    return (f"note: {agent} with memory {memory} is slow on a CPU: expect about {lo:.0f}-{hi:.0f} minutes "
+            f"for these {n_examples:,} examples on 2 cores (measured, docs/benchmarks.md); "
+            "a GPU (--device cuda) or a shorter stream (--stream n_tasks=5) is faster")
+
+
 def evaluate(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
     """Accuracy on each task's whole test set (``uint8`` images, batched by ``EVAL_CHUNK``)."""
     correct = []
@@ -435,6 +459,9 @@ def run(
 
         lines = progress == "lines"
         show = sys.stderr.isatty() if progress is None else (progress is True)
+        note = slow_note(agent, config["memory"], device, raw.n_batches * batch_size)
+        if note is not None and progress is not False and steps < raw.n_batches:
+            print(note, file=sys.stderr, flush=True)
         bar = tqdm(total=raw.n_batches, initial=steps, disable=not show, desc=f"{agent} on {env_id}")
         reward_acc = torch.zeros((), device=dev)
         # divergence: on the CPU each loss is read every step (a float read, ~1 us); on a GPU the

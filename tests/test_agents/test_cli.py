@@ -95,3 +95,13 @@ def _run_parser():
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     return sub.choices["run"]
+
+
+def test_a_configuration_known_to_be_slow_says_so_with_the_expected_time():
+    from agents.harness.runner import slow_note
+
+    note = slow_note("er", "srm", "cpu", 20_000)
+    assert note.startswith("note: er with memory srm is slow on a CPU: expect about 2-15 minutes")
+    assert slow_note("er", "srm", "cuda", 20_000) is None
+    assert slow_note("er", "reservoir", "cpu", 20_000) is None
+    assert slow_note("er", "srm", "cpu", 500) is None  # under a minute: no note
