@@ -72,6 +72,39 @@ class PlainSGD(_Optimizer):
         return loss
 
 
+class RecentWindow:
+    """The last ``size`` examples seen, kept as the batches they came in (EWC's Fisher and MAS's
+    importance read the end of a finished task; kept only until the task ends). Whole batches are
+    dropped from the front while the rest still covers ``size``."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self.batches: list[tuple[torch.Tensor, ...]] = []
+        self.n = 0
+
+    def add(self, *tensors: torch.Tensor) -> None:
+        """One batch: tensors sharing their first dimension (inputs, labels)."""
+        self.batches.append(tuple(t.detach() for t in tensors))
+        self.n += len(tensors[0])
+        while self.n - len(self.batches[0][0]) >= self.size:
+            self.n -= len(self.batches.pop(0)[0])
+
+    def last(self) -> tuple[torch.Tensor, ...]:
+        """The last ``size`` examples, one tensor per field; then the window empties."""
+        out = tuple(torch.cat(parts)[-self.size:] for parts in zip(*self.batches, strict=True))
+        self.batches, self.n = [], 0
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.batches)
+
+    def state_dict(self) -> dict:
+        return {"batches": self.batches, "n": self.n}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches, self.n = [tuple(b) for b in state["batches"]], int(state["n"])
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     """What an agent may know of the stream before it starts.

@@ -7,7 +7,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
-from agents.base import Agent
+from agents.base import Agent, RecentWindow
 
 
 def diagonal_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -71,8 +71,7 @@ class EWC(Agent):
         self.A = {n: torch.zeros_like(p) for n, p in self.model.named_parameters()}
         self.B = {n: torch.zeros_like(p) for n, p in self.model.named_parameters()}
         self.has_penalty = False
-        self._recent: list[tuple[torch.Tensor, torch.Tensor, int | None]] = []
-        self._recent_n = 0
+        self.recent = RecentWindow(self.settings["fisher_samples"])
 
     def penalty(self) -> torch.Tensor:
         total = 0.0
@@ -88,34 +87,31 @@ class EWC(Agent):
             loss = loss + pen
             out["ewc_penalty"] = pen.detach()
         self.sgd_step(loss)
-        self._recent.append((x.detach(), y, t))
-        self._recent_n += len(y)
-        while self._recent_n - len(self._recent[0][1]) >= self.settings["fisher_samples"]:
-            self._recent_n -= len(self._recent.pop(0)[1])
+        self.recent.add(x, y)
         return out
 
     def on_task_end(self, t: int) -> None:
-        if not self._recent:
+        if not self.recent:
             return
-        x = torch.cat([r[0] for r in self._recent])[-self.settings["fisher_samples"]:]
-        y = torch.cat([r[1] for r in self._recent])[-self.settings["fisher_samples"]:]
+        x, y = self.recent.last()
         mask = self.class_mask[t].expand(len(y), -1) if self.masked else None
         fisher = diagonal_fisher(self.model, x, y, mask)
         for n, p in self.model.named_parameters():
             self.A[n] += fisher[n]
             self.B[n] += fisher[n] * p.detach()
         self.has_penalty = True
-        self._recent, self._recent_n = [], 0
 
     @property
     def overhead_bits(self) -> int:
         return 2 * 32 * sum(v.numel() for v in self.A.values())
 
     def extra_state(self) -> dict:
-        return {"A": self.A, "B": self.B, "has_penalty": self.has_penalty,
-                "recent": self._recent, "recent_n": self._recent_n}
+        return {"A": self.A, "B": self.B, "has_penalty": self.has_penalty, "recent": self.recent.state_dict()}
 
     def load_extra_state(self, state: dict) -> None:
         self.A, self.B = state["A"], state["B"]
         self.has_penalty = state["has_penalty"]
-        self._recent, self._recent_n = state["recent"], state["recent_n"]
+        rec = state["recent"]
+        if isinstance(rec, list):  # a checkpoint written before RecentWindow: (x, y, t) batches
+            rec = {"batches": [(b[0], b[1]) for b in rec], "n": state["recent_n"]}
+        self.recent.load_state_dict(rec)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, grad, vmap
 
-from agents.base import Agent
+from agents.base import Agent, RecentWindow
 
 
 class AnchoredPenalty(Agent):
@@ -187,8 +187,7 @@ class MAS(AnchoredPenalty):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._recent: list[torch.Tensor] = []
-        self._recent_n = 0
+        self.recent = RecentWindow(self.settings["importance_samples"])
 
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
         loss = self.loss(logits, y)
@@ -198,22 +197,18 @@ class MAS(AnchoredPenalty):
             loss = loss + pen
             out["mas_penalty"] = pen.detach()
         self.sgd_step(loss)
-        self._recent.append(x.detach())
-        self._recent_n += len(x)
-        while self._recent_n - len(self._recent[0]) >= self.settings["importance_samples"]:
-            self._recent_n -= len(self._recent.pop(0))
+        self.recent.add(x)
         return out
 
     def task_importance(self, t: int) -> dict[str, torch.Tensor]:
-        if not self._recent:
+        if not self.recent:
             return {n: torch.zeros_like(p) for n, p in self.model.named_parameters()}
-        x = torch.cat(self._recent)[-self.settings["importance_samples"]:]
-        self._recent, self._recent_n = [], 0
+        (x,) = self.recent.last()
         return mas_importance(self.model, x, self.class_mask[t] if self.masked else None)
 
     def extra_state(self) -> dict:
-        return {**super().extra_state(), "recent": self._recent, "recent_n": self._recent_n}
+        return {**super().extra_state(), "recent": self.recent.state_dict()}
 
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
-        self._recent, self._recent_n = state["recent"], state["recent_n"]
+        self.recent.load_state_dict(state["recent"])

@@ -41,7 +41,75 @@ def _empty(spec: MemorySpec, n: int, lead: tuple[int, ...] = ()) -> tuple[torch.
             torch.zeros(*lead, n, dtype=torch.int64, device=dev))
 
 
-class ReservoirBuffer(Memory):
+class SlotBuffer(Memory):
+    """Base of the buffers that hold up to ``capacity`` real examples in slots, each with its
+    label and task id (``uint8`` pixels): storage per item is an example, a label and a task id.
+    Subclasses decide which slots are written (their write policy) and how many are held
+    (:attr:`items`: slots ``[0, items)``, unless they say otherwise)."""
+
+    def __init__(self, spec: MemorySpec, capacity: int):
+        super().__init__(spec)
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        self.capacity = int(capacity)
+        self.x, self.y = _empty(spec, self.capacity)
+        self.t = torch.zeros(self.capacity, dtype=torch.int64, device=spec.device)
+
+    @classmethod
+    def item_bits(cls, spec: MemorySpec) -> int:
+        return spec.example_bits + spec.label_bits + spec.task_bits
+
+    @classmethod
+    def default(cls, spec: MemorySpec, **kwargs) -> SlotBuffer:
+        """256 items, the size GEM gives each task."""
+        return cls(spec, 256, **kwargs)
+
+    @classmethod
+    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> SlotBuffer:
+        return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
+
+    def _put(self, dst, src, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
+        """Write ``x[src]`` (quantised), ``y[src]`` and ``t`` into slots ``dst``; returns the slots
+        as a tensor on the memory's device."""
+        dst_t = torch.as_tensor(dst, device=self.x.device)
+        src_t = torch.as_tensor(src, device=x.device)
+        self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)
+        self.y[dst_t] = y[src_t].to(self.y.device)
+        self.t[dst_t] = t
+        return dst_t
+
+    def _draw(self, n: int, held: int, generator: torch.Generator | None) -> torch.Tensor:
+        """``n`` slot indices drawn uniformly, with replacement, from ``[0, held)``."""
+        idx = torch.randint(0, held, (n,), generator=generator, device=generator.device if generator else "cpu")
+        return idx.to(self.x.device)
+
+    def _batch(self, idx: torch.Tensor, **extras: torch.Tensor) -> ReplayBatch:
+        return ReplayBatch(self.x[idx].float().div_(255.0), self.t[idx], self.y[idx], extras or None)
+
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        if self.items == 0:
+            return None
+        return self._batch(self._draw(n, self.items, generator))
+
+    def tasks(self) -> list[int]:
+        return sorted(set(self.t[: self.items].tolist()))
+
+    @property
+    def storage_bits(self) -> int:
+        return self.items * self.item_bits(self.spec)
+
+    def state_dict(self) -> dict:
+        return {"x": self.x, "y": self.y, "t": self.t, "capacity": self.capacity}
+
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"checkpoint holds capacity {state['capacity']}, this buffer {self.capacity}")
+        self.x.copy_(state["x"])
+        self.y.copy_(state["y"])
+        self.t.copy_(state["t"])
+
+
+class ReservoirBuffer(SlotBuffer):
     """Reservoir sampling over the whole stream (Vitter 1985; ER of Chaudhry et al. 2019).
 
     Every example seen so far has the same chance ``capacity / n_seen`` of being held.
@@ -55,67 +123,29 @@ class ReservoirBuffer(Memory):
     name = "reservoir"
 
     def __init__(self, spec: MemorySpec, capacity: int, seed: int = 0):
-        super().__init__(spec)
-        if capacity < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        self.capacity = int(capacity)
-        self.x, self.y = _empty(spec, self.capacity)
-        self.t = torch.zeros(self.capacity, dtype=torch.int64, device=spec.device)
+        super().__init__(spec, capacity)
         self.n_seen = 0
         self.rng = np.random.default_rng(seed)
 
-    @classmethod
-    def item_bits(cls, spec: MemorySpec) -> int:
-        return spec.example_bits + spec.label_bits + spec.task_bits
-
-    @classmethod
-    def default(cls, spec: MemorySpec, **kwargs) -> ReservoirBuffer:
-        """256 items, the size GEM gives each task."""
-        return cls(spec, 256, **kwargs)
-
-    @classmethod
-    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> ReservoirBuffer:
-        return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
+    def _slots(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        src, dst = reservoir_slots(self.n_seen, b, self.capacity, self.rng)
+        self.n_seen += b
+        return src, dst
 
     def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
-        src, dst = reservoir_slots(self.n_seen, len(x), self.capacity, self.rng)
-        self.n_seen += len(x)
-        if len(src) == 0:
-            return
-        dst_t = torch.from_numpy(dst).to(self.x.device)
-        src_t = torch.from_numpy(src).to(x.device)
-        self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)
-        self.y[dst_t] = y[src_t].to(self.y.device)
-        self.t[dst_t] = t
-
-    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
-        if self.items == 0:
-            return None
-        idx = torch.randint(0, self.items, (n,), generator=generator, device=generator.device if generator else "cpu")
-        idx = idx.to(self.x.device)
-        return ReplayBatch(self.x[idx].float().div_(255.0), self.t[idx], self.y[idx])
-
-    def tasks(self) -> list[int]:
-        return sorted(set(self.t[: self.items].tolist()))
+        src, dst = self._slots(len(x))
+        if len(src):
+            self._put(dst, src, x, y, t)
 
     @property
     def items(self) -> int:
         return min(self.n_seen, self.capacity)
 
-    @property
-    def storage_bits(self) -> int:
-        return self.items * self.item_bits(self.spec)
-
     def state_dict(self) -> dict:
-        return {"x": self.x, "y": self.y, "t": self.t, "n_seen": self.n_seen,
-                "rng": self.rng.bit_generator.state, "capacity": self.capacity}
+        return {**super().state_dict(), "n_seen": self.n_seen, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict, ctx: Any = None) -> None:
-        if state["capacity"] != self.capacity:
-            raise ValueError(f"checkpoint holds capacity {state['capacity']}, this buffer {self.capacity}")
-        self.x.copy_(state["x"])
-        self.y.copy_(state["y"])
-        self.t.copy_(state["t"])
+        super().load_state_dict(state, ctx)
         self.n_seen = int(state["n_seen"])
         self.rng.bit_generator.state = state["rng"]
 
@@ -257,30 +287,23 @@ class LogitReservoir(ReservoirBuffer):
 
     @classmethod
     def item_bits(cls, spec: MemorySpec) -> int:
-        return spec.example_bits + spec.label_bits + spec.task_bits + 32 * spec.n_classes
+        return super().item_bits(spec) + 32 * spec.n_classes
 
     def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None,
                 logits: torch.Tensor | None = None) -> None:
         """Write by reservoir sampling; ``logits`` (``(B, n_classes)``) are required."""
         if logits is None:
             raise ValueError("logit_reservoir stores the model's logits: call observe(..., logits=...)")
-        src, dst = reservoir_slots(self.n_seen, len(x), self.capacity, self.rng)
-        self.n_seen += len(x)
-        if len(src) == 0:
-            return
-        dst_t = torch.from_numpy(dst).to(self.x.device)
-        src_t = torch.from_numpy(src).to(x.device)
-        self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)
-        self.y[dst_t] = y[src_t].to(self.y.device)
-        self.t[dst_t] = t
-        self.logits[dst_t] = logits[src_t].detach().float().to(self.logits.device)
+        src, dst = self._slots(len(x))
+        if len(src):
+            dst_t = self._put(dst, src, x, y, t)
+            self.logits[dst_t] = logits[torch.as_tensor(src, device=logits.device)].detach().float().to(self.logits.device)
 
     def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
         if self.items == 0:
             return None
-        idx = torch.randint(0, self.items, (n,), generator=generator, device=generator.device if generator else "cpu")
-        idx = idx.to(self.x.device)
-        return ReplayBatch(self.x[idx].float().div_(255.0), self.t[idx], self.y[idx], {"logits": self.logits[idx]})
+        idx = self._draw(n, self.items, generator)
+        return self._batch(idx, logits=self.logits[idx])
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "logits": self.logits}
@@ -320,7 +343,7 @@ def balanced_slot(counts: np.ndarray, label: int, capacity: int, used: int,
     return int(slots[rng.integers(len(slots))])
 
 
-class ClassBalancedBuffer(Memory):
+class ClassBalancedBuffer(SlotBuffer):
     """GDumb's memory: examples kept by the greedy class-balancing sampler (:func:`balanced_slot`),
     so that every class seen holds about ``capacity / classes seen`` items. Storage per item: the
     example, its label and its task id.
@@ -334,28 +357,11 @@ class ClassBalancedBuffer(Memory):
     name = "class_balanced"
 
     def __init__(self, spec: MemorySpec, capacity: int, seed: int = 0):
-        super().__init__(spec)
-        if capacity < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        self.capacity = int(capacity)
-        self.x, self.y = _empty(spec, self.capacity)
-        self.t = torch.zeros(self.capacity, dtype=torch.int64, device=spec.device)
+        super().__init__(spec, capacity)
         self.labels = np.full(self.capacity, -1, dtype=np.int64)  # host copy of y for the sampler
         self.counts = np.zeros(spec.n_classes, dtype=np.int64)
         self.used = 0
         self.rng = np.random.default_rng(seed)
-
-    @classmethod
-    def item_bits(cls, spec: MemorySpec) -> int:
-        return spec.example_bits + spec.label_bits + spec.task_bits
-
-    @classmethod
-    def default(cls, spec: MemorySpec, **kwargs) -> ClassBalancedBuffer:
-        return cls(spec, 256, **kwargs)
-
-    @classmethod
-    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> ClassBalancedBuffer:
-        return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
 
     def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
         if self.capacity == 0:
@@ -378,49 +384,25 @@ class ClassBalancedBuffer(Memory):
             else:
                 src.append(i)
                 dst.append(slot)
-        if not src:
-            return
-        src_t = torch.as_tensor(src, device=x.device)
-        dst_t = torch.as_tensor(dst, device=self.x.device)
-        self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)
-        self.y[dst_t] = y[src_t].to(self.y.device)
-        self.t[dst_t] = t
+        if src:
+            self._put(dst, src, x, y, t)
 
     def all(self) -> ReplayBatch | None:
         """Every item held, in slot order."""
         if self.used == 0:
             return None
-        n = self.used
-        return ReplayBatch(self.x[:n].float().div_(255.0), self.t[:n], self.y[:n])
-
-    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
-        if self.used == 0:
-            return None
-        idx = torch.randint(0, self.used, (n,), generator=generator).to(self.x.device)
-        return ReplayBatch(self.x[idx].float().div_(255.0), self.t[idx], self.y[idx])
-
-    def tasks(self) -> list[int]:
-        return sorted(set(self.t[: self.used].tolist()))
+        return self._batch(torch.arange(self.used, device=self.x.device))
 
     @property
     def items(self) -> int:
         return self.used
 
-    @property
-    def storage_bits(self) -> int:
-        return self.used * self.item_bits(self.spec)
-
     def state_dict(self) -> dict:
-        return {"x": self.x, "y": self.y, "t": self.t, "labels": self.labels.copy(),
-                "counts": self.counts.copy(), "used": self.used, "rng": self.rng.bit_generator.state,
-                "capacity": self.capacity}
+        return {**super().state_dict(), "labels": self.labels.copy(), "counts": self.counts.copy(),
+                "used": self.used, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict, ctx: Any = None) -> None:
-        if state["capacity"] != self.capacity:
-            raise ValueError(f"checkpoint holds capacity {state['capacity']}, this buffer {self.capacity}")
-        self.x.copy_(state["x"])
-        self.y.copy_(state["y"])
-        self.t.copy_(state["t"])
+        super().load_state_dict(state, ctx)
         self.labels = np.asarray(state["labels"]).copy()
         self.counts = np.asarray(state["counts"]).copy()
         self.used = int(state["used"])
@@ -448,7 +430,7 @@ def herding_order(features: torch.Tensor, m: int) -> torch.Tensor:
     return torch.tensor(chosen, dtype=torch.long)
 
 
-class HerdingExemplars(Memory):
+class HerdingExemplars(SlotBuffer):
     """iCaRL's exemplar sets within one fixed capacity ``K`` (Rebuffi et al. 2017, Algorithms 4-5).
 
     Each class seen keeps ``m = K // classes seen`` exemplars in herding order (a class met in
@@ -470,32 +452,20 @@ class HerdingExemplars(Memory):
     name = "herding"
 
     def __init__(self, spec: MemorySpec, capacity: int, seed: int = 0):
-        super().__init__(spec)
-        if capacity < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        self.capacity = int(capacity)
-        self.x, self.y = _empty(spec, self.capacity)
-        self.t = torch.zeros(self.capacity, dtype=torch.int64, device=spec.device)
+        super().__init__(spec, capacity)
         self.rank = torch.full((self.capacity,), -1, dtype=torch.int64)  # herding rank; -1: candidate
         self.n_exemplars = 0  # slots [0, n_exemplars) hold exemplars, then one block per new class
         self.new_classes: list[int] = []
         self.cand_cap = 0  # candidate slots per new class
         self.cand_seen_c = np.zeros(0, dtype=np.int64)
         self.units: list[tuple[int, int]] = []  # (task, class) of each exemplar set, in order
+        self.cand_task = 0
         self.classes_seen: list[int] = []
         self.rng = np.random.default_rng(seed)
 
     @classmethod
-    def item_bits(cls, spec: MemorySpec) -> int:
-        return spec.example_bits + spec.label_bits + spec.task_bits
-
-    @classmethod
     def default(cls, spec: MemorySpec, **kwargs) -> HerdingExemplars:
         return cls(spec, 2000, **kwargs)  # iCaRL's K on CIFAR-100
-
-    @classmethod
-    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> HerdingExemplars:
-        return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
 
     def per_class(self, n_classes: int) -> int:
         return self.capacity // max(1, n_classes)
@@ -535,6 +505,7 @@ class HerdingExemplars(Memory):
 
     def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
         """Reservoir sampling of each new class's examples into its share of the free slots."""
+        self.cand_task = int(t)
         labels = y.detach().cpu()
         for i, c in enumerate(self.new_classes):
             rows = torch.nonzero(labels == c).flatten()
@@ -543,13 +514,8 @@ class HerdingExemplars(Memory):
                 continue
             src, dst = reservoir_slots(int(self.cand_seen_c[i]), len(rows), self.cand_cap, self.rng)
             self.cand_seen_c[i] += len(rows)
-            if len(src) == 0:
-                continue
-            dst_t = torch.from_numpy(dst + self._block(i)).to(self.x.device)
-            src_t = rows[torch.from_numpy(src)].to(x.device)
-            self.x[dst_t] = to_uint8(x[src_t]).to(self.x.device)
-            self.y[dst_t] = y[src_t].to(self.y.device)
-            self.t[dst_t] = t
+            if len(src):
+                self._put(dst + self._block(i), rows[torch.from_numpy(src)], x, y, t)
 
     def select(self, features) -> None:
         """End of a task: herding (``features``: float images -> feature vectors) over each new
@@ -575,44 +541,40 @@ class HerdingExemplars(Memory):
 
     def exemplars(self) -> ReplayBatch | None:
         """Every exemplar (candidates excluded)."""
-        n = self.n_exemplars
-        if n == 0:
+        if self.n_exemplars == 0:
             return None
-        return ReplayBatch(self.x[:n].float().div(255.0), self.t[:n], self.y[:n])
+        return self._batch(torch.arange(self.n_exemplars, device=self.x.device))
 
     def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
         """``n`` exemplars drawn with replacement (the current task's candidates are not replayed)."""
         if self.n_exemplars == 0:
             return None
-        idx = torch.randint(0, self.n_exemplars, (n,), generator=generator).to(self.x.device)
-        return ReplayBatch(self.x[idx].float().div(255.0), self.t[idx], self.y[idx])
+        return self._batch(self._draw(n, self.n_exemplars, generator))
 
     def tasks(self) -> list[int]:
-        return sorted(set(self.t[: self.items].tolist()))
+        """Tasks of the exemplars, and the current task while it has candidates (they sit in
+        per-class blocks with gaps, so the slots past the exemplars are not all written)."""
+        held = set(self.t[: self.n_exemplars].tolist())
+        return sorted(held | ({self.cand_task} if self.n_candidates else set()))
 
     @property
     def items(self) -> int:
         return self.n_exemplars + self.n_candidates
 
-    @property
-    def storage_bits(self) -> int:
-        return self.items * self.item_bits(self.spec)
-
     def state_dict(self) -> dict:
-        return {"x": self.x, "y": self.y, "t": self.t, "rank": self.rank, "n_exemplars": self.n_exemplars,
+        return {**super().state_dict(), "rank": self.rank, "n_exemplars": self.n_exemplars,
                 "new_classes": list(self.new_classes), "cand_cap": self.cand_cap,
                 "cand_seen_c": self.cand_seen_c.copy(), "classes_seen": list(self.classes_seen),
-                "units": [list(u) for u in self.units],
-                "rng": self.rng.bit_generator.state, "capacity": self.capacity}
+                "units": [list(u) for u in self.units], "cand_task": self.cand_task,
+                "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict, ctx: Any = None) -> None:
-        if state["capacity"] != self.capacity:
-            raise ValueError(f"checkpoint holds capacity {state['capacity']}, this buffer {self.capacity}")
-        for k in ("x", "y", "t", "rank"):
-            getattr(self, k).copy_(state[k])
+        super().load_state_dict(state, ctx)
+        self.rank.copy_(state["rank"])
         self.n_exemplars, self.cand_cap = int(state["n_exemplars"]), int(state["cand_cap"])
         self.new_classes = [int(c) for c in state["new_classes"]]
         self.cand_seen_c = np.asarray(state["cand_seen_c"]).copy()
         self.classes_seen = [int(c) for c in state["classes_seen"]]
         self.units = [(int(a), int(b)) for a, b in state["units"]]
+        self.cand_task = int(state["cand_task"])
         self.rng.bit_generator.state = state["rng"]

@@ -397,8 +397,7 @@ def test_ewc_penalty_is_the_sum_of_per_task_quadratics_up_to_a_constant(monkeypa
         monkeypatch.setattr(ewc, "diagonal_fisher", lambda *a, F_t=F_t, **k: F_t)
         x = torch.rand(2, 1, 2, 2, generator=g)
         agent.learn(x, t, torch.tensor([0, 1]), agent.forward(x, t)) if t == 0 else None
-        agent._recent = [(x, torch.tensor([0, 1]), t)]
-        agent._recent_n = 2
+        agent.recent.batches, agent.recent.n = [(x, torch.tensor([0, 1]))], 2
         with torch.no_grad():  # the learn step moved the weights: put the anchor back
             for n, p in agent.model.named_parameters():
                 p.copy_(anchors[t][n])
@@ -441,12 +440,12 @@ def test_ewc_fisher_reads_exactly_the_last_fisher_samples_of_the_task_with_its_m
         out = agent.learn(x, 0, y, agent.forward(x, 0))
         assert "ewc_penalty" not in out
         xs.append(x), ys.append(y)
-        assert agent._recent_n >= min(10, 4 * (step + 1))
-        assert agent._recent_n - len(agent._recent[0][1]) < 10  # no batch kept that is not needed
+        assert agent.recent.n >= min(10, 4 * (step + 1))
+        assert agent.recent.n - len(agent.recent.batches[0][1]) < 10  # no batch kept that is not needed
     agent.on_task_end(0)
     assert torch.equal(seen["x"], torch.cat(xs)[-10:]) and torch.equal(seen["y"], torch.cat(ys)[-10:])
     assert torch.equal(seen["mask"], agent.class_mask[0].expand(10, -1))
-    assert agent.has_penalty and agent._recent == [] and agent._recent_n == 0
+    assert agent.has_penalty and agent.recent.batches == [] and agent.recent.n == 0
     x = torch.rand(4, 1, 2, 2)
     out = agent.learn(x, 1, y, agent.forward(x, 1))
     assert "ewc_penalty" in out
@@ -459,7 +458,7 @@ def test_ewc_fisher_reads_exactly_the_last_fisher_samples_of_the_task_with_its_m
     for step in range(4):
         xb = torch.full((3, 1, 2, 2), float(step))
         edge.learn(xb, 0, torch.tensor([0, 1, 0]), edge.forward(xb, 0))
-    assert edge._recent_n == 12 and len(edge._recent) == 4
+    assert edge.recent.n == 12 and len(edge.recent.batches) == 4
     edge.on_task_end(0)
     assert seen["x"][:, 0, 0, 0].tolist() == [0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # the last 10 of the 12
     # batches of 5: after 15 examples the first batch is not needed (10 remain): it is dropped
@@ -467,7 +466,7 @@ def test_ewc_fisher_reads_exactly_the_last_fisher_samples_of_the_task_with_its_m
     for step in range(3):
         xb = torch.full((5, 1, 2, 2), float(step))
         five.learn(xb, 0, torch.tensor([0, 1, 0, 1, 0]), five.forward(xb, 0))
-    assert five._recent_n == 10 and len(five._recent) == 2
+    assert five.recent.n == 10 and len(five.recent.batches) == 2
     restored = _ewc()
     restored.load_extra_state(agent.extra_state())
     assert restored.has_penalty and all(torch.equal(restored.A[n], agent.A[n]) for n in agent.A)
