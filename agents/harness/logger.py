@@ -91,6 +91,25 @@ def _kept_rows(path: Path, purge_step: int | None) -> list[dict]:
     return [r for r in rows if r.get(STEP_KEY, 0) < purge_step]
 
 
+def _after_existing_event_files(out: Path) -> None:
+    """Wait (at most about a second) until the clock is past the newest event file's timestamp.
+
+    TensorBoard reads a run's event files in name order, ``events.out.tfevents.<seconds>.<host>.
+    <pid>.<counter>``: a resumed session started in the same second as the killed one sorts by pid
+    and counter as text (``.10`` before ``.9``), so its file could be read first and the killed
+    session's earlier points dropped as out of order. A later second sorts it last."""
+    import time
+
+    stamps = []
+    for path in out.glob("events.out.tfevents.*"):
+        parts = path.name.split(".")
+        if len(parts) > 3 and parts[3].isdigit():
+            stamps.append(int(parts[3]))
+    if stamps:
+        while int(time.time()) <= max(stamps):
+            time.sleep(0.05)
+
+
 def _wandb_run(out: str | Path | None, purge_step: int | None, run_name: str | None):
     """A W&B run under ``out`` (its ``wandb/`` folder); a resumed run (``purge_step``) continues
     the run whose id the first session left in ``out/wandb-run-id``. The project is
@@ -158,6 +177,8 @@ class Logger:
         if out is not None and "tensorboard" in formats:
             from torch.utils.tensorboard import SummaryWriter
 
+            if purge_step is not None:
+                _after_existing_event_files(Path(out))
             self.writer = SummaryWriter(str(out), purge_step=purge_step)
         for fmt, name in (("csv", "progress.csv"), ("jsonl", "progress.jsonl")):
             if out is not None and fmt in formats:

@@ -169,3 +169,21 @@ def test_csv_columns_do_not_depend_on_the_hash_seed(tiny, tmp_path):
                        capture_output=True)
         texts.append((out / "progress.csv").read_text().splitlines()[0])
     assert texts[0] == texts[1] and texts[0].startswith("examples,")
+
+
+def test_a_resumed_sessions_event_file_sorts_after_the_killed_ones(tmp_path):
+    """TensorBoard reads event files in name order; names start with the second they were made."""
+    import time
+
+    from agents.harness.logger import Logger
+
+    first = Logger(tmp_path, formats=("tensorboard",))
+    first.scalars({"x": 1.0}, 10)
+    first.close()
+    stamp = int(time.time()) + 1  # an existing file from the next second: the resume must wait it out
+    (tmp_path / f"events.out.tfevents.{stamp}.host.1.99").write_bytes(b"")
+    resumed = Logger(tmp_path, purge_step=11, formats=("tensorboard",))
+    resumed.scalars({"x": 2.0}, 20)
+    resumed.close()
+    names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert int(names[-1].split(".")[3]) > stamp
