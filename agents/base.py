@@ -222,6 +222,41 @@ class Agent:
         use it: the ``addressable`` memory's inner model)."""
         return self.make_model()
 
+    def train_fresh_model(self, x: torch.Tensor, y: torch.Tensor, ts: torch.Tensor, *, init_seed: int,
+                          order_seed: int, epochs: int, batch: int, optimizer, clip: float | None = None,
+                          scheduler=None) -> nn.Module:
+        """A newly initialised model (under ``init_seed``) trained ``epochs`` shuffled passes
+        (orders from ``order_seed``) over ``(x, y)`` in minibatches of ``batch``, for learners that
+        retrain from their memory (GDumb, compress-then-recall).
+
+        Args:
+            optimizer: ``parameters -> torch.optim.Optimizer``.
+            clip: Gradient-norm clip, or None.
+            scheduler: ``optimizer -> schedule`` stepped after every batch with the fractional
+                epoch (``CosineAnnealingWarmRestarts``), or None.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model = self.make_model()
+        opt = optimizer(model.parameters())
+        sched = None if scheduler is None else scheduler(opt)
+        steps_per_epoch = -(-len(y) // batch)
+        gen = torch.Generator().manual_seed(order_seed)
+        model.train()
+        for epoch in range(epochs):
+            order = torch.randperm(len(y), generator=gen).to(y.device)
+            for i, start in enumerate(range(0, len(y), batch)):
+                idx = order[start:start + batch]
+                loss = self.loss(self.forward(x[idx], ts[idx] if ts is not None else None, model), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), clip)
+                opt.step()
+                if sched is not None:
+                    sched.step(epoch + (i + 1) / steps_per_epoch)
+        return model
+
     def make_optimizer(self) -> torch.optim.Optimizer | None:
         """Plain SGD without momentum, as GEM and the papers' baselines use (any
         ``torch.optim`` optimiser over ``self.model.parameters()`` may be returned instead)."""

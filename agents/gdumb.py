@@ -45,33 +45,19 @@ class GDumb(Agent):
         """A fresh model trained on every item of the memory (the retraining's seed depends only on
         the run's seed and how many retrainings came before, so a resumed run repeats it)."""
         data = self.memory.all()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 7919 + self.retrainings)
-            model = self.make_model()
+        init_seed = self.seed * 7919 + self.retrainings
         self.retrainings += 1
         if data is None:
-            return model
-        x, ts, y = data.x, data.t, data.y
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(init_seed)
+                return self.make_model()
         s = self.settings
-        opt = torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=0.9, weight_decay=1e-6)
-        steps_per_epoch = -(-len(y) // s["batch"])
-        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=1, T_mult=2, eta_min=s["min_lr"])
-        gen = torch.Generator().manual_seed(self.seed + 31 * self.retrainings)
-        model.train()
-        for epoch in range(s["epochs"]):
-            order = torch.randperm(len(y), generator=gen).to(y.device)
-            for i, start in enumerate(range(0, len(y), s["batch"])):
-                idx = order[start:start + s["batch"]]
-                loss = self.loss(self.forward(x[idx], ts[idx] if self.masked else None, model), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), s["clip"])
-                opt.step()
-                sched.step(epoch + (i + 1) / steps_per_epoch)
-        return model
-
-    def on_task_end(self, t: int) -> None:
-        pass
+        return self.train_fresh_model(
+            data.x, data.y, data.t, init_seed=init_seed, order_seed=self.seed + 31 * self.retrainings,
+            epochs=s["epochs"], batch=s["batch"], clip=s["clip"],
+            optimizer=lambda p: torch.optim.SGD(p, lr=s["lr"], momentum=0.9, weight_decay=1e-6),
+            scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                opt, T_0=1, T_mult=2, eta_min=s["min_lr"]))
 
     def end_task(self, t: int) -> None:
         """The memory's hook, then the retraining the evaluation will use."""

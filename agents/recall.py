@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from agents.base import Agent
 
@@ -51,20 +50,10 @@ class CompressThenRecall(Agent):
     def _train_fresh(self, x: torch.Tensor, y: torch.Tensor, ts: torch.Tensor) -> nn.Module:
         """A newly initialised model trained ``epochs`` epochs on ``(x, y)`` (SGD, momentum 0.9)."""
         self.fresh_count += 1
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 7919 + self.fresh_count)
-            model = self.make_model()
-        opt = torch.optim.SGD(model.parameters(), lr=self.settings["lr"], momentum=0.9)
-        gen = torch.Generator().manual_seed(self.seed + 31 * self.fresh_count)
-        model.train()
-        for _ in range(self.settings["epochs"]):
-            order = torch.randperm(len(y), generator=gen).to(y.device)
-            for s in range(0, len(y), self.settings["batch"]):
-                idx = order[s:s + self.settings["batch"]]
-                loss = F.cross_entropy(self.forward(x[idx], ts[idx], model), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        model = self.train_fresh_model(
+            x, y, ts, init_seed=self.seed * 7919 + self.fresh_count, order_seed=self.seed + 31 * self.fresh_count,
+            epochs=self.settings["epochs"], batch=self.settings["batch"],
+            optimizer=lambda p: torch.optim.SGD(p, lr=self.settings["lr"], momentum=0.9))
         return model.eval()
 
     def end_task(self, t: int) -> None:
