@@ -213,6 +213,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         if args.out:
             cfg["out"] = args.out
+        if args.storage:
+            cfg["storage"] = args.storage
         if args.dry_run:
             cells, skipped = expand(cfg)
             for note in skipped:
@@ -344,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--backend", default="local", choices=["local", "ray"])
     sw.add_argument("--address", default=None, help="Ray cluster address (ray.init(address=...))")
     sw.add_argument("--out", default=None, help="override the config's out directory")
+    sw.add_argument("--storage", default=None,
+                    help="Ray: where cells' checkpoints go, a path or fsspec URI every node can reach "
+                         "(overrides the config's storage; default OUT/.storage)")
     sw.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     sw.set_defaults(func=cmd_sweep)
 

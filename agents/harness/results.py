@@ -69,13 +69,18 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a reader sees the old file or the new one, never a
+    """Write ``text`` to ``path`` atomically (:func:`write_bytes_atomic`, UTF-8)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, never a
     part (a uniquely named temporary in the same directory, fsync, ``os.replace``)."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -369,13 +374,16 @@ def load_result(path: str | Path) -> Run:
 def find_results(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
     """Every ``result.json`` at or under ``paths``; the second list names each skipped file and why.
 
-    A path that is a file other than ``.json`` (a shell glob that caught logs) is ignored.
+    A path that is a file other than ``.json`` (a shell glob that caught logs) is ignored, and so
+    are results under hidden directories below a given path (a Ray sweep's ``.storage``
+    snapshots copy its cells' results; the cells' own directories hold the ones to read).
     """
     runs, skipped = [], []
     for p in map(Path, paths):
         if p.is_file() and p.suffix != ".json":
             continue
-        files = [p] if p.is_file() else sorted(p.rglob(RESULT_FILE))
+        files = [p] if p.is_file() else sorted(
+            f for f in p.rglob(RESULT_FILE) if not any(part.startswith(".") for part in f.relative_to(p).parts[:-1]))
         for f in files:
             try:
                 runs.append(load_result(f))

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -306,6 +307,7 @@ def run(
     progress: bool | str | None = None,
     stop_after_task: int | None = None,
     log: str | list[str] | tuple[str, ...] | None = None,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
 ) -> Result:
     """Run one agent on one stream and return its :class:`Result`.
 
@@ -335,6 +337,9 @@ def run(
             with elapsed time and ETA (what ``cl-env run`` prints when stderr is not a terminal);
             None: a bar on an interactive terminal, else nothing.
         stop_after_task: Stop (as if killed) after this task's checkpoint; for tests and demos.
+        on_checkpoint: Called as ``on_checkpoint(out, steps)`` after every checkpoint is on disk
+            (its events flushed first), e.g. to copy the run directory to storage other machines
+            can reach (what a Ray sweep cell does); not part of the run's identity.
 
     A non-finite loss (checked every step, on the device) or parameter (checked every
     ``log_every`` steps and at task ends) stops the run: the result has ``status="diverged"``,
@@ -455,6 +460,8 @@ def run(
                        "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
             nonlocal checkpoints
             checkpoints += 1
+            if on_checkpoint is not None:
+                on_checkpoint(out, steps)
             _fault_injection(out, checkpoints)
 
         lines = progress == "lines"

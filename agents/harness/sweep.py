@@ -30,6 +30,15 @@ A config (YAML or TOML)::
     batch_size: null
     device: cpu
     retries: 2                     # attempts after a worker died, per cell
+    checkpoint_every: null         # also checkpoint every this many steps (task ends always do)
+    cpus_per_cell: 1               # torch threads per cell (Ray: the CPUs each task requests)
+    gpus_per_cell: null            # Ray: GPUs per task (default 1 for device: cuda, else 0)
+    storage: null                  # Ray: checkpoints' path or fsspec URI (default OUT/.storage)
+    runtime_env: {}                # Ray: merged into each task's runtime_env
+    ship_requirements: false       # Ray: also ship the driver's pinned dependency versions (pip)
+
+On Ray (``--backend ray [--address HOST:PORT]``) the driver owns the results and no
+filesystem is assumed shared: see :mod:`agents.harness.cluster`.
 """
 
 from __future__ import annotations
@@ -46,7 +55,8 @@ from typing import Any
 from agents.harness import results
 
 KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
-        "device", "retries"}
+        "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
+        "ship_requirements"}
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,19 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
         checks.device(f"{where}: device", cfg["device"])
     if "retries" in cfg:
         checks.integer(f"{where}: retries", cfg["retries"], 0, fix="retries: 2")
+    for key, low, example in (("checkpoint_every", 1, 1000), ("cpus_per_cell", 1, 2), ("gpus_per_cell", 0, 1)):
+        if cfg.get(key) is not None:
+            if key == "gpus_per_cell" and checks.is_number(cfg[key]) and 0 <= cfg[key] < float("inf"):
+                continue  # Ray accepts fractional GPUs (0.5: two cells share one)
+            checks.integer(f"{where}: {key}", cfg[key], low, fix=f"{key}: {example}")
+    if cfg.get("storage") is not None and not isinstance(cfg["storage"], str):
+        raise checks.fail(f"{where}: storage", cfg["storage"], "a path or URI (fsspec)", "storage: s3://bucket/sweeps")
+    if cfg.get("runtime_env") is not None and not isinstance(cfg["runtime_env"], dict):
+        raise checks.fail(f"{where}: runtime_env", cfg["runtime_env"], "a mapping (Ray's runtime_env)",
+                          "runtime_env: {env_vars: {TMPDIR: /scratch}}")
+    if "ship_requirements" in cfg and not isinstance(cfg["ship_requirements"], bool):
+        raise checks.fail(f"{where}: ship_requirements", cfg["ship_requirements"], "true or false",
+                          "ship_requirements: true")
     if "out" in cfg and not isinstance(cfg["out"], str):
         raise checks.fail(f"{where}: out", cfg["out"], "a directory path", "out: runs/sweep")
 
@@ -193,16 +216,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def plan_threads(workers: int | None, n_cells: int, log=print) -> tuple[int, int]:
+def plan_threads(workers: int | None, n_cells: int, log=print, cpus_per_cell: int | None = None) -> tuple[int, int]:
     """Worker processes and torch threads per worker.
 
-    ``OMP_NUM_THREADS``, when set, is the threads per cell (and sizes the default worker count);
-    otherwise the cores are shared out. By default workers x threads never exceed the cores of the
+    ``cpus_per_cell`` (the config key), else ``OMP_NUM_THREADS`` when set, is the threads per cell
+    (and sizes the default worker count); otherwise the cores are shared out. By default workers x threads never exceed the cores of the
     process's affinity; an explicit ``workers`` that oversubscribes them is honoured with a warning.
     """
     cores = available_cores()
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
     omp_threads = int(omp) if omp.isdigit() and int(omp) > 0 else None
+    if cpus_per_cell:
+        omp_threads = int(cpus_per_cell)
     if workers is None:
         threads = omp_threads or 1
         workers = max(1, min(n_cells, cores // threads))
@@ -218,37 +243,47 @@ def plan_threads(workers: int | None, n_cells: int, log=print) -> tuple[int, int
     return workers, threads
 
 
-def run_cell(cell: dict, root: str, threads: int) -> dict:
-    """Run one cell (in a worker process or a Ray task): resume it if a checkpoint exists."""
+def execute(c: Cell, out: Path, resume: bool, started: float | None = None, **run_options) -> dict:
+    """Run cell ``c`` in ``out`` (resuming from its checkpoint when ``resume``); returns its record.
+    A run that raises is the cell's failure (``error``), not the sweep's."""
+    import torch
+
+    from agents.harness.runner import run
+
+    started = time.perf_counter() if started is None else started
+    torch.manual_seed(c.seed)
+    try:
+        r = run(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seed=c.seed, settings=c.settings,
+                stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device, out=out,
+                resume=resume, overwrite=not resume, progress=False, **run_options)
+    except Exception as exc:  # a failed cell is reported, the sweep goes on
+        return {"cell": asdict(c), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "seconds": time.perf_counter() - started}
+    score = r.retained_accuracy if r.retained_accuracy is not None else (r.neg_test_elbo or [None])[-1]
+    return {"cell": asdict(c), "status": r.status, "score": score, "divergence": r.divergence,
+            "seconds": time.perf_counter() - started}
+
+
+def run_cell(cell: dict, root: str, threads: int, checkpoint_every: int | None = None) -> dict:
+    """Run one cell in a local worker process, in its directory under ``root``: resume it if a
+    checkpoint exists."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
-    from agents.harness.runner import run
-
     c = Cell(**cell)
     out = c.directory(Path(root))
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    torch.manual_seed(c.seed)
-    resume = (out / results.CHECKPOINT_FILE).exists()
-    try:
-        r = run(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seed=c.seed, settings=c.settings,
-                stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device, out=out,
-                resume=resume, overwrite=not resume, progress=False)
-    except Exception as exc:  # a failed cell is reported, the sweep goes on
-        results.write_text_atomic(out / "error.txt", f"{type(exc).__name__}: {exc}\n")
-        return {"cell": cell, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                "seconds": time.perf_counter() - started, "dir": str(out)}
-    score = r.retained_accuracy if r.retained_accuracy is not None else (r.neg_test_elbo or [None])[-1]
-    return {"cell": cell, "status": r.status, "score": score, "divergence": r.divergence,
-            "seconds": time.perf_counter() - started, "dir": str(out)}
+    rec = execute(c, out, resume=(out / results.CHECKPOINT_FILE).exists(), checkpoint_every=checkpoint_every)
+    if rec["status"] == "failed":
+        results.write_text_atomic(out / "error.txt", f"{rec['error']}\n")
+    return {**rec, "dir": str(out)}
 
 
-def _cell_process(cell: dict, root: str, threads: int, conn) -> None:
+def _cell_process(cell: dict, root: str, threads: int, checkpoint_every: int | None, conn) -> None:
     """A worker process's body: run the cell, send its record (small) through ``conn``."""
     try:
-        rec = run_cell(cell, root, threads)
+        rec = run_cell(cell, root, threads, checkpoint_every)
     except BaseException as exc:  # noqa: BLE001 - reported as the cell's failure
         rec = {"cell": cell, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     conn.send(rec)
@@ -282,13 +317,17 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         return []
     progress = _Progress(len(todo), log)
     if backend == "local":
-        workers, threads = plan_threads(workers, len(todo), log)
+        workers, threads = plan_threads(workers, len(todo), log, cfg.get("cpus_per_cell"))
+        if cfg.get("gpus_per_cell"):
+            log("note: gpus_per_cell is a Ray request; local workers use the device of the cell's config")
         progress.workers = workers
         log(f"{workers} worker process(es) x {threads} torch thread(s); a dead worker's cell is retried "
             f"{retries} time(s)")
-        records = _local(todo, root, workers, threads, retries, progress)
+        records = _local(todo, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
     elif backend == "ray":
-        records = _ray(todo, root, address, workers, retries, progress)
+        from agents.harness.cluster import run_on_ray
+
+        records = run_on_ray(todo, root, cfg, address, workers, retries, progress, log)
     else:
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     log(summary_table(records))
@@ -334,14 +373,20 @@ def _duration(s: float) -> str:
 def summary_table(records: list[dict]) -> str:
     """Counts of completed / diverged / failed cells and a Markdown row per cell."""
     counts = {k: sum(r["status"] == k for r in records) for k in ("completed", "diverged", "failed")}
+    nodes = any(r.get("node") for r in records)
     lines = [f"sweep summary: {len(records)} cell(s) run: {counts['completed']} finished, "
              f"{counts['diverged']} diverged, {counts['failed']} failed",
-             "| cell | status | score | seconds | attempts | directory / error |", "|---|---|---|---|---|---|"]
+             "| cell | status | score | seconds | attempts | " + ("node | " if nodes else "") + "directory / error |",
+             "|---|---|---|---|---|" + ("---|" if nodes else "") + "---|"]
     for r in records:
         score = "-" if r.get("score") is None else f"{r['score']:.4f}"
         where = r.get("error") if r["status"] == "failed" else r.get("dir", "")
+        node = ""
+        if nodes:
+            n = r.get("node") or {}
+            node = f"{n.get('host', '?')} {str(n.get('node_id', ''))[:8]}".strip() + " | "
         lines.append(f"| {Cell(**r['cell']).describe()} | {r['status']} | {score} | {r.get('seconds', 0):.1f} | "
-                     f"{r.get('attempts', 1)} | {where} |")
+                     f"{r.get('attempts', 1)} | {node}{where} |")
     return "\n".join(lines)
 
 
@@ -354,7 +399,8 @@ def _exit_reason(code: int | None) -> str:
     return f"worker exited with code {code} without a result"
 
 
-def _local(todo: list[Cell], root: Path, workers: int, threads: int, retries: int, progress) -> list[dict]:
+def _local(todo: list[Cell], root: Path, workers: int, threads: int, retries: int, progress,
+           checkpoint_every: int | None = None) -> list[dict]:
     """Each cell in a process of its own (spawned), at most ``workers`` at once; a process that
     dies without reporting is retried up to ``retries`` times (it resumes from its checkpoint)."""
     import multiprocessing as mp
@@ -368,7 +414,7 @@ def _local(todo: list[Cell], root: Path, workers: int, threads: int, retries: in
         while pending and len(running) < workers:
             cell, attempt = pending.popleft()
             recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_cell_process, args=(asdict(cell), str(root), threads, send))
+            proc = ctx.Process(target=_cell_process, args=(asdict(cell), str(root), threads, checkpoint_every, send))
             proc.start()
             send.close()
             running[proc.sentinel] = (proc, recv, cell, attempt, time.perf_counter())
@@ -392,27 +438,4 @@ def _local(todo: list[Cell], root: Path, workers: int, threads: int, retries: in
                        "error": f"{reason}, {attempt} attempt(s)", "dir": str(cell.directory(root))}
             rec["attempts"] = attempt
             records.append(progress(rec))
-    return records
-
-
-def _ray(todo: list[Cell], root: Path, address: str | None, workers: int | None, retries: int,
-         progress) -> list[dict]:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ValueError("--backend ray needs Ray: pip install 'cl-env[ray]' (or pip install ray)") from exc
-    if not ray.is_initialized():
-        ray.init(address=address, **({} if address else {"num_cpus": workers or available_cores()}),
-                 include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1, max_retries=retries)(run_cell)
-    refs = {remote.remote(asdict(c), str(root.resolve()), 1): c for c in todo}
-    records = []
-    while refs:
-        done, _ = ray.wait(list(refs), num_returns=1)
-        cell = refs.pop(done[0])
-        try:
-            rec = ray.get(done[0])
-        except Exception as exc:  # retries exhausted (a worker crashed every time): a failed cell
-            rec = {"cell": asdict(cell), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        records.append(progress(rec))
     return records
