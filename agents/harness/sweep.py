@@ -48,50 +48,16 @@ import os
 import signal
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from agents.harness import results
+from agents.harness.cells import Cell, execute
 
 KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
         "ship_requirements"}
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run of the grid."""
-
-    env: str
-    agent: str
-    memory: str | None
-    budget: float | None
-    seed: int
-    settings: dict = field(default_factory=dict)
-    stream: dict = field(default_factory=dict)
-    batch_size: int | None = None
-    device: str = "cpu"
-
-    def config(self) -> dict:
-        """The run's resolved configuration (what its ``result.json`` will carry)."""
-        return results.run_config(self.env, self.agent, self.memory, self.budget, self.seed, self.device,
-                                  self.settings, self.stream, self.batch_size)
-
-    def config_hash(self) -> str:
-        return results.config_hash(self.config())
-
-    def directory(self, root: Path) -> Path:
-        cfg = self.config()
-        budget = "default" if cfg["budget"] is None else f"{cfg['budget']:g}"
-        name = f"{cfg['agent']}-{cfg['memory'] or 'none'}-b{budget}-{results.group_hash(cfg)[:8]}"
-        return Path(root) / self.env / name / f"seed{self.seed}"
-
-    def describe(self) -> str:
-        cfg = self.config()
-        budget = "default" if cfg["budget"] is None else f"{cfg['budget']:g}"
-        extra = (f" stream={self.stream}" if self.stream else "") + (f" {self.settings}" if self.settings else "")
-        return f"{self.env} {self.agent} memory={cfg['memory']} budget={budget} seed={self.seed}{extra}"
 
 
 def load_config(path: str | Path) -> dict:
@@ -243,27 +209,6 @@ def plan_threads(workers: int | None, n_cells: int, log=print, cpus_per_cell: in
     return workers, threads
 
 
-def execute(c: Cell, out: Path, resume: bool, started: float | None = None, **run_options) -> dict:
-    """Run cell ``c`` in ``out`` (resuming from its checkpoint when ``resume``); returns its record.
-    A run that raises is the cell's failure (``error``), not the sweep's."""
-    import torch
-
-    from agents.harness.runner import run
-
-    started = time.perf_counter() if started is None else started
-    torch.manual_seed(c.seed)
-    try:
-        r = run(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seed=c.seed, settings=c.settings,
-                stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device, out=out,
-                resume=resume, overwrite=not resume, progress=False, **run_options)
-    except Exception as exc:  # a failed cell is reported, the sweep goes on
-        return {"cell": asdict(c), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                "seconds": time.perf_counter() - started}
-    score = r.retained_accuracy if r.retained_accuracy is not None else (r.neg_test_elbo or [None])[-1]
-    return {"cell": asdict(c), "status": r.status, "score": score, "divergence": r.divergence,
-            "seconds": time.perf_counter() - started}
-
-
 def run_cell(cell: dict, root: str, threads: int, checkpoint_every: int | None = None) -> dict:
     """Run one cell in a local worker process, in its directory under ``root``: resume it if a
     checkpoint exists."""
@@ -384,7 +329,11 @@ def summary_table(records: list[dict]) -> str:
         node = ""
         if nodes:
             n = r.get("node") or {}
-            node = f"{n.get('host', '?')} {str(n.get('node_id', ''))[:8]}".strip() + " | "
+            node = f"{n.get('host', '?')} {str(n.get('node_id', ''))[:8]}".strip()
+            back = r.get("resumed_from")
+            if back:
+                node += f" (resumed at step {back['steps']} from {str(back['node'].get('node_id', ''))[:8]})"
+            node += " | "
         lines.append(f"| {Cell(**r['cell']).describe()} | {r['status']} | {score} | {r.get('seconds', 0):.1f} | "
                      f"{r.get('attempts', 1)} | {node}{where} |")
     return "\n".join(lines)

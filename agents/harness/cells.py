@@ -1,0 +1,67 @@
+"""A sweep's cell: one run of the grid, its identity and directory, and running it (shared by
+the local worker processes of :mod:`agents.harness.sweep` and the Ray tasks of
+:mod:`agents.harness.cluster`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from agents.harness import results
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    env: str
+    agent: str
+    memory: str | None
+    budget: float | None
+    seed: int
+    settings: dict = field(default_factory=dict)
+    stream: dict = field(default_factory=dict)
+    batch_size: int | None = None
+    device: str = "cpu"
+
+    def config(self) -> dict:
+        """The run's resolved configuration (what its ``result.json`` will carry)."""
+        return results.run_config(self.env, self.agent, self.memory, self.budget, self.seed, self.device,
+                                  self.settings, self.stream, self.batch_size)
+
+    def config_hash(self) -> str:
+        return results.config_hash(self.config())
+
+    def directory(self, root: Path) -> Path:
+        cfg = self.config()
+        budget = "default" if cfg["budget"] is None else f"{cfg['budget']:g}"
+        name = f"{cfg['agent']}-{cfg['memory'] or 'none'}-b{budget}-{results.group_hash(cfg)[:8]}"
+        return Path(root) / self.env / name / f"seed{self.seed}"
+
+    def describe(self) -> str:
+        cfg = self.config()
+        budget = "default" if cfg["budget"] is None else f"{cfg['budget']:g}"
+        extra = (f" stream={self.stream}" if self.stream else "") + (f" {self.settings}" if self.settings else "")
+        return f"{self.env} {self.agent} memory={cfg['memory']} budget={budget} seed={self.seed}{extra}"
+
+
+def execute(c: Cell, out: Path, resume: bool, started: float | None = None, **run_options) -> dict:
+    """Run cell ``c`` in ``out`` (resuming from its checkpoint when ``resume``); returns its record.
+    A run that raises is the cell's failure (``error``), not the sweep's."""
+    import torch
+
+    from agents.harness.runner import run
+
+    started = time.perf_counter() if started is None else started
+    torch.manual_seed(c.seed)
+    try:
+        r = run(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seed=c.seed, settings=c.settings,
+                stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device, out=out,
+                resume=resume, overwrite=not resume, progress=False, **run_options)
+    except Exception as exc:  # a failed cell is reported, the sweep goes on
+        return {"cell": asdict(c), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "seconds": time.perf_counter() - started}
+    score = r.retained_accuracy if r.retained_accuracy is not None else (r.neg_test_elbo or [None])[-1]
+    return {"cell": asdict(c), "status": r.status, "score": score, "divergence": r.divergence,
+            "seconds": time.perf_counter() - started}
