@@ -20,7 +20,7 @@ import torch
 from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
 from memory.bitstore import BitStore
 from memory.buffers import reservoir_slots
-from memory.nets.discrete_vae import DiscreteVAE, vae_parameters
+from memory.nets.discrete_vae import DiscreteVAE, uniform_noise, vae_parameters
 
 POLICIES = ("reservoir", "task_ring")
 
@@ -144,7 +144,8 @@ class SRM(Memory):
             self.count = np.zeros(spec.n_tasks, dtype=np.int64)
         self._set1: ReplayBatch | None = None
         self.last_originals: torch.Tensor | None = None
-        self.last_recollections: torch.Tensor | None = None
+        self._visual_noise: torch.Tensor | None = None
+        self._visual: torch.Tensor | None = None
 
     @classmethod
     def for_budget(cls, budget: float, spec: MemorySpec, items: int = 3000, categories: int = 4,
@@ -213,8 +214,11 @@ class SRM(Memory):
             self.opt.step()
         self.vae.eval()
         self._write(x.detach(), t, y)
+        # the visual's recollection is decoded only when asked for (visuals()); its noise is drawn
+        # now, so the random stream, and every number of the run, is what an eager decode gives
         self.last_originals = x.detach()[:10]
-        self.last_recollections = self.reconstruct(self.last_originals)
+        self._visual_noise = uniform_noise((len(self.last_originals), self.c, self.l), self.generator)
+        self._visual = None
 
     def add(self, x: torch.Tensor, t: int, y: torch.Tensor) -> None:
         """Encode ``x`` and write it under the policy, without training the autoencoder (for a
@@ -313,6 +317,17 @@ class SRM(Memory):
         k = min(10, len(self.last_originals))
         return {"srm/originals_vs_recollections":
                 torch.cat([self.last_originals[:k], self.last_recollections[:k]])}
+
+    @property
+    def last_recollections(self) -> torch.Tensor | None:
+        """The last written batch's first images as stored copies replay (decoded on first use,
+        with the noise and the autoencoder of the moment it was written)."""
+        if self.last_originals is None:
+            return None
+        if self._visual is None:
+            with torch.no_grad():
+                self._visual = self.vae.decode(self.vae.encode(self.last_originals, u=self._visual_noise))
+        return self._visual
 
     def report(self, x: torch.Tensor) -> dict[str, float]:
         """Reconstruction distortion on held-out images: mean absolute pixel error (SRM Table 4 /

@@ -22,13 +22,16 @@ LAYOUTS = {
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None,
-                   hard: bool = True) -> torch.Tensor:
+                   hard: bool = True, u: torch.Tensor | None = None) -> torch.Tensor:
     """Gumbel-softmax samples over the last axis (SRM eq. 1-2; Jang et al. 2017).
 
     ``g = -log(-log u)``, ``u ~ U(0, 1)``; ``y = softmax((logits + g) / tau)``. With ``hard``, the
-    forward value is ``one_hot(argmax(logits + g))`` and the gradient is the softmax's.
+    forward value is ``one_hot(argmax(logits + g))`` and the gradient is the softmax's. ``u``, when
+    given, is the uniform noise (drawn earlier from ``generator`` with :func:`uniform_noise`).
     """
-    u = torch.rand(logits.shape, generator=generator, device="cpu").to(logits.device)
+    if u is None:
+        u = uniform_noise(logits.shape, generator)
+    u = u.to(logits.device)
     g = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-10)))
     soft = ((logits + g) / tau).softmax(-1)
     if not hard:
@@ -36,6 +39,12 @@ def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, generator: torch.Gene
     index = soft.argmax(-1, keepdim=True)
     one_hot = torch.zeros_like(soft).scatter_(-1, index, 1.0)
     return one_hot - soft.detach() + soft
+
+
+def uniform_noise(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The ``U(0, 1)`` draws :func:`gumbel_softmax` makes (on the CPU generator, so a run's
+    random stream is the same on every device)."""
+    return torch.rand(shape, generator=generator, device="cpu")
 
 
 def vae_parameters(image_shape: tuple[int, int, int], c: int, l: int) -> int:  # noqa: E741
@@ -91,10 +100,12 @@ class DiscreteVAE(nn.Module):
         """Encoder logits, ``(N, c, l)``."""
         return self.encoder(x).flatten(1)[:, : self.c * self.l].reshape(len(x), self.c, self.l)
 
-    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Codes to store: a Gumbel-max sample per variable, ``(N, c)`` int64 in [0, l)."""
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None,
+               u: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes to store: a Gumbel-max sample per variable, ``(N, c)`` int64 in [0, l) (``u``: the
+        noise, drawn earlier, else drawn from ``generator`` now)."""
         with torch.no_grad():
-            return gumbel_softmax(self.logits(x), self.tau, generator).argmax(-1)
+            return gumbel_softmax(self.logits(x), self.tau, generator, u=u).argmax(-1)
 
     def decode_onehot(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] from (relaxed) one-hot codes ``(N, c, l)``."""
