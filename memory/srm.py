@@ -101,6 +101,9 @@ class SRM(Memory):
         tau: Gumbel-softmax temperature (1.0).
         vae: A (pre)trained :class:`DiscreteVAE` to start from (transfer), else a fresh one.
         vae_path: A file written by :func:`save_vae` (``cl-env pretrain-srm``) to start from.
+        decode_per_task: GEM only (:meth:`padded`): decode this many random codes of each past
+            task per step instead of all of them (None, the paper's Algorithm 2). A cheaper
+            variant that changes the algorithm: GEM's constraints then come from a subsample.
         seed: Seeds the VAE initialisation, the Gumbel noise and the write policy.
     """
 
@@ -110,12 +113,15 @@ class SRM(Memory):
     def __init__(self, spec: MemorySpec, c: int, l: int = 4, capacity: int = 3000,  # noqa: E741
                  policy: str = "reservoir", n_sets: int = 2, ae_lr: float = 1e-3, set_size: int = 10,
                  tau: float = 1.0, vae: DiscreteVAE | None = None, vae_path: str | None = None,
-                 seed: int = 0):
+                 decode_per_task: int | None = None, seed: int = 0):
         super().__init__(spec)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if n_sets < 1:
             raise ValueError(f"n_sets must be >= 1, got {n_sets}")
+        if decode_per_task is not None and (int(decode_per_task) != decode_per_task or decode_per_task < 1):
+            raise ValueError(f"decode_per_task must be a positive integer or None (all codes), got {decode_per_task!r}")
+        self.decode_per_task = None if decode_per_task is None else int(decode_per_task)
         self.c, self.l, self.policy = c, l, policy
         self.n_sets, self.set_size = n_sets, set_size
         self.capacity = int(capacity)
@@ -298,17 +304,34 @@ class SRM(Memory):
         return self._decode_rows(rows)
 
     def padded(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decoded memories of ``tasks`` stacked ``(T, W, ...)`` with a 0/1 mask (for GEM's vmap)."""
-        width = int(max(self.caps[t] for t in tasks))
-        xs, ys, ws = [], [], []
+        """Decoded memories of ``tasks`` stacked ``(T, W, ...)`` with a 0/1 mask (for GEM's vmap).
+
+        All tasks' codes go through the decoder in one batch (Algorithm 2, line 11: every stored
+        code of every past task, decoded by the current decoder). With ``decode_per_task = k``,
+        only ``k`` codes drawn at random per task are decoded (an explicit cheaper variant, not
+        the paper's: docs/benchmarks.md measures it beside the faithful default).
+        """
+        rows, counts = [], []
         for t in tasks:
-            batch = self.sample_task(t)
-            k = len(batch.y)
-            pad = width - k
-            xs.append(torch.cat([batch.x, batch.x.new_zeros(pad, *batch.x.shape[1:])]))
-            ys.append(torch.cat([batch.y, batch.y.new_zeros(pad)]))
-            ws.append(torch.cat([torch.ones(k), torch.zeros(pad)]).to(batch.x.device))
-        return torch.stack(xs), torch.stack(ys), torch.stack(ws)
+            k = self.task_items(t)
+            r = self.offsets[t] + np.arange(k)
+            if self.decode_per_task is not None and self.decode_per_task < k:
+                r = r[self.rng.permutation(k)[: self.decode_per_task]]
+            rows.append(r)
+            counts.append(len(r))
+        width = max(counts)
+        batch = self._decode_rows(np.concatenate(rows))
+        dev = batch.x.device
+        xs = batch.x.new_zeros(len(tasks), width, *batch.x.shape[1:])
+        ys = batch.y.new_zeros(len(tasks), width)
+        ws = torch.zeros(len(tasks), width, device=dev)
+        start = 0
+        for i, k in enumerate(counts):  # T slices of one decoded batch, no decode in the loop
+            xs[i, :k] = batch.x[start:start + k]
+            ys[i, :k] = batch.y[start:start + k]
+            ws[i, :k] = 1.0
+            start += k
+        return xs, ys, ws
 
     def visuals(self) -> dict[str, torch.Tensor]:
         """The last written batch (top row) above its recollection (bottom row)."""

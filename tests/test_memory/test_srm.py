@@ -503,3 +503,41 @@ def test_srm_rows_ids_and_draws_at_their_edges():
     assert sorted(one.sample_task(0).y.tolist()) == [2, 3, 4]
     # the default memory is the paper's MNIST-Rotations one: budget 100 over 3,000 items
     assert SRM.default(MNIST).c == latent_for_budget(100, MNIST, 3000, 4) and SRM.default(MNIST).capacity == 3000
+
+
+def test_padded_decodes_every_past_code_in_one_batch_and_decode_per_task_subsamples():
+    spec = MemorySpec((1, 28, 28), 10, 3)
+    ring = SRM(spec, c=6, l=4, capacity=30, policy="task_ring", seed=0)  # 10 per task
+    for t in range(3):
+        ring.add(torch.rand(10, 1, 28, 28), t, torch.randint(0, 10, (10,)))
+    x, y, w = ring.padded([0, 2])
+    for i, t in enumerate((0, 2)):  # the same images and labels as decoding each task on its own
+        own = ring.sample_task(t)
+        assert torch.equal(x[i], own.x) and torch.equal(y[i], own.y) and w[i].sum() == 10
+    ring.decode_per_task = 4
+    xs, ys, ws = ring.padded([0, 1, 2])
+    assert xs.shape[:2] == (3, 4) and ws.sum() == 12
+    own = ring.sample_task(1)
+    for img in xs[1]:  # each subsampled image is one of task 1's recollections
+        assert any(torch.equal(img, o) for o in own.x)
+    with pytest.raises(ValueError, match="decode_per_task"):
+        SRM(spec, c=6, l=4, capacity=30, policy="task_ring", decode_per_task=0)
+
+
+def test_the_visual_recollection_is_decoded_lazily_with_the_noise_of_its_write():
+    from memory.nets.discrete_vae import uniform_noise
+
+    m = SRM(MNIST, c=6, l=4, capacity=30, seed=0)
+    x = torch.rand(12, 1, 28, 28)
+    m.observe(x, 0, torch.randint(0, 10, (12,)))
+    state = m.generator.get_state()
+    # the noise was drawn at write time: the generator already moved past it
+    g = torch.Generator()
+    g.set_state(state)
+    after = torch.rand(3, generator=g)
+    assert m._visual is None                                          # nothing decoded yet
+    eager = m.vae.decode(m.vae.encode(x[:10], u=m._visual_noise))
+    assert torch.equal(m.last_recollections, eager)
+    assert torch.equal(torch.rand(3, generator=m.generator), after)   # reading it drew nothing
+    assert m._visual_noise.shape == (10, 6, 4) and torch.equal(uniform_noise((2,), torch.Generator().manual_seed(1)),
+                                                               torch.rand(2, generator=torch.Generator().manual_seed(1)))
