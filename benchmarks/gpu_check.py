@@ -50,10 +50,12 @@ def _has_default(agent: str, memory: str) -> bool:
     return True
 
 
-def pairs(agents: list[str] | None) -> list[tuple[str, str | None]]:
+def pairs(agents: list[str] | None, only: list[str] | None = None) -> list[tuple[str, str | None]]:
     out = []
     for name in agents or [a for a in AGENTS if a not in SKIP]:
-        memories = list(agent_entry(name).memories)
+        memories = [m for m in agent_entry(name).memories if only is None or m in only]
+        if only is not None and agent_entry(name).memories and not memories:
+            continue
         out += [(name, m) for m in memories] if memories else [(name, None)]
     return out
 
@@ -87,6 +89,7 @@ def main() -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=200, help="batches of 10 over the two tasks")
     p.add_argument("--agents", nargs="*", default=None)
+    p.add_argument("--memories", nargs="*", default=None, help="only these memories (memoryless agents still run)")
     p.add_argument("--budget", type=float, default=None, help="default: each agent's")
     p.add_argument("--tolerance", type=float, default=0.03, help="largest |CPU - CUDA| accuracy entry")
     args = p.parse_args()
@@ -102,7 +105,7 @@ def main() -> int:
     print("|" + "---|" * (head.count("|") - 1))
     failed = []
     allowed = 2 * 4 + args.steps // LOG_EVERY * 2  # task ends (evaluation, storage, visuals) + loss logs
-    for agent, memory in pairs(args.agents):
+    for agent, memory in pairs(args.agents, args.memories):
         ref, t_ref, _ = one(agent, memory, "cpu", args.steps, args.budget)
         if cuda:
             r, t, syncs = one(agent, memory, args.device, args.steps, args.budget, count_syncs=True)

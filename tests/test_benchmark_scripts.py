@@ -1,0 +1,51 @@
+"""The benchmark scripts run: ``gpu_check.py --device cpu`` (what CI can run without a GPU) finds
+every pair deterministic, and ``speed.py`` writes its table between the docs' markers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.expensive
+def test_gpu_check_passes_on_the_cpu():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--steps", "40",
+                          "--agents", "online", "er", "gem", "agem", "ewc", "lwf", "der", "icarl",
+                          "--memories", "reservoir", "task_ring", "logit_reservoir", "herding"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "agent" not in line]
+    assert len(rows) == 10 and all(r.endswith("| yes | ok |") for r in rows), out.stdout
+    assert "0 failed" in out.stdout
+
+
+def test_gpu_check_without_cuda_says_so_in_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cuda"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "--device cpu" in out.stderr
+
+
+def test_speed_table_is_written_between_the_markers(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import speed
+    finally:
+        sys.path.pop(0)
+    m = {"env": "E", "n_tasks": 2, "n_examples": 2000, "repeats": 3, "device": "cpu", "budget": None, "bare_s": 0.5,
+         "threads": 1, "rows": [{"agent": "er", "memory": "reservoir", "effective": 199.2, "wall_s": 1.0,
+                                 "examples_per_s": 2000.0, "ratio": 2.0, "retained": 0.5, "status": "completed"}]}
+    page = tmp_path / "p.md"
+    page.write_text(f"head\n{speed.START}\nold\n{speed.END}\ntail\n")
+    speed.update_docs(page, speed.table(m))
+    text = page.read_text()
+    assert "old" not in text and text.startswith("head\n") and text.endswith("tail\n")
+    assert "| er | reservoir | 199 | 1.00 | 2,000 | 2.0 | 50.0 % |" in text
