@@ -38,7 +38,65 @@ def _check_options(args: argparse.Namespace, positive: tuple = (), counts: tuple
         checks.device("--device", args.device)
 
 
+def parse_seeds(spec: str) -> list[int]:
+    """``0-4`` -> [0, 1, 2, 3, 4]; ``0,2,5`` -> [0, 2, 5]; ranges and lists combine (``0-2,7``)."""
+    from cl_env import checks
+
+    seeds: list[int] = []
+    for part in str(spec).split(","):
+        part = part.strip()
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or (hi and int(hi) < int(lo)):
+            raise checks.fail("--seeds", spec, "seeds and ascending ranges of non-negative integers",
+                              "--seeds 0-4 (or 0,1,2)")
+        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    if len(set(seeds)) != len(seeds):
+        raise checks.fail("--seeds", spec, "each seed once", "--seeds 0-4")
+    return seeds
+
+
+def _run_seeds(args: argparse.Namespace) -> int:
+    """``cl-env run ... --seeds 0-4``: the seeds of one configuration as a sweep's cells (one process
+    per seed, threads shared out), results under OUT exactly as separate runs write them."""
+    from agents.harness.sweep import sweep
+    from cl_env.error import CLEnvError
+
+    try:
+        seeds = parse_seeds(args.seeds)
+        if args.seed != 0:
+            raise ValueError("--seed and --seeds exclude each other: pass the seeds as --seeds 0-4")
+        if args.out is None:
+            raise ValueError("--seeds needs --out DIR (each seed's run is written under it)")
+        if args.resume or args.overwrite:
+            raise ValueError("--seeds resumes unfinished seeds by itself and never overwrites finished ones; "
+                             "drop --resume/--overwrite (or use another --out)")
+        cfg = {"out": args.out, "envs": [args.env_id], "agents": [args.agent], "memories": [args.memory],
+               "budgets": [args.budget], "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
+               "stream": parse_assignments(args.stream, "--stream"), "batch_size": args.batch_size,
+               "device": args.device, **({"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {})}
+        records = sweep(cfg)
+    except (CLEnvError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from agents.harness import results
+
+    runs, _ = results.find_results([args.out])
+    scores = [r.data.get("retained_accuracy") for r in runs if r.seed in seeds and r.data.get("status") == "completed"]
+    scores = [s for s in scores if s is not None]
+    if scores:
+        import statistics
+
+        spread = f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
+        print(f"retained accuracy over {len(scores)} seed(s): {statistics.mean(scores):.4f}{spread} "
+              f"(cl-env compare {args.out} for every metric)")
+    failed = [r for r in records if r["status"] == "failed"]
+    diverged = [r for r in records if r["status"] == "diverged"]
+    return 1 if failed else (DIVERGED_EXIT if diverged else 0)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "seeds", None) is not None:
+        return _run_seeds(args)
     import torch
 
     from agents.harness.runner import run
@@ -300,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", type=float, default=None,
                    help="incremental storage in effective real examples (C*H*W*8 bits each)")
     r.add_argument("--seed", type=int, default=0, help="seeds the model, the memory and every draw (default 0)")
+    r.add_argument("--seeds", default=None, metavar="SEEDS",
+                   help="several seeds of this configuration, e.g. 0-4 or 0,1,2: one process per seed "
+                        "(threads shared out), each seed's run under --out as a sweep cell")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("--out", default=None, help="directory for result.json, events, checkpoint")
     _assignments(r, "--set", "set", "agent settings, memory.KEY for the memory's (repeatable)")

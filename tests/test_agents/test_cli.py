@@ -105,3 +105,29 @@ def test_a_configuration_known_to_be_slow_says_so_with_the_expected_time():
     assert slow_note("er", "srm", "cuda", 20_000) is None
     assert slow_note("er", "reservoir", "cpu", 20_000) is None
     assert slow_note("er", "srm", "cpu", 500) is None  # under a minute: no note
+
+
+def test_run_seeds_runs_each_seed_as_its_separate_run_would(mnist_root, tmp_path, capsys):
+    import json
+
+    from agents.harness.cli import parse_seeds
+    from agents.harness.results import find_results
+    from agents.harness.runner import run
+
+    assert parse_seeds("0-2,7") == [0, 1, 2, 7] and parse_seeds("3") == [3]
+    for bad in ("2-1", "a", "0,0", "-1"):
+        assert main(["run", "MNISTRotations-v0", "--seeds", bad, "--out", str(tmp_path / "x")]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    stream = ["--stream", "source=mnist", "verify=False", f"root={mnist_root}", "n_tasks=2", "train_per_task=100"]
+    assert main(["run", "MNISTRotations-v0", "--agent", "er", "--budget", "20", "--seeds", "0-1",
+                 "--out", str(tmp_path / "s"), *stream]) == 0
+    assert "retained accuracy over 2 seed(s)" in capsys.readouterr().out
+    runs, _ = find_results([tmp_path / "s"])
+    assert sorted(r.seed for r in runs) == [0, 1]
+    kw = {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 100}
+    for r in runs:  # each seed's numbers are its separate run's
+        alone = run("MNISTRotations-v0", agent="er", budget=20.0, seed=r.seed, stream_kwargs=kw, progress=False)
+        assert r.data["accuracy_matrix"] == alone.accuracy_matrix
+        assert json.loads(r.path.read_text())["config_hash"] == alone.config_hash
+    assert main(["run", "MNISTRotations-v0", "--seeds", "0-1", "--seed", "3", "--out", str(tmp_path / "y")]) == 2
+    assert main(["run", "MNISTRotations-v0", "--seeds", "0-1"]) == 2  # no --out
