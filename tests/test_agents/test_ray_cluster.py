@@ -100,6 +100,13 @@ def test_two_node_sweep_survives_a_killed_raylet(mnist_root, tmp_path):
     assert all(r["node"]["code"] != "" and "runtime_resources" in r["node"]["code"] for r in records), \
         [r["node"]["code"] for r in records]                      # the code came through the runtime_env
 
+    # a re-run settles at once: the driver's results are what "finished" means
+    from agents.harness.sweep import sweep
+
+    lines: list[str] = []
+    assert sweep(cfg, backend="ray", log=lines.append) == []
+    assert lines[0].startswith(f"{CELLS} cells, {CELLS} already finished, 0 to run")
+
     # equal to plain runs of the same cells
     from agents.harness.runner import run
 
