@@ -367,6 +367,9 @@ def evaluate_data(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test
 # --------------------------------------------------------------------------- compress-then-recall as a memory
 
 
+MIN_BASES = 4  # below this many bases per task the recalled images span too small a family (2: chance)
+
+
 class Addressable(Memory):
     """Compress-then-recall (§5.2) as a memory: each task distilled into its share of the budget.
 
@@ -388,7 +391,11 @@ class Addressable(Memory):
             recalled images span a 2-D family and a model trained on them stayed at chance).
         ds: Downsampling of the bases; None: 2 (half resolution, the reference's) for streams
             with spatial structure and 1 for pixel-permuted ones (``MemorySpec.spatial``): 200
-            MANY images passed through 2x down/up-sampling train a model to 22.3 % against 74.7 %.
+            MANY images passed through 2x down/up-sampling train a model to 22.3 % against 74.7 %;
+            but 2 again when a task's share cannot hold :data:`MIN_BASES` full-resolution bases
+            (MANY at budget 800: 8 effective examples per task fit one 784-float base, every class
+            is recalled as a multiple of one image and the per-task models scored 9.9 %, chance;
+            at half resolution, 4 bases, 23.9 %; seed 0).
         iterations, inner_steps, inner_lr, momentum, batch_per_class, outer_lr, outer_momentum,
             clip, real_per_class: Algorithm 1 (see :class:`Unroll`, :class:`Distillation`); the
             defaults (100 iterations of 20 inner steps at lr 0.1, for the MLP) are small so a
@@ -408,12 +415,14 @@ class Addressable(Memory):
                  outer_lr: float = 0.1, outer_momentum: float = 0.5, clip: float = 2.0, real_per_class: int = 64,
                  stream_every: int = 2, seed: int = 0):
         super().__init__(spec)
+        share = (int(total_bits) // max(spec.n_tasks, 1) - spec.n_classes) // FLOAT_BITS
         if ds is None:
             ds = 2 if spec.spatial else 1
+            if ds == 1 and floats_for(MIN_BASES, 4, spec.n_classes, spec.image_shape, 1) > share:
+                ds = 2  # a share too small for 4 full-resolution bases: fewer bases would recall one image family
         self.total_bits, self.ds, self.seed = int(total_bits), int(ds), seed
         self.unroll = Unroll(inner_steps, inner_lr, momentum, batch_per_class)
         self.outer = Distillation(iterations, outer_lr, outer_momentum, clip, real_per_class)
-        share = (self.total_bits // max(spec.n_tasks, 1) - spec.n_classes) // FLOAT_BITS
         ipc = share / (spec.n_classes * spec.example_bits / 8)
         if n_bases is None:  # the most bases (<= 16) that leave 4 addressing rows per class
             fits = [n for n in (16, 8, 4, 2, 1) if floats_for(n, 4, spec.n_classes, spec.image_shape, self.ds) <= share]

@@ -222,6 +222,12 @@ def test_bases_keep_full_resolution_on_permuted_streams():
     assert A.Addressable(spatial, total_bits=800 * 6272).ds == 2
     assert A.Addressable(permuted, total_bits=800 * 6272).ds == 1
     assert A.Addressable(permuted, total_bits=800 * 6272, ds=2).ds == 2
+    # a share too small for 4 full-resolution bases (MANY: 100 tasks, budget 800) goes to half resolution
+    many = MemorySpec((1, 28, 28), 10, 100, spatial=False)
+    small = A.Addressable(many, total_bits=800 * 6272)
+    assert small.ds == 2 and small.n_bases >= A.MIN_BASES
+    assert A.Addressable(many, total_bits=800 * 6272, ds=1).n_bases == 1   # what the old default gave
+    assert A.Addressable(many, total_bits=8000 * 6272).ds == 1
     from agents.base import StreamInfo
     from cl_env import make_stream
 
