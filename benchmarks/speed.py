@@ -62,10 +62,12 @@ def bare_loop(env: str, n_tasks: int, device: str) -> float:
     return time.perf_counter() - start
 
 
-def pairs(agents: list[str] | None) -> list[tuple[str, str | None]]:
+def pairs(agents: list[str] | None, only: list[str] | None = None) -> list[tuple[str, str | None]]:
     out = []
     for name in agents or [a for a in AGENTS if a not in SKIP]:
-        memories = list(agent_entry(name).memories)
+        memories = [m for m in agent_entry(name).memories if only is None or m in only]
+        if only is not None and agent_entry(name).memories and not memories:
+            continue
         out += [(name, m) for m in memories] if memories else [(name, None)]
     return out
 
@@ -85,12 +87,12 @@ def budget_for(agent: str, memory: str | None, budget: float | None) -> float | 
 
 
 def measure(env: str, n_tasks: int, repeats: int, agents: list[str] | None, device: str, log=print,
-            budget: float | None = None) -> dict:
+            budget: float | None = None, memories: list[str] | None = None) -> dict:
     bare = statistics.median(bare_loop(env, n_tasks, device) for _ in range(repeats))
     n_examples = cl_env.make_stream(env, n_tasks=n_tasks).n_train
     log(f"bare loop: {bare:.2f} s for {n_examples:,} examples (median of {repeats})")
     rows = []
-    for agent, memory in pairs(agents):
+    for agent, memory in pairs(agents, memories):
         times, result = [], None
         for _ in range(repeats):
             t = time.perf_counter()
@@ -104,12 +106,14 @@ def measure(env: str, n_tasks: int, repeats: int, agents: list[str] | None, devi
         log(f"{agent} + {result.memory}: {wall:.2f} s, {row['examples_per_s']:,.0f} examples/s, "
             f"{row['ratio']:.1f}x bare")
     return {"env": env, "n_tasks": n_tasks, "n_examples": n_examples, "repeats": repeats, "device": device,
-            "budget": budget,
+            "budget": budget, "memories": memories,
             "bare_s": bare, "threads": torch.get_num_threads(), "rows": rows}
 
 
 def table(m: dict) -> str:
     flag = "" if m.get("budget") is None else f" --budget {m['budget']:g}"
+    if m.get("memories"):
+        flag += " --memories " + " ".join(m["memories"])
     lines = [f"`python benchmarks/speed.py --tasks {m['n_tasks']} --repeats {m['repeats']}{flag}` on "
              f"{m['env']}'s first {m['n_tasks']} tasks ({m['n_examples']:,} examples), {m['device']}, "
              f"{m['threads']} torch thread(s), medians of {m['repeats']}; the bare loop took {m['bare_s']:.2f} s.",
@@ -141,12 +145,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--agents", nargs="*", default=None, help="default: every classification agent")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--memories", nargs="*", default=None, help="only these memories (memoryless agents still run)")
     p.add_argument("--budget", type=float, default=None,
                    help="every memory's budget (default: each agent's own; 100 where a memory has none)")
     p.add_argument("--update-docs", type=Path, default=None, help="rewrite the table in this page")
     args = p.parse_args()
     print(f"threads: torch {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
-    m = measure(args.env, args.tasks, args.repeats, args.agents, args.device, budget=args.budget)
+    m = measure(args.env, args.tasks, args.repeats, args.agents, args.device, budget=args.budget,
+                memories=args.memories)
     text = table(m)
     print("\n" + text)
     if args.update_docs:
