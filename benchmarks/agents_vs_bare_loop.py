@@ -23,36 +23,11 @@ import sys
 import tempfile
 import time
 
-import torch
-from torch.nn import functional as F
+from common import bare_loop
 
-import cl_env
 from agents import run
-from agents.models import MLP
 
 ENV = "MNISTRotations-v0"
-
-
-def bare_loop(evaluate: bool) -> float:
-    stream = cl_env.make_stream(ENV)
-    px, py, index, _ = stream.pools()
-    x, y = px[index].float().div_(255.0), py[index]
-    tests = [(t.test_x.float().div_(255.0), t.test_y) for t in stream.tasks]
-    torch.manual_seed(0)
-    model = MLP(784, 10)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    per_task = 1000
-    start = time.perf_counter()
-    for s in range(0, len(x), 10):
-        loss = F.cross_entropy(model(x[s:s + 10]), y[s:s + 10])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if evaluate and (s + 10) % per_task == 0:
-            with torch.no_grad():
-                for tx, ty in tests:
-                    (model(tx).argmax(1) == ty).float().mean()
-    return time.perf_counter() - start
 
 
 def timed(fn, repeats: int) -> float:
@@ -66,8 +41,8 @@ def main() -> None:
     p.add_argument("--process", action=argparse.BooleanOptionalAction, default=True,
                    help="also time cl-env run as a fresh process")
     args = p.parse_args()
-    bare_train = timed(lambda: bare_loop(False), args.repeats)
-    bare_eval = timed(lambda: bare_loop(True), args.repeats)
+    bare_train = timed(lambda: bare_loop(ENV, evaluate=False), args.repeats)
+    bare_eval = timed(lambda: bare_loop(ENV, evaluate=True), args.repeats)
     print(f"bare train: {bare_train:.2f} s; bare train+eval: {bare_eval:.2f} s (median of {args.repeats})\n")
     print("| agent | RA | run() s | / bare train | / bare train+eval | process s |")
     print("|---|---|---|---|---|---|")

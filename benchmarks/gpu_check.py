@@ -27,42 +27,16 @@ import warnings
 
 import numpy as np
 import torch
+from common import budget_for, pairs
 
 from agents import run
-from agents.registry import AGENTS, agent_entry
 
-SKIP = {"sb3", "lvae", "vae", "ewc_vae"}
 ENV = "MNISTRotations-v0"
 LOG_EVERY = 50
 
 
-FALLBACK_BUDGET = 100.0  # for memories without a protocol default size (addressable with GEM)
-
-
-def _has_default(agent: str, memory: str) -> bool:
-    from agents.registry import build_memory
-    from memory.base import MemorySpec
-
-    try:
-        build_memory(agent, memory, None, MemorySpec((1, 28, 28), 10, 2), seed=0, options={})
-    except NotImplementedError:
-        return False
-    return True
-
-
-def pairs(agents: list[str] | None, only: list[str] | None = None) -> list[tuple[str, str | None]]:
-    out = []
-    for name in agents or [a for a in AGENTS if a not in SKIP]:
-        memories = [m for m in agent_entry(name).memories if only is None or m in only]
-        if only is not None and agent_entry(name).memories and not memories:
-            continue
-        out += [(name, m) for m in memories] if memories else [(name, None)]
-    return out
-
-
 def one(agent: str, memory: str | None, device: str, steps: int, budget: float | None, count_syncs: bool = False):
-    if budget is None and memory is not None and not _has_default(agent, memory):
-        budget = FALLBACK_BUDGET
+    budget = budget_for(agent, memory, budget)
     stream = {"n_tasks": 2, "train_per_task": steps * 10 // 2}
     syncs = 0
     t = time.perf_counter()

@@ -25,65 +25,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
+from common import bare_loop, budget_for, pairs
 
 import cl_env
 from agents import run
-from agents.models import MLP
-from agents.registry import AGENTS, agent_entry
 
-SKIP = {"sb3", "lvae", "vae", "ewc_vae"}
 START, END = "<!-- speed.py:start -->", "<!-- speed.py:end -->"
-
-
-def bare_loop(env: str, n_tasks: int, device: str) -> float:
-    """Seconds of the bare PyTorch loop (train + the same evaluations) on the same examples."""
-    stream = cl_env.make_stream(env, n_tasks=n_tasks)
-    px, py, index, _ = stream.pools()
-    dev = torch.device(device)
-    x, y = px[index].float().div_(255.0).flatten(1).to(dev), py[index].to(dev)
-    tests = [(t.test_x.float().div_(255.0).flatten(1).to(dev), t.test_y.to(dev)) for t in stream.tasks]
-    torch.manual_seed(0)
-    model = MLP(x.shape[1], stream.n_classes).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    per_task = len(x) // n_tasks
-    start = time.perf_counter()
-    for s in range(0, len(x), 10):
-        loss = F.cross_entropy(model(x[s:s + 10]), y[s:s + 10])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if (s + 10) % per_task == 0:
-            with torch.no_grad():
-                for tx, ty in tests:
-                    (model(tx).argmax(1) == ty).float().mean().item()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def pairs(agents: list[str] | None, only: list[str] | None = None) -> list[tuple[str, str | None]]:
-    out = []
-    for name in agents or [a for a in AGENTS if a not in SKIP]:
-        memories = [m for m in agent_entry(name).memories if only is None or m in only]
-        if only is not None and agent_entry(name).memories and not memories:
-            continue
-        out += [(name, m) for m in memories] if memories else [(name, None)]
-    return out
-
-
-def budget_for(agent: str, memory: str | None, budget: float | None) -> float | None:
-    """``budget``, else the agent's default, else 100 for a memory without a protocol default."""
-    if budget is not None or memory is None:
-        return budget
-    from agents.registry import build_memory
-    from memory.base import MemorySpec
-
-    try:
-        build_memory(agent, memory, None, MemorySpec((1, 28, 28), 10, 2), seed=0, options={})
-    except NotImplementedError:
-        return 100.0
-    return None
 
 
 def measure(env: str, n_tasks: int, repeats: int, agents: list[str] | None, device: str, log=print,

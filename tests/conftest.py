@@ -13,6 +13,20 @@ settings.register_profile("cl-env", derandomize=True, deadline=None, print_blob=
 settings.load_profile("cl-env")
 
 
+@pytest.fixture
+def ray_installed():
+    """Skip (saying why, also on stderr for CI's log) unless Ray and fsspec, the Ray backend's
+    extra, are importable."""
+    import importlib.util
+    import sys
+
+    missing = [m for m in ("ray", "fsspec") if importlib.util.find_spec(m) is None]
+    if missing:
+        reason = f"{'/'.join(missing)} not installed (pip install 'cl-env[ray]')"
+        print(f"SKIPPED REASON: {reason}", file=sys.stderr)
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Every test's caches (decoded images, MNIST-5k, evaluators) live in the test run's own

@@ -237,7 +237,6 @@ def cell_task(cell: dict, key: str, storage: str, threads: int, driver_env: dict
                    resumed_from=None if snap is None else {"attempt": snap["attempt"], "steps": snap["steps"],
                                                            "node": snap["node"]},
                    storage=final, work_dir=str(work))
-        rec["node"] = node
         return rec
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -64,13 +64,7 @@ DRIVER = textwrap.dedent("""
 
 
 @pytest.mark.expensive
-def test_two_node_sweep_survives_a_killed_raylet(mnist_root, tmp_path):
-    try:
-        import fsspec  # noqa: F401
-        import ray  # noqa: F401
-    except ImportError:
-        print("SKIPPED REASON: ray/fsspec are not installed (pip install 'cl-env[ray]')", file=sys.stderr)
-        pytest.skip("ray/fsspec are not installed (pip install 'cl-env[ray]')")
+def test_two_node_sweep_survives_a_killed_raylet(mnist_root, tmp_path, ray_installed):
     out, storage = tmp_path / "driver-out", tmp_path / "storage"
     head_dir, node_dir = tmp_path / "head-scratch", tmp_path / "node-scratch"
     cfg = _config(mnist_root, out, storage)
@@ -118,13 +112,8 @@ def test_two_node_sweep_survives_a_killed_raylet(mnist_root, tmp_path):
 
 
 @pytest.mark.expensive
-def test_a_cell_that_exhausts_its_retries_is_a_failed_result_and_the_sweep_goes_on(mnist_root, tmp_path):
-    try:
-        import fsspec  # noqa: F401
-        import ray  # noqa: F401
-    except ImportError:
-        print("SKIPPED REASON: ray/fsspec are not installed (pip install 'cl-env[ray]')", file=sys.stderr)
-        pytest.skip("ray/fsspec are not installed (pip install 'cl-env[ray]')")
+def test_a_cell_that_exhausts_its_retries_is_a_failed_result_and_the_sweep_goes_on(mnist_root, tmp_path,
+                                                                                  ray_installed):
     import yaml
 
     cfg = {**_config(mnist_root, tmp_path / "out", tmp_path / "storage"), "seeds": [0, 1, 2], "retries": 1,

@@ -71,12 +71,7 @@ def test_sweep_cli_dry_run_and_compare(mnist_root, tmp_path, capsys):
 
 
 @pytest.mark.expensive
-def test_ray_backend(mnist_root, tmp_path):
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        print("SKIPPED REASON: ray is not installed (pip install 'cl-env[ray]')", file=sys.stderr)
-        pytest.skip("ray is not installed (pip install 'cl-env[ray]')")
+def test_ray_backend(mnist_root, tmp_path, ray_installed):
     # in a fresh interpreter: ray.init(num_cpus=2) starts a local instance
     code = (
         "import json, sys\n"
