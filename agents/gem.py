@@ -284,3 +284,39 @@ class AGEM(_Projecting):
         self.optimizer.step()
         self.memory.observe(x.detach(), t, y, ctx=self)
         return {"loss": loss.detach()}
+
+    @staticmethod
+    def stacked_learn(stack, x, t, y, logits) -> dict[str, torch.Tensor]:
+        """:meth:`learn` for the seeds of an :class:`agents.stacked.SeedStack`: each seed's own
+        reference batch and projection (eq. 11, :func:`agem_project` row by row)."""
+        if t is None:
+            raise ValueError("A-GEM needs task labels: make the env with task_labels=True")
+        lanes = stack.lanes
+        mems = []
+        for a in lanes:
+            past = [tt for tt in a.memory.tasks() if tt != t]
+            mems.append(a._reference_batch(past, t) if past else None)
+        g_ref = None
+        if any(m is not None for m in mems):
+            stack.zero_grad()
+            r_logits = stack.forward_each([m.x if m is not None else None for m in mems],
+                                          [m.t if m is not None else None for m in mems] if stack.masked else None)
+            stack.backward(torch.stack([a.loss(rl, m.y) for a, m, rl in zip(lanes, mems, r_logits, strict=True)
+                                        if m is not None]))
+            g_ref = stack.flat_grad()
+        loss = stack.loss(logits, y)
+        stack.zero_grad()
+        stack.backward(loss)
+        if g_ref is not None:
+            g = stack.flat_grad()
+            rows = list(g.unbind(0))
+            for k, (a, m) in enumerate(zip(lanes, mems, strict=True)):
+                if m is not None:
+                    # fresh copies: a row at an unaligned offset changes the dot product's last bits
+                    rows[k], projected = agem_project(g[k].clone(), g_ref[k].clone())
+                    a.n_projections += int(projected)
+            stack.set_grad(torch.stack(rows))
+        stack.step()
+        for k, a in enumerate(lanes):
+            a.memory.observe(x[k].detach(), t, y[k], ctx=a)
+        return {"loss": loss.detach()}

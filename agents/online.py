@@ -16,3 +16,10 @@ class Online(Agent):
         loss = self.loss(logits, y)
         self.sgd_step(loss)
         return {"loss": loss.detach()}
+
+    @staticmethod
+    def stacked_learn(stack, x, t, y, logits) -> dict[str, torch.Tensor]:
+        """:meth:`learn` for the seeds of an :class:`agents.stacked.SeedStack` (per-seed ``(K,)`` losses)."""
+        loss = stack.loss(logits, y)
+        stack.sgd_step(loss)
+        return {"loss": loss.detach()}

@@ -308,12 +308,20 @@ def make_env(
     render_mode: str | None = None,
     passes: int = 1,
     transition: int = 0,
+    stream: TaskStream | None = None,
     **stream_kwargs,
 ) -> ContinualEnv:
-    """Gymnasium entry point of every registered id: build the stream, wrap it."""
+    """Gymnasium entry point of every registered id: build the stream, wrap it.
+
+    ``stream``: a stream this id already built with these ``stream_kwargs`` (several envs over
+    one prepared stream, as the runner's seeds of one configuration share it; a stream is never
+    modified by the envs that read it); None builds it.
+    """
     from cl_env.registration import make_stream
 
-    return ContinualEnv(make_stream(stream_id, **stream_kwargs), batch_size=batch_size,
+    if stream is None:
+        stream = make_stream(stream_id, **stream_kwargs)
+    return ContinualEnv(stream, batch_size=batch_size,
                         task_labels=task_labels, task_boundaries=task_boundaries, device=device,
                         chunk_bytes=chunk_bytes, render_mode=render_mode, passes=passes,
                         transition=transition)

@@ -25,12 +25,15 @@ class StreamSpec:
         description: One line for ``cl-env list`` and the docs.
         seed_dependent: Whether the stream seed changes the instance (False for protocols that
             fix every example's task, like the CIFAR splits).
+        channels: Image channels whatever the options, where the protocol fixes them (None: not
+            declared); lets a sweep know the default model without loading the data.
     """
 
     entry_point: str
     kwargs: dict = field(default_factory=dict)
     description: str = ""
     seed_dependent: bool = True
+    channels: int | None = None
 
 
 STREAMS: dict[str, StreamSpec] = {
@@ -38,21 +41,25 @@ STREAMS: dict[str, StreamSpec] = {
         "cl_env.streams.mnist:rotations",
         {"n_tasks": 20, "train_per_task": 1000},
         "20 tasks, each MNIST rotated by one angle in [9t, 9t+9) deg; 1,000 train / whole test (GEM)",
+        channels=1,
     ),
     "MNISTPermutations-v0": StreamSpec(
         "cl_env.streams.mnist:permutations",
         {"n_tasks": 20, "train_per_task": 1000},
         "20 tasks, each one fixed pixel permutation; 1,000 train / whole test (GEM)",
+        channels=1,
     ),
     "MANY-v0": StreamSpec(
         "cl_env.streams.mnist:many",
         {"n_tasks": 100, "train_per_task": 200},
         "100 pixel permutations, 200 train each / whole test (MER)",
+        channels=1,
     ),
     "SplitMNIST-v0": StreamSpec(
         "cl_env.streams.mnist:split",
         {"classes_per_task": 2, "train_per_class": 500},
         "MNIST-5k-5: 5 tasks of 2 digits, class-incremental single head (MIR / ARM Table 6)",
+        channels=1,
     ),
     "IncCIFAR100-v0": StreamSpec(
         "cl_env.streams.images:inc_cifar100", {"grouping": "fine"},

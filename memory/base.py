@@ -82,6 +82,9 @@ class Memory(ABC):
 
     name: ClassVar[str] = ""
     static_items: ClassVar[bool] = True  # False where replayed items change without new writes (SRM)
+    # True (declared on the class itself, not inherited) where the memory never reads the model
+    # it is given as ``ctx``: agents.stacked may then train several seeds' agents together
+    stackable: ClassVar[bool] = False
 
     def __init__(self, spec: MemorySpec):
         self.spec = spec

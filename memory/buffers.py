@@ -121,6 +121,7 @@ class ReservoirBuffer(SlotBuffer):
     """
 
     name = "reservoir"
+    stackable = True  # reads no model: seeds can be stacked (agents.stacked)
 
     def __init__(self, spec: MemorySpec, capacity: int, seed: int = 0):
         super().__init__(spec, capacity)
@@ -160,6 +161,7 @@ class TaskRingBuffer(Memory):
     """
 
     name = "task_ring"
+    stackable = True  # reads no model: seeds can be stacked (agents.stacked)
 
     def __init__(self, spec: MemorySpec, per_task: int | list[int] = 256):
         super().__init__(spec)

@@ -56,8 +56,9 @@ def parse_seeds(spec: str) -> list[int]:
 
 
 def _run_seeds(args: argparse.Namespace) -> int:
-    """``cl-env run ... --seeds 0-4``: the seeds of one configuration as a sweep's cells (one process
-    per seed, threads shared out), results under OUT exactly as separate runs write them."""
+    """``cl-env run ... --seeds 0-4``: the seeds of one configuration as a sweep's cells (trained
+    together where they stack, else one process per seed, threads shared out), results under OUT
+    exactly as separate runs write them."""
     from agents.harness.sweep import sweep
     from cl_env.error import CLEnvError
 
@@ -73,7 +74,8 @@ def _run_seeds(args: argparse.Namespace) -> int:
         cfg = {"out": args.out, "envs": [args.env_id], "agents": [args.agent], "memories": [args.memory],
                "budgets": [args.budget], "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
                "stream": parse_assignments(args.stream, "--stream"), "batch_size": args.batch_size,
-               "device": args.device, **({"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {})}
+               "device": args.device, "stack_seeds": not args.no_stack,
+               **({"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {})}
         records = sweep(cfg)
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -359,8 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="incremental storage in effective real examples (C*H*W*8 bits each)")
     r.add_argument("--seed", type=int, default=0, help="seeds the model, the memory and every draw (default 0)")
     r.add_argument("--seeds", default=None, metavar="SEEDS",
-                   help="several seeds of this configuration, e.g. 0-4 or 0,1,2: one process per seed "
-                        "(threads shared out), each seed's run under --out as a sweep cell")
+                   help="several seeds of this configuration, e.g. 0-4 or 0,1,2, each seed's run under "
+                        "--out as a sweep cell: trained together in one process (stacked parameters) "
+                        "for online, er, ewc, lwf, agem on MLPs, else one process per seed")
+    r.add_argument("--no-stack", action="store_true",
+                   help="with --seeds: one process per seed even where the seeds could train together")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("--out", default=None, help="directory for result.json, events, checkpoint")
     _assignments(r, "--set", "set", "agent settings, memory.KEY for the memory's (repeatable)")

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import cl_env
 from agents.base import Agent, StreamInfo
 from agents.harness import checkpoint as ckpt
 from agents.harness import results
@@ -345,289 +344,495 @@ def run(
     ``log_every`` steps and at task ends) stops the run: the result has ``status="diverged"``,
     ``divergence`` (step, task, examples seen, reason) and the accuracy rows measured so far.
     """
+    return run_seeds(env_id, agent, memory, budget, [seed], device, [out], settings, stream_kwargs, batch_size,
+                     resume, overwrite, checkpoint_every, log_every, progress, stop_after_task, log,
+                     on_checkpoint)[0]
+
+
+def run_seeds(
+    env_id: str,
+    agent: str = "online",
+    memory: str | None = None,
+    budget: float | None = None,
+    seeds: list[int] | tuple[int, ...] = (0,),
+    device: str = "cpu",
+    outs: list[str | Path | None] | None = None,
+    settings: dict | None = None,
+    stream_kwargs: dict | None = None,
+    batch_size: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int | None = None,
+    log_every: int = 50,
+    progress: bool | str | None = None,
+    stop_after_task: int | None = None,
+    log: str | list[str] | tuple[str, ...] | None = None,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
+    stack: bool = True,
+) -> list[Result]:
+    """:func:`run` for several seeds of one configuration in this process; one :class:`Result`
+    per seed, each written to its own ``outs[k]`` exactly as :func:`run` writes it.
+
+    The stream is prepared once for all seeds. When ``stack`` and the agents can be stacked
+    (:func:`agents.stacked.why_not_stackable`: ``online``, ``er``, ``ewc``, ``lwf``, ``agem`` on an
+    MLP, with no memory or a ``reservoir``/``task_ring`` one) and every seed starts from the same
+    step, the seeds are trained together as one :class:`agents.stacked.SeedStack` (one batched
+    step for all; each seed's numbers equal its separate run's at one torch thread); otherwise
+    they run one after another. A seed that diverges leaves the stack and the others go on.
+    ``wall_time_s`` and ``examples_per_s`` of stacked seeds are the group's (their
+    ``config["derived"]["stacked_seeds"]`` says how many trained together).
+
+    Args:
+        seeds: The seeds (distinct).
+        outs: One run directory (or None) per seed; default all None.
+        stack: False runs the seeds one after another even when they could be stacked.
+
+    The other arguments are :func:`run`'s.
+    """
     started = time.perf_counter()
     from cl_env import checks
 
+    seeds = [int(s) for s in seeds]
+    outs = [None] * len(seeds) if outs is None else list(outs)
+    if not seeds or len(set(seeds)) != len(seeds) or len(outs) != len(seeds):
+        raise ValueError(f"seeds must be distinct and one out directory per seed, got seeds {seeds} and "
+                         f"{len(outs)} out director(ies)")
     if checkpoint_every is not None:
         checks.integer("checkpoint_every", checkpoint_every, 1, fix="--checkpoint-every 1000")
     checks.integer("log_every", log_every, 1, fix="log_every=50")
-    log_formats = parse_formats(log)
-    settings = dict(settings or {})
-    config = results.run_config(env_id, agent, memory, budget, seed, device, settings, stream_kwargs,
-                                batch_size)
-    memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
-    stream_kwargs = dict(stream_kwargs or {})
-    cls = validate(agent, memory, settings)
-    batch_size = config["batch_size"]
-    if cls.batch_sizes and batch_size not in cls.batch_sizes:
-        raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
-                         f"got {batch_size}; pass --batch-size {cls.batch_sizes[0]}")
+    opts = _RunOptions(env_id, agent, memory, budget, device, dict(settings or {}), dict(stream_kwargs or {}),
+                       batch_size, checkpoint_every, log_every, parse_formats(log), progress, stop_after_task,
+                       on_checkpoint, started, multi=len(seeds) > 1)
+    cls = validate(agent, memory, {k: v for k, v in opts.settings.items() if not k.startswith("memory.")})
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
-    out = Path(out) if out is not None else None
-    ckpt_path = out / results.CHECKPOINT_FILE if out is not None else None
-    if (resume or overwrite) and out is None:
+    if (resume or overwrite) and any(o is None for o in outs):
         raise ValueError("resume=True / overwrite=True need an out directory")
-    chash = results.config_hash(config)
-    from_checkpoint = False
-    if out is not None:
-        from_checkpoint = prepare_run_directory(out, config, resume, overwrite)
-        out.mkdir(parents=True, exist_ok=True)
+    plans = []
+    for seed, out in zip(seeds, outs, strict=True):
+        config = results.run_config(env_id, agent, memory, budget, seed, device, opts.settings,
+                                    opts.stream_kwargs, batch_size)
+        if cls.batch_sizes and config["batch_size"] not in cls.batch_sizes:
+            raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
+                             f"got {config['batch_size']}; pass --batch-size {cls.batch_sizes[0]}")
+        out = Path(out) if out is not None else None
+        from_checkpoint = False
+        if out is not None:
+            from_checkpoint = prepare_run_directory(out, config, resume, overwrite)
+            out.mkdir(parents=True, exist_ok=True)
+        plans.append((seed, out, config, from_checkpoint))
 
     with _recording_warnings() as caught:
+        lanes: list[_Lane] = []
+        shared = None
+        for seed, out, config, from_checkpoint in plans:
+            lanes.append(_Lane(opts, cls, seed, out, config, from_checkpoint, caught, shared, first=not lanes))
+            shared = lanes[0].shared
+        from agents.stacked import why_not_stackable
+
+        together = (stack and len(lanes) > 1 and len({lane.steps for lane in lanes}) == 1
+                    and why_not_stackable([lane.learner for lane in lanes]) is None)
+        if together:
+            _drive(lanes, stacked=True)
+        else:
+            for lane in lanes:
+                _drive([lane], stacked=False)
+        return [lane.result for lane in lanes]
+
+
+@dataclass
+class _RunOptions:
+    """What every seed of a :func:`run_seeds` call shares."""
+
+    env_id: str
+    agent: str
+    memory: str | None
+    budget: float | None
+    device: str
+    settings: dict
+    stream_kwargs: dict
+    batch_size: int | None
+    checkpoint_every: int | None
+    log_every: int
+    log_formats: list[str]
+    progress: bool | str | None
+    stop_after_task: int | None
+    on_checkpoint: Callable[[Path, int], None] | None
+    started: float
+    multi: bool
+
+
+class _Lane:
+    """One seed's run: its env, agent, memory, logger, checkpoint and accuracy matrix.
+
+    ``shared`` (the first seed's ``(stream, tests, validation sets)``) lets the other seeds of a
+    :func:`run_seeds` call use the stream prepared once.
+    """
+
+    def __init__(self, o: _RunOptions, cls: type[Agent], seed: int, out: Path | None, config: dict,
+                 from_checkpoint: bool, caught: list[str], shared: tuple | None, first: bool):
+        self.o, self.seed, self.out, self.caught = o, seed, out, caught
+        self.result: Result | None = None
+        self.done = False
+        agent, env_id, device = o.agent, o.env_id, o.device
+        settings = dict(o.settings)
+        memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
+        batch_size = self.batch_size = config["batch_size"]
+        self.ckpt_path = out / results.CHECKPOINT_FILE if out is not None else None
+        self.chash = chash = results.config_hash(config)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")  # float-image notes
             # torch mode on every device: the CPU runs exercise the same code path as CUDA runs,
             # and the batches are prepared on the device once per pass
-            env = gym.make(env_id, batch_size=batch_size, device=device, disable_env_checker=True,
-                           **stream_kwargs)
-        raw: cl_env.ContinualEnv = env.unwrapped
+            env_kwargs = dict(o.stream_kwargs) if shared is None else {**o.stream_kwargs, "stream": shared[0]}
+            self.env = env = gym.make(env_id, batch_size=batch_size, device=device, disable_env_checker=True,
+                                      **env_kwargs)
+        self.raw = raw = env.unwrapped
         stream = raw.stream
         if cls.needs_task_labels and not raw.task_labels:
             raise ValueError(f"agent {agent!r} needs task labels; do not pass task_labels=False")
-        info = StreamInfo.from_stream(stream)
+        self.info = info = StreamInfo.from_stream(stream)
         if config["budget"] is not None and config["budget"] > stream.n_train:
+            from cl_env import checks
+
             raise checks.fail("budget", config["budget"],
                               f"at most {stream.n_train:,} effective examples: {env_id} has {stream.n_train:,} "
                               "training examples in all, so a larger memory could never fill",
                               f"--budget {min(200, stream.n_train)}")
-        mem = build_memory(agent, memory, budget, info.memory_spec(device), seed=seed, options=memory_options)
-        learner = cls(info, mem, settings, device=device, seed=seed)
-        dev = torch.device(device)
-        tests = [(t.test_x.to(dev), t.test_y.to(dev)) for t in stream.tasks]
-        vals = ([tuple(v.to(dev) for v in stream.validation_set(t, as_uint8=True)) for t in range(stream.n_tasks)]
-                if stream.has_validation and not cls.generative else None)
-        T = stream.n_tasks
-        config = {**config, "runtime": results.runtime_info(),
-                  "derived": {"settings": results.plain(learner.settings),
-                              "memory_class": None if mem is None else type(mem).__name__,
-                              "test_task_ids": bool(learner.uses_test_task_ids)}}
+        mem = build_memory(agent, o.memory, o.budget, info.memory_spec(device), seed=seed, options=memory_options)
+        self.learner = learner = cls(info, mem, settings, device=device, seed=seed)
+        dev = self.dev = torch.device(device)
+        if shared is None:
+            tests = [(t.test_x.to(dev), t.test_y.to(dev)) for t in stream.tasks]
+            vals = ([tuple(v.to(dev) for v in stream.validation_set(t, as_uint8=True)) for t in range(stream.n_tasks)]
+                    if stream.has_validation and not cls.generative else None)
+            shared = (stream, tests, vals)
+        self.shared = shared
+        self.tests, self.vals = shared[1], shared[2]
+        self.stream = stream
+        T = self.T = stream.n_tasks
+        self.config = config = {**config, "runtime": results.runtime_info(),
+                                "derived": {"settings": results.plain(learner.settings),
+                                            "memory_class": None if mem is None else type(mem).__name__,
+                                            "test_task_ids": bool(learner.uses_test_task_ids)}}
         if out is not None:
             results.write_json_atomic(out / results.CONFIG_FILE, {
                 "config_hash": chash, "status": "running", "config": config, "pid": os.getpid(),
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
 
         learner.prepare(stream)
-        gen = learner.generative
-        net = None
+        self.gen = gen = learner.generative
+        self.net = None
         if gen:
             from agents.harness.evaluators import feature_classifier
 
-            net, net_acc = feature_classifier(stream, device, seed=0)
+            self.net, net_acc = feature_classifier(stream, device, seed=0)
             config["derived"]["frechet_classifier_accuracy"] = round(net_acc, 4)
-        gen_log: dict[str, list] = {"neg_test_elbo": [], "frechet_distance": [], "zd_consistency": []}
-        R = np.full((T, T), np.nan)
-        V = np.full((T, T), np.nan)  # validation accuracies (stay NaN without a validation split)
+        self.gen_log: dict[str, list] = {"neg_test_elbo": [], "frechet_distance": [], "zd_consistency": []}
+        self.R = np.full((T, T), np.nan)
+        self.V = np.full((T, T), np.nan)  # validation accuracies (stay NaN without a validation split)
         # b_j of FWT: the randomly initialised model (generative agents: its -ELBO)
-        baseline = np.zeros(T) if gen else evaluate(learner, tests)
-        reward_sum, steps, elapsed_before, resumes = 0.0, 0, 0.0, 0
-        obs, _ = env.reset(seed=seed)
+        self.baseline = np.zeros(T) if gen else evaluate(learner, self.tests)
+        self.reward_sum, self.steps, self.elapsed_before, self.resumes = 0.0, 0, 0.0, 0
+        self.obs, _ = env.reset(seed=seed)
         if from_checkpoint:
-            state = ckpt.load(ckpt_path)  # weights only: a crafted file is refused, never run
+            state = ckpt.load(self.ckpt_path)  # weights only: a crafted file is refused, never run
             if not isinstance(state, dict) or state.get("config_hash") != chash:
                 raise results.RunDirectoryError(
-                    f"{ckpt_path} was not written by this configuration (hash "
+                    f"{self.ckpt_path} was not written by this configuration (hash "
                     f"{state.get('config_hash') if isinstance(state, dict) else None} "
                     f"vs {chash}); use another --out, or --overwrite to start afresh")
             learner.load_state_dict(state["agent"])
-            R, baseline, gen_log = state["R"], state["baseline"], state["gen_log"]
-            V = state.get("V", V)
-            reward_sum, steps, elapsed_before = state["reward_sum"], state["steps"], state["elapsed"]
-            resumes = state.get("resumes", 0) + 1
-            if steps < raw.n_batches:
-                obs = raw.seek(steps)
+            self.R, self.baseline, self.gen_log = state["R"], state["baseline"], state["gen_log"]
+            self.V = state.get("V", self.V)
+            self.reward_sum, self.steps, self.elapsed_before = state["reward_sum"], state["steps"], state["elapsed"]
+            self.resumes = state.get("resumes", 0) + 1
+            if self.steps < raw.n_batches:
+                self.obs = raw.seek(self.steps)
+        steps = self.steps
         # one x-axis for everything: examples seen; a resumed run drops what the killed one logged
         # after its checkpoint (the checkpoint's own evaluation, at exactly that step, is kept)
-        logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None, formats=log_formats,
-                        run_name=f"{agent}-{config['memory'] or 'none'}-{env_id}-seed{seed}")
+        self.logger = logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None,
+                                      formats=o.log_formats,
+                                      run_name=f"{agent}-{config['memory'] or 'none'}-{env_id}-seed{seed}")
         if not steps:
             logger.text("config", "```json\n" + json.dumps(config, indent=2, default=str) + "\n```")
             logger.hparams(results.hparams_of(config),
                            ["final/neg_test_elbo", "final/frechet_distance"] if gen else
                            ["final/retained_accuracy", "final/backward_transfer", "final/forgetting",
                             "final/online_accuracy"])
-        started_loop, session_steps = time.perf_counter(), steps  # the ETA: this process's steps only
-
-        checkpoints = 0
-
-        def checkpoint() -> None:
-            if ckpt_path is None:
-                return
-            logger.flush()  # events up to the checkpoint reach the disk before it does
-            ckpt.save({"agent": learner.state_dict(), "R": R, "V": V, "baseline": baseline, "gen_log": gen_log,
-                       "reward_sum": reward_sum, "steps": steps, "config": results.identity(config),
-                       "config_hash": chash, "resumes": resumes,
-                       "elapsed": elapsed_before + time.perf_counter() - started}, ckpt_path)
-            nonlocal checkpoints
-            checkpoints += 1
-            if on_checkpoint is not None:
-                on_checkpoint(out, steps)
-            _fault_injection(out, checkpoints)
-
-        lines = progress == "lines"
-        show = sys.stderr.isatty() if progress is None else (progress is True)
+        self.started_loop, self.session_steps = time.perf_counter(), steps  # the ETA: this process's steps only
+        self.checkpoints = 0
+        self.lines = o.progress == "lines"
+        show = sys.stderr.isatty() if o.progress is None else (o.progress is True)
         note = slow_note(agent, config["memory"], device, raw.n_batches * batch_size)
-        if note is not None and progress is not False and steps < raw.n_batches:
+        if first and note is not None and o.progress is not False and steps < raw.n_batches:
             print(note, file=sys.stderr, flush=True)
-        bar = tqdm(total=raw.n_batches, initial=steps, disable=not show, desc=f"{agent} on {env_id}")
-        reward_acc = torch.zeros((), device=dev)
+        self.bar = tqdm(total=raw.n_batches, initial=steps, disable=not (show and first),
+                        desc=f"{agent} on {env_id}")
+        self.reward_acc = torch.zeros((), device=dev)
         # divergence: on the CPU each loss is read every step (a float read, ~1 us); on a GPU the
         # device keeps whether every loss so far was finite and for how many steps (no
         # synchronisation), read with the loss logs and at task ends
-        on_cpu = dev.type == "cpu"
-        finite = torch.ones((), dtype=torch.bool, device=dev)
-        finite_steps = torch.full((), steps, dtype=torch.int64, device=dev)
-        divergence: dict | None = None
+        self.on_cpu = dev.type == "cpu"
+        self.finite = torch.ones((), dtype=torch.bool, device=dev)
+        self.finite_steps = torch.full((), steps, dtype=torch.int64, device=dev)
+        self.divergence: dict | None = None
+        self.stopped = False
+        self.own_warnings: list[str] = []
+        self.done = steps >= raw.n_batches
 
-        def diverged(reason_params: bool) -> dict | None:
-            if not bool(finite):
-                step = int(finite_steps) + 1
-                return {"step": step, "task": raw.task_of_batch(step - 1), "examples_seen": step * batch_size,
-                        "reason": "non-finite loss"}
-            if reason_params and _nonfinite_parameters(learner):
-                return {"step": steps, "task": raw.task_of_batch(steps - 1), "examples_seen": steps * batch_size,
-                        "reason": f"non-finite parameters (checked every {log_every} steps and at task ends)"}
-            return None
+    # ----------------------------------------------------------------- per step
+    def checkpoint(self) -> None:
+        if self.ckpt_path is None:
+            return
+        self.logger.flush()  # events up to the checkpoint reach the disk before it does
+        ckpt.save({"agent": self.learner.state_dict(), "R": self.R, "V": self.V, "baseline": self.baseline,
+                   "gen_log": self.gen_log, "reward_sum": self.reward_sum, "steps": self.steps,
+                   "config": results.identity(self.config), "config_hash": self.chash, "resumes": self.resumes,
+                   "elapsed": self.elapsed_before + time.perf_counter() - self.o.started}, self.ckpt_path)
+        self.checkpoints += 1
+        if self.o.on_checkpoint is not None:
+            self.o.on_checkpoint(self.out, self.steps)
+        _fault_injection(self.out, self.checkpoints)
 
-        stopped = False
-        while steps < raw.n_batches:
-            action = learner.act(obs)
-            next_obs, reward, terminated, _, step_info = env.step(action)
-            losses = learner.observe(obs, step_info["y"])
-            if on_cpu:
-                if not all(math.isfinite(float(v.sum())) for v in losses.values()):
-                    finite.fill_(False)
-                    finite_steps.fill_(steps)  # the steps before this one were finite
-                    steps += 1
-                    divergence = diverged(False)
-                    break
+    def diverged(self, reason_params: bool) -> dict | None:
+        raw, batch_size = self.raw, self.batch_size
+        if not bool(self.finite):
+            step = int(self.finite_steps) + 1
+            return {"step": step, "task": raw.task_of_batch(step - 1), "examples_seen": step * batch_size,
+                    "reason": "non-finite loss"}
+        if reason_params and _nonfinite_parameters(self.learner):
+            return {"step": self.steps, "task": raw.task_of_batch(self.steps - 1),
+                    "examples_seen": self.steps * batch_size,
+                    "reason": f"non-finite parameters (checked every {self.o.log_every} steps and at task ends)"}
+        return None
+
+    def env_step(self, action) -> None:
+        self.next_obs, self.reward, self.terminated, _, self.step_info = self.env.step(action)
+
+    def reads_model(self) -> bool:
+        """Whether :meth:`after_step` (called next) will read the agent's model: divergence checks,
+        task ends, checkpoints."""
+        n = self.steps + 1
+        every = self.o.checkpoint_every
+        return n % self.o.log_every == 0 or self.raw.last_task_end or bool(every and n % every == 0)
+
+    def after_step(self, losses: dict[str, torch.Tensor]) -> None:
+        """Everything after the learner's step: divergence, logs, task-end evaluation, checkpoints."""
+        o, raw, learner, logger, T = self.o, self.raw, self.learner, self.logger, self.T
+        if self.on_cpu:
+            if not all(math.isfinite(float(v.sum())) for v in losses.values()):
+                self.finite.fill_(False)
+                self.finite_steps.fill_(self.steps)  # the steps before this one were finite
+                self.steps += 1
+                self.divergence = self.diverged(False)
+                self.done = True
+                return
+        else:
+            for v in losses.values():
+                self.finite &= torch.isfinite(v).all()
+            self.finite_steps += self.finite
+        self.reward_acc += self.reward
+        self.steps += 1
+        steps = self.steps
+        self.bar.update(1)
+        examples = steps * self.batch_size
+        if steps % o.log_every == 0 or raw.last_task_end:
+            self.divergence = self.diverged(True)
+            if self.divergence is not None:
+                self.done = True
+                return
+        if steps % o.log_every == 0:
+            logger.scalars(losses, examples, "train/")
+        if raw.last_task_end:
+            t = raw.last_t
+            learner.end_task(t)
+            self.divergence = self.diverged(True)  # task-end work (distillation, hand-over) can diverge too
+            if self.divergence is not None:
+                self.done = True
+                return
+            self.reward_sum += float(self.reward_acc)
+            self.reward_acc.zero_()
+            R, tests = self.R, self.tests
+            if self.gen:
+                R[t], union_elbo, fd = evaluate_generative(learner, tests, t, self.net)
+                cons = learner.memory.consistency_history[-1]
+                self.gen_log["neg_test_elbo"].append(union_elbo)
+                self.gen_log["frechet_distance"].append(fd)
+                self.gen_log["zd_consistency"].append(cons)
+                logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/neg_elbo/")
+                logger.scalars({"neg_test_elbo": union_elbo, "frechet_distance": fd,
+                                **({} if cons is None else {"zd_consistency": cons})}, examples, "eval/")
             else:
-                for v in losses.values():
-                    finite &= torch.isfinite(v).all()
-                finite_steps += finite
-            reward_acc += reward
-            steps += 1
-            bar.update(1)
-            examples = steps * batch_size
-            if steps % log_every == 0 or raw.last_task_end:
-                divergence = diverged(True)
-                if divergence is not None:
-                    break
-            if steps % log_every == 0:
-                logger.scalars(losses, examples, "train/")
-            if raw.last_task_end:
-                t = raw.last_t
-                learner.end_task(t)
-                divergence = diverged(True)  # task-end work (distillation, hand-over) can diverge too
-                if divergence is not None:
-                    break
-                reward_sum += float(reward_acc)
-                reward_acc.zero_()
-                if gen:
-                    R[t], union_elbo, fd = evaluate_generative(learner, tests, t, net)
-                    cons = learner.memory.consistency_history[-1]
-                    gen_log["neg_test_elbo"].append(union_elbo)
-                    gen_log["frechet_distance"].append(fd)
-                    gen_log["zd_consistency"].append(cons)
-                    logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/neg_elbo/")
-                    logger.scalars({"neg_test_elbo": union_elbo, "frechet_distance": fd,
-                                    **({} if cons is None else {"zd_consistency": cons})}, examples, "eval/")
-                else:
-                    R[t] = evaluate(learner, tests)
-                    logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/accuracy/")
-                    if vals is not None:
-                        V[t] = evaluate(learner, vals)
-                        logger.scalars({"retained_accuracy": V[t, : t + 1].mean(),
-                                        **{f"accuracy/task_{j}": V[t, j] for j in range(T)}}, examples, "val/")
-                    logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
-                                    "online_accuracy": reward_sum / steps, "task": t}, examples, "eval/")
-                    logger.accuracy_matrix(R, examples, figure=terminated)
-                if lines:
-                    now = time.perf_counter()
-                    rate = (now - started_loop) / max(1, steps - session_steps)
-                    score = (f"-ELBO {gen_log['neg_test_elbo'][-1]:.1f}" if gen
-                             else f"retained acc. {R[t, : t + 1].mean():.4f}")
-                    print(f"[task {t + 1}/{T}] {agent} on {env_id}: {examples:,} examples, {score}, "
-                          f"elapsed {elapsed_before + now - started:.0f} s, ETA {rate * (raw.n_batches - steps):.0f} s",
-                          file=sys.stderr, flush=True)
-                logger.scalars(learner.storage(), examples, "storage/")
-                logger.scalars(learner.summary(), examples)
-                visuals = dict(learner.visuals())
-                if learner.memory is not None:
-                    visuals.update(learner.memory.visuals())
-                    probe = torch.cat([x[:100] for x, _ in tests[: t + 1]]).float().div_(255.0)
-                    logger.scalars(learner.memory.report(probe), examples)
-                for tag, images in visuals.items():
-                    logger.images(tag, images, examples)
-                checkpoint()
-                if stop_after_task is not None and t >= stop_after_task and not terminated:
-                    stopped = True
-                    break
-            elif checkpoint_every and steps % checkpoint_every == 0:
-                divergence = diverged(True)
-                if divergence is not None:
-                    break
-                reward_sum += float(reward_acc)
-                reward_acc.zero_()
-                checkpoint()
-            obs = next_obs
-        bar.close()
-        if divergence is None and not stopped:
-            divergence = diverged(True)
-        reward_sum += float(reward_acc)
-        if stopped:
-            logger.close()
-            raise KeyboardInterrupt(f"stopped after task {stop_after_task} (checkpoint in {out})")
+                R[t] = evaluate(learner, tests)
+                logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/accuracy/")
+                if self.vals is not None:
+                    self.V[t] = evaluate(learner, self.vals)
+                    logger.scalars({"retained_accuracy": self.V[t, : t + 1].mean(),
+                                    **{f"accuracy/task_{j}": self.V[t, j] for j in range(T)}}, examples, "val/")
+                logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
+                                "online_accuracy": self.reward_sum / steps, "task": t}, examples, "eval/")
+                logger.accuracy_matrix(R, examples, figure=self.terminated)
+            if self.lines:
+                now = time.perf_counter()
+                rate = (now - self.started_loop) / max(1, steps - self.session_steps)
+                score = (f"-ELBO {self.gen_log['neg_test_elbo'][-1]:.1f}" if self.gen
+                         else f"retained acc. {R[t, : t + 1].mean():.4f}")
+                who = f" (seed {self.seed})" if o.multi else ""
+                print(f"[task {t + 1}/{T}] {o.agent} on {o.env_id}{who}: {examples:,} examples, {score}, "
+                      f"elapsed {self.elapsed_before + now - o.started:.0f} s, "
+                      f"ETA {rate * (raw.n_batches - steps):.0f} s", file=sys.stderr, flush=True)
+            logger.scalars(learner.storage(), examples, "storage/")
+            logger.scalars(learner.summary(), examples)
+            visuals = dict(learner.visuals())
+            if learner.memory is not None:
+                visuals.update(learner.memory.visuals())
+                probe = torch.cat([x[:100] for x, _ in tests[: t + 1]]).float().div_(255.0)
+                logger.scalars(learner.memory.report(probe), examples)
+            for tag, images in visuals.items():
+                logger.images(tag, images, examples)
+            self.checkpoint()
+            if o.stop_after_task is not None and t >= o.stop_after_task and not self.terminated:
+                self.stopped = self.done = True
+                return
+        elif o.checkpoint_every and steps % o.checkpoint_every == 0:
+            self.divergence = self.diverged(True)
+            if self.divergence is not None:
+                self.done = True
+                return
+            self.reward_sum += float(self.reward_acc)
+            self.reward_acc.zero_()
+            self.checkpoint()
+        self.obs = self.next_obs
+        if steps >= raw.n_batches:
+            self.done = True
 
-        wall = elapsed_before + time.perf_counter() - started
+    # ----------------------------------------------------------------- the end
+    def finish(self, stacked_seeds: int = 1) -> None:
+        """The run's :class:`Result` (written to ``result.json``) once the loop is over."""
+        o, raw, learner, gen, T, R, V = self.o, self.raw, self.learner, self.gen, self.T, self.R, self.V
+        agent, env_id, steps, batch_size = o.agent, o.env_id, self.steps, self.batch_size
+        self.bar.close()
+        if self.divergence is None and not self.stopped:
+            self.divergence = self.diverged(True)
+        divergence = self.divergence
+        self.reward_sum += float(self.reward_acc)
+        if self.stopped:
+            self.logger.close()
+            raise KeyboardInterrupt(f"stopped after task {o.stop_after_task} (checkpoint in {self.out})")
+
+        wall = self.elapsed_before + time.perf_counter() - o.started
         store = learner.storage()
-        spec = info.memory_spec(device)
+        spec = self.info.memory_spec(o.device)
         status = "completed" if divergence is None else "diverged"
         done_rows = [i for i in range(T) if not np.isnan(R[i]).all()]
+        if stacked_seeds > 1:
+            self.config["derived"]["stacked_seeds"] = stacked_seeds
         if status == "diverged":
-            message = (f"{agent} on {env_id} diverged at step {divergence['step']} (task {divergence['task']}): "
+            who = f" (seed {self.seed})" if o.multi else ""
+            message = (f"{agent} on {env_id}{who} diverged at step {divergence['step']} (task {divergence['task']}): "
                        f"{divergence['reason']}; the result has status 'diverged'")
-            caught.append(f"RuntimeWarning: {message}")
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            self.own_warnings.append(f"RuntimeWarning: {message}")
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
             accuracy = {"accuracy_matrix": [R[i].tolist() for i in done_rows] if not gen else [],
                         "retained_accuracy": None, "backward_transfer": None, "forward_transfer": None,
                         "forgetting": None, "online_accuracy": None}
-            generative = {} if not gen else {"elbo_matrix": [R[i].tolist() for i in done_rows], **gen_log}
+            generative = {} if not gen else {"elbo_matrix": [R[i].tolist() for i in done_rows], **self.gen_log}
         else:
             accuracy = {} if gen else {
                 "accuracy_matrix": R.tolist(),
                 "retained_accuracy": metrics.retained_accuracy(R),
                 "backward_transfer": metrics.backward_transfer(R),
-                "forward_transfer": metrics.forward_transfer(R, baseline),
+                "forward_transfer": metrics.forward_transfer(R, self.baseline),
                 "forgetting": metrics.forgetting(R),
-                "online_accuracy": reward_sum / max(steps, 1),
+                "online_accuracy": self.reward_sum / max(steps, 1),
             }
             generative = {} if not gen else {
                 "accuracy_matrix": [], "retained_accuracy": None, "backward_transfer": None,
                 "forward_transfer": None, "forgetting": None, "online_accuracy": None,
-                "elbo_matrix": R.tolist(), **gen_log,
+                "elbo_matrix": R.tolist(), **self.gen_log,
             }
-        counters = {"dropped_examples": int(sum(raw.dropped)), "resumes": resumes, **learner.counters()}
+        counters = {"dropped_examples": int(sum(raw.dropped)), "resumes": self.resumes, **learner.counters()}
+        # the warnings of the process while this seed ran, less the other seeds' divergence notes
+        others = (" diverged at step ", f"(seed {self.seed}) diverged")
+        shown = [w for w in self.caught if not (o.multi and others[0] in w and others[1] not in w)]
         result = Result(
-            env=env_id, agent=agent, memory=config["memory"], seed=seed, **accuracy, **generative,
+            env=env_id, agent=agent, memory=self.config["memory"], seed=self.seed, **accuracy, **generative,
             storage_bits=store["storage_bits"], overhead_bits=store["overhead_bits"],
             effective_examples=store["storage_bits"] / spec.example_bits, items=store["items"],
             wall_time_s=wall,
-            examples_per_s=steps * batch_size / max(time.perf_counter() - started_loop, 1e-9),
-            data=stream.describe(), config=config, status=status, config_hash=chash, divergence=divergence,
-            baseline_accuracy=None if gen else [float(b) for b in baseline],
-            **({} if vals is None else {
+            examples_per_s=steps * batch_size / max(time.perf_counter() - self.started_loop, 1e-9),
+            data=self.stream.describe(), config=self.config, status=status, config_hash=self.chash,
+            divergence=divergence, baseline_accuracy=None if gen else [float(b) for b in self.baseline],
+            **({} if self.vals is None else {
                 "validation_accuracy_matrix": [V[i].tolist() for i in done_rows],
                 "validation_retained_accuracy": (metrics.retained_accuracy(V) if status == "completed" else None)}),
-            warnings=list(caught), counters=counters,
+            warnings=shown + [w for w in self.own_warnings if w not in shown], counters=counters,
         )
-        final = ({"neg_test_elbo": (gen_log["neg_test_elbo"] or [None])[-1],
-                  "frechet_distance": (gen_log["frechet_distance"] or [None])[-1]} if gen else
+        final = ({"neg_test_elbo": (self.gen_log["neg_test_elbo"] or [None])[-1],
+                  "frechet_distance": (self.gen_log["frechet_distance"] or [None])[-1]} if gen else
                  {k: result.__dict__[k] for k in ("retained_accuracy", "backward_transfer", "forgetting",
                                                    "online_accuracy")})
-        logger.scalars({k: v for k, v in final.items() if v is not None}, steps * batch_size, "final/")
-        logger.end_session(status)
-        logger.close()
-        if out is not None:
-            result.to_json(out / results.RESULT_FILE)
-        return result
+        self.logger.scalars({k: v for k, v in final.items() if v is not None}, steps * batch_size, "final/")
+        self.logger.end_session(status)
+        self.logger.close()
+        if self.out is not None:
+            result.to_json(self.out / results.RESULT_FILE)
+        self.result = result
+
+
+def _drive(lanes: list[_Lane], stacked: bool) -> None:
+    """The benchmark loop: ``act`` -> ``step`` -> ``observe`` -> bookkeeping, for one seed, or for
+    several in lockstep as one :class:`agents.stacked.SeedStack` (``stacked``)."""
+    from agents.stacked import SeedStack, why_not_stackable
+
+    stacked_seeds = len(lanes) if stacked else 1
+    _finish([lane for lane in lanes if lane.done], stacked_seeds)  # resumed at the end of the stream
+    active = [lane for lane in lanes if not lane.done]
+    group = SeedStack([lane.learner for lane in active]) if stacked and len(active) > 1 else None
+    while active:
+        if group is None:
+            lane = active[0] if len(active) == 1 else None
+            if lane is None:  # several seeds left but no stack: finish them one at a time
+                for one in active:
+                    _drive([one], stacked=False)
+                return
+            action = lane.learner.act(lane.obs)
+            lane.env_step(action)
+            losses = [lane.learner.observe(lane.obs, lane.step_info["y"])]
+        else:
+            ts = {lane.obs.get("t") for lane in active}
+            if len(ts) != 1:
+                raise RuntimeError(f"stacked seeds out of step: task ids {sorted(map(str, ts))}")
+            actions = group.act([lane.obs["x"] for lane in active], ts.pop())
+            for lane, action in zip(active, actions, strict=True):
+                lane.env_step(action)
+            losses = group.observe([lane.step_info["y"] for lane in active])
+        synced = group is not None and any(lane.reads_model() for lane in active)
+        if synced:
+            group.sync_out()
+        for lane, loss in zip(active, losses, strict=True):
+            lane.after_step(loss)
+        if group is not None and (synced or any(lane.done for lane in active)):
+            if not synced:
+                group.sync_out()
+            group.sync_in()
+        if any(lane.done for lane in active):
+            _finish([lane for lane in active if lane.done], stacked_seeds)
+            active = [lane for lane in active if not lane.done]
+            if group is not None:
+                learners = [lane.learner for lane in active]
+                group = SeedStack(learners) if len(active) > 1 and why_not_stackable(learners) is None else None
+
+
+def _finish(lanes: list[_Lane], stacked_seeds: int) -> None:
+    """Finish each lane; a stop asked for (``stop_after_task``) is raised once all are closed."""
+    stop = None
+    for lane in lanes:
+        try:
+            lane.finish(stacked_seeds)
+        except KeyboardInterrupt as exc:
+            stop = stop or exc
+    if stop is not None:
+        raise stop

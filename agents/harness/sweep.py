@@ -36,6 +36,8 @@ A config (YAML or TOML)::
     storage: null                  # Ray: checkpoints' path or fsspec URI (default OUT/.storage)
     runtime_env: {}                # Ray: merged into each task's runtime_env
     ship_requirements: false       # Ray: also ship the driver's pinned dependency versions (pip)
+    stack_seeds: true              # local: a configuration's seeds train together in one process
+                                   # where the agent allows (agents.stacked; same numbers)
 
 On Ray (``--backend ray [--address HOST:PORT]``) the driver owns the results and no
 filesystem is assumed shared: see :mod:`agents.harness.cluster`.
@@ -53,11 +55,11 @@ from pathlib import Path
 from typing import Any
 
 from agents.harness import results
-from agents.harness.cells import Cell, execute
+from agents.harness.cells import Cell, execute, execute_seeds
 
 KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
-        "ship_requirements"}
+        "ship_requirements", "stack_seeds"}
 
 
 def load_config(path: str | Path) -> dict:
@@ -138,6 +140,8 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
     if cfg.get("runtime_env") is not None and not isinstance(cfg["runtime_env"], dict):
         raise checks.fail(f"{where}: runtime_env", cfg["runtime_env"], "a mapping (Ray's runtime_env)",
                           "runtime_env: {env_vars: {TMPDIR: /scratch}}")
+    if "stack_seeds" in cfg and not isinstance(cfg["stack_seeds"], bool):
+        raise checks.fail(f"{where}: stack_seeds", cfg["stack_seeds"], "true or false", "stack_seeds: true")
     if "ship_requirements" in cfg and not isinstance(cfg["ship_requirements"], bool):
         raise checks.fail(f"{where}: ship_requirements", cfg["ship_requirements"], "true or false",
                           "ship_requirements: true")
@@ -209,29 +213,73 @@ def plan_threads(workers: int | None, n_cells: int, log=print, cpus_per_cell: in
     return workers, threads
 
 
+def seed_groups(cells: list[Cell]) -> list[list[Cell]]:
+    """``cells`` as units of work: the seeds of one configuration together where they can be
+    stacked (:func:`agents.stacked.may_stack`), every other cell alone; first-seen order."""
+    from agents.stacked import may_stack
+
+    groups: dict[str, list[Cell]] = {}
+    units: list[list[Cell]] = []
+    for c in cells:
+        try:
+            stackable = may_stack(c.env, c.agent, c.memory, c.settings)
+        except Exception:  # noqa: BLE001 - an unknown name fails in its own cell, with its message
+            stackable = False
+        if not stackable:
+            units.append([c])
+            continue
+        key = results.group_hash(c.config())
+        if key not in groups:
+            groups[key] = []
+            units.append(groups[key])
+        groups[key].append(c)
+    return units
+
+
 def run_cell(cell: dict, root: str, threads: int, checkpoint_every: int | None = None) -> dict:
     """Run one cell in a local worker process, in its directory under ``root``: resume it if a
     checkpoint exists."""
+    return run_unit([cell], root, threads, checkpoint_every)[0]
+
+
+def run_unit(cells: list[dict], root: str, threads: int, checkpoint_every: int | None = None) -> list[dict]:
+    """Run a unit of work in a local worker process: one cell, or one configuration's seeds
+    together (:func:`agents.harness.cells.execute_seeds`); each in its directory under ``root``,
+    resumed where a checkpoint exists (seeds with and without one run as two groups)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
-    c = Cell(**cell)
-    out = c.directory(Path(root))
-    out.mkdir(parents=True, exist_ok=True)
-    rec = execute(c, out, resume=(out / results.CHECKPOINT_FILE).exists(), checkpoint_every=checkpoint_every)
-    if rec["status"] == "failed":
-        results.write_text_atomic(out / "error.txt", f"{rec['error']}\n")
-    return {**rec, "dir": str(out)}
+    cs = [Cell(**c) for c in cells]
+    outs = [c.directory(Path(root)) for c in cs]
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
+    resume = [(out / results.CHECKPOINT_FILE).exists() for out in outs]
+    recs: dict[int, dict] = {}
+    for flag in (True, False):
+        idx = [i for i, r in enumerate(resume) if r == flag]
+        if len(idx) == 1:
+            recs[idx[0]] = execute(cs[idx[0]], outs[idx[0]], resume=flag, checkpoint_every=checkpoint_every)
+        elif idx:
+            for i, rec in zip(idx, execute_seeds([cs[i] for i in idx], [outs[i] for i in idx], resume=flag,
+                                                 checkpoint_every=checkpoint_every), strict=True):
+                recs[i] = rec
+    out_recs = []
+    for i, out in enumerate(outs):
+        rec = recs[i]
+        if rec["status"] == "failed":
+            results.write_text_atomic(out / "error.txt", f"{rec['error']}\n")
+        out_recs.append({**rec, "dir": str(out)})
+    return out_recs
 
 
-def _cell_process(cell: dict, root: str, threads: int, checkpoint_every: int | None, conn) -> None:
-    """A worker process's body: run the cell, send its record (small) through ``conn``."""
+def _cell_process(cells: list[dict], root: str, threads: int, checkpoint_every: int | None, conn) -> None:
+    """A worker process's body: run the unit, send its records (small) through ``conn``."""
     try:
-        rec = run_cell(cell, root, threads, checkpoint_every)
-    except BaseException as exc:  # noqa: BLE001 - reported as the cell's failure
-        rec = {"cell": cell, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    conn.send(rec)
+        recs = run_unit(cells, root, threads, checkpoint_every)
+    except BaseException as exc:  # noqa: BLE001 - reported as the cells' failure
+        recs = [{"cell": cell, "status": "failed", "error": f"{type(exc).__name__}: {exc}"} for cell in cells]
+    conn.send(recs)
     conn.close()
 
 
@@ -262,13 +310,18 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         return []
     progress = _Progress(len(todo), log)
     if backend == "local":
-        workers, threads = plan_threads(workers, len(todo), log, cfg.get("cpus_per_cell"))
+        units = seed_groups(todo) if cfg.get("stack_seeds", True) else [[c] for c in todo]
+        workers, threads = plan_threads(workers, len(units), log, cfg.get("cpus_per_cell"))
         if cfg.get("gpus_per_cell"):
             log("note: gpus_per_cell is a Ray request; local workers use the device of the cell's config")
         progress.workers = workers
+        grouped = sum(len(u) for u in units if len(u) > 1)
+        if grouped:
+            log(f"{grouped} cell(s) in {sum(len(u) > 1 for u in units)} group(s) of seeds trained together "
+                f"(stacked; stack_seeds: false runs them apart)")
         log(f"{workers} worker process(es) x {threads} torch thread(s); a dead worker's cell is retried "
             f"{retries} time(s)")
-        records = _local(todo, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
+        records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
     elif backend == "ray":
         from agents.harness.cluster import run_on_ray
 
@@ -348,43 +401,55 @@ def _exit_reason(code: int | None) -> str:
     return f"worker exited with code {code} without a result"
 
 
-def _local(todo: list[Cell], root: Path, workers: int, threads: int, retries: int, progress,
+def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retries: int, progress,
            checkpoint_every: int | None = None) -> list[dict]:
-    """Each cell in a process of its own (spawned), at most ``workers`` at once; a process that
-    dies without reporting is retried up to ``retries`` times (it resumes from its checkpoint)."""
+    """Each unit (a cell, or one configuration's seeds trained together) in a process of its own
+    (spawned), at most ``workers`` at once; a process that dies without reporting is retried up to
+    ``retries`` times with its unfinished cells (they resume from their checkpoints)."""
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")
-    pending = deque((c, 1) for c in todo)
+    pending = deque((unit, 1) for unit in units)
     running: dict[Any, tuple] = {}
     records = []
     while pending or running:
         while pending and len(running) < workers:
-            cell, attempt = pending.popleft()
+            unit, attempt = pending.popleft()
             recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_cell_process, args=(asdict(cell), str(root), threads, checkpoint_every, send))
+            proc = ctx.Process(target=_cell_process,
+                               args=([asdict(c) for c in unit], str(root), threads, checkpoint_every, send))
             proc.start()
             send.close()
-            running[proc.sentinel] = (proc, recv, cell, attempt, time.perf_counter())
+            running[proc.sentinel] = (proc, recv, unit, attempt, time.perf_counter())
         for sentinel in wait(list(running)):
-            proc, recv, cell, attempt, t0 = running.pop(sentinel)
-            rec = None
+            proc, recv, unit, attempt, t0 = running.pop(sentinel)
+            recs = None
             try:
                 if recv.poll():
-                    rec = recv.recv()
+                    recs = recv.recv()
             except (EOFError, OSError):
-                rec = None
+                recs = None
             recv.close()
             proc.join()
-            if rec is None:
+            if recs is None:
                 reason = _exit_reason(proc.exitcode)
-                if attempt <= retries:
-                    progress.log(f"retrying {cell.describe()} (attempt {attempt + 1} of {retries + 1}): {reason}")
-                    pending.append((cell, attempt + 1))
+                left = [c for c in unit if not results.is_finished(c.directory(root), c.config_hash())]
+                for c in unit:  # seeds that finished before their group's process died
+                    if c not in left:
+                        data = results.read_json(c.directory(root) / results.RESULT_FILE)
+                        records.append(progress({"cell": asdict(c), "status": data["status"],
+                                                 "score": data.get("retained_accuracy"), "attempts": attempt,
+                                                 "divergence": data.get("divergence"),
+                                                 "seconds": time.perf_counter() - t0, "dir": str(c.directory(root))}))
+                if left and attempt <= retries:
+                    what = left[0].describe() + (f" and {len(left) - 1} other seed(s)" if len(left) > 1 else "")
+                    progress.log(f"retrying {what} (attempt {attempt + 1} of {retries + 1}): {reason}")
+                    pending.append((left, attempt + 1))
                     continue
-                rec = {"cell": asdict(cell), "status": "failed", "seconds": time.perf_counter() - t0,
-                       "error": f"{reason}, {attempt} attempt(s)", "dir": str(cell.directory(root))}
-            rec["attempts"] = attempt
-            records.append(progress(rec))
+                recs = [{"cell": asdict(c), "status": "failed", "seconds": time.perf_counter() - t0,
+                         "error": f"{reason}, {attempt} attempt(s)", "dir": str(c.directory(root))} for c in left]
+            for rec in recs:
+                rec["attempts"] = attempt
+                records.append(progress(rec))
     return records

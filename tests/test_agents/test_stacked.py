@@ -1,0 +1,164 @@
+"""Seeds trained together (agents.stacked, runner.run_seeds) give each seed its separate run's numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from agents.harness.runner import run, run_seeds
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the equivalence is exact at one thread (agents/stacked.py)
+    yield
+    torch.set_num_threads(before)
+
+
+def _kw(mnist_root, n_tasks=3, per_task=100, **extra):
+    return {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": n_tasks,
+            "train_per_task": per_task, **extra}
+
+
+CASES = [
+    ("online", None, None, {}, "MNISTRotations-v0"),
+    ("er", "reservoir", 30, {}, "MNISTRotations-v0"),
+    ("er", "task_ring", 30, {"head": "masked", "replay_batch": 7}, "SplitMNIST-v0"),
+    ("ewc", None, None, {"lam": 50.0, "fisher_samples": 30}, "MNISTRotations-v0"),
+    ("lwf", None, None, {}, "SplitMNIST-v0"),
+    ("lwf", None, None, {"update": "two_step", "temperature": 1.0}, "MNISTRotations-v0"),
+    ("agem", "task_ring", 30, {"ref_batch": 16}, "MNISTRotations-v0"),
+    ("agem", "reservoir", 30, {"model": "mlp400"}, "MNISTPermutations-v0"),
+]
+
+
+@pytest.mark.parametrize(("agent", "memory", "budget", "settings", "env"), CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[4]}-{i}" for i, c in enumerate(CASES)])
+def test_stacked_seeds_equal_their_separate_runs(mnist_root, tmp_path, one_thread, agent, memory, budget,
+                                                 settings, env):
+    kw = (_kw(mnist_root, n_tasks=3) if env != "SplitMNIST-v0" else
+          {"source": "mnist", "verify": False, "root": str(mnist_root), "train_per_class": 20})
+    common = {"agent": agent, "memory": memory, "budget": budget, "settings": settings, "stream_kwargs": kw,
+              "progress": False}
+    seeds = [0, 1, 2]
+    together = run_seeds(env, seeds=seeds, outs=[tmp_path / f"s{s}" for s in seeds], **common)
+    for r in together:
+        assert r.status == "completed"
+        assert r.config["derived"]["stacked_seeds"] == 3  # they did train as one stack
+        alone = run(env, seed=r.seed, **common)
+        assert r.accuracy_matrix == alone.accuracy_matrix  # bit for bit
+        assert r.online_accuracy == alone.online_accuracy
+        assert r.config_hash == alone.config_hash
+        assert r.counters == alone.counters  # A-GEM's projections per seed, dropped examples
+        assert r.storage_bits == alone.storage_bits and r.items == alone.items
+        written = json.loads((tmp_path / f"s{r.seed}" / "result.json").read_text())
+        assert written["accuracy_matrix"] == alone.accuracy_matrix and written["seed"] == r.seed
+    # the seeds differ from each other (each its own init, order and memory)
+    assert together[0].accuracy_matrix != together[1].accuracy_matrix
+
+
+def test_unstackable_configurations_run_one_seed_after_another(mnist_root, one_thread):
+    kw = _kw(mnist_root, n_tasks=2, per_task=50)
+    common = {"agent": "gem", "memory": "task_ring", "budget": 20, "stream_kwargs": kw, "progress": False}
+    both = run_seeds("MNISTRotations-v0", seeds=[0, 1], **common)
+    for r in both:
+        assert "stacked_seeds" not in r.config["derived"]
+        assert r.accuracy_matrix == run("MNISTRotations-v0", seed=r.seed, **common).accuracy_matrix
+
+
+def test_stack_false_and_a_stack_give_the_same_numbers(mnist_root, one_thread):
+    kw = _kw(mnist_root, n_tasks=2, per_task=50)
+    common = {"agent": "er", "budget": 20, "stream_kwargs": kw, "progress": False}
+    a = run_seeds("MNISTRotations-v0", seeds=[3, 4], **common)
+    b = run_seeds("MNISTRotations-v0", seeds=[3, 4], stack=False, **common)
+    assert [r.accuracy_matrix for r in a] == [r.accuracy_matrix for r in b]
+    assert "stacked_seeds" not in b[0].config["derived"]
+
+
+def test_a_diverging_seed_leaves_the_stack_and_the_others_go_on(mnist_root, tmp_path, one_thread, monkeypatch):
+    """Seed 1's loss turns non-finite at step 7: it alone is 'diverged', exactly as its separate
+    run; seeds 0 and 2 finish with their separate runs' numbers."""
+    (tmp_path / "nan_agent.py").write_text('''
+import torch
+from agents.online import Online
+
+
+class NaNOnSeed1(Online):
+    name = "nan_on_seed1"
+    steps = 0
+
+    def learn(self, x, t, y, logits):
+        self.steps += 1
+        out = Online.learn(self, x, t, y, logits)
+        if self.seed == 1 and self.steps >= 7:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    @staticmethod
+    def stacked_learn(stack, x, t, y, logits):
+        out = Online.stacked_learn(stack, x, t, y, logits)
+        bad = []
+        for a in stack.lanes:
+            a.steps += 1
+            bad.append(a.seed == 1 and a.steps >= 7)
+        out["loss"] = torch.where(torch.tensor(bad), out["loss"] * float("nan"), out["loss"])
+        return out
+''')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kw = _kw(mnist_root, n_tasks=2, per_task=50)
+    common = {"agent": "nan_agent:NaNOnSeed1", "stream_kwargs": kw, "progress": False}
+    with pytest.warns(RuntimeWarning, match=r"\(seed 1\) diverged at step 7"):
+        rs = run_seeds("MNISTRotations-v0", seeds=[0, 1, 2], **common)
+    assert [r.status for r in rs] == ["completed", "diverged", "completed"]
+    assert rs[1].divergence["step"] == 7
+    assert not any("diverged" in w for w in rs[0].warnings + rs[2].warnings)
+    for r in rs:
+        with pytest.warns(RuntimeWarning) if r.seed == 1 else _no_warning():
+            alone = run("MNISTRotations-v0", seed=r.seed, **common)
+        assert (r.status, r.accuracy_matrix, r.divergence) == (alone.status, alone.accuracy_matrix, alone.divergence)
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_stacked_seeds_resume_from_their_checkpoints(mnist_root, tmp_path, one_thread):
+    kw = _kw(mnist_root, n_tasks=3, per_task=50)
+    common = {"agent": "er", "budget": 20, "stream_kwargs": kw, "progress": False}
+    outs = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(KeyboardInterrupt):
+        run_seeds("MNISTRotations-v0", seeds=[0, 1], outs=outs, stop_after_task=0, **common)
+    assert all((o / "checkpoint.pt").exists() and not (o / "result.json").exists() for o in outs)
+    resumed = run_seeds("MNISTRotations-v0", seeds=[0, 1], outs=outs, resume=True, **common)
+    for r in resumed:
+        assert r.counters["resumes"] == 1 and r.config["derived"]["stacked_seeds"] == 2
+        assert r.accuracy_matrix == run("MNISTRotations-v0", seed=r.seed, **common).accuracy_matrix
+
+
+def test_stackability_is_explained():
+    from agents.base import StreamInfo
+    from agents.registry import agent_class, build_memory
+    from agents.stacked import SeedStack, why_not_stackable
+
+    info = StreamInfo((1, 28, 28), 10, 2, "domain", (tuple(range(10)),) * 2, 200)
+    online = [agent_class("online")(info, None, {}, seed=s) for s in (0, 1)]
+    assert why_not_stackable(online) is None
+    assert "fewer than two" in why_not_stackable(online[:1])
+    assert "differ" in why_not_stackable([online[0], agent_class("online")(info, None, {"lr": 0.05}, seed=1)])
+    gem = [agent_class("gem")(info, build_memory("gem", "task_ring", 20, info.memory_spec("cpu"), seed=s), {}, seed=s)
+           for s in (0, 1)]
+    assert "no stacked learning rule" in why_not_stackable(gem)
+    conv = [agent_class("online")(info, None, {"model": "convnet"}, seed=s) for s in (0, 1)]
+    assert "not an MLP" in why_not_stackable(conv)
+    der_like = [agent_class("er")(info, build_memory("er", "srm", 20, info.memory_spec("cpu"), seed=s), {}, seed=s)
+                for s in (0, 1)]
+    assert "not stackable" in why_not_stackable(der_like)
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        SeedStack(gem)
