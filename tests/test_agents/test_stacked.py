@@ -162,3 +162,42 @@ def test_stackability_is_explained():
     assert "not stackable" in why_not_stackable(der_like)
     with pytest.raises(ValueError, match="cannot be stacked"):
         SeedStack(gem)
+
+
+def test_a_sweep_trains_a_configurations_seeds_together_and_retries_a_killed_group(mnist_root, tmp_path,
+                                                                                   monkeypatch):
+    from agents.harness.cells import Cell
+    from agents.harness.results import load_result
+    from agents.harness.sweep import seed_groups, sweep
+
+    stream = {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 60}
+    cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er", "gem"], "budgets": [20],
+           "seeds": [0, 1, 2], "stream": stream}
+    units = seed_groups([Cell("MNISTRotations-v0", a, None, 20.0, s, stream=stream) for a in ("er", "gem")
+                         for s in (0, 1, 2)])
+    assert [[(c.agent, c.seed) for c in u] for u in units] == [
+        [("er", 0), ("er", 1), ("er", 2)], [("gem", 0)], [("gem", 1)], [("gem", 2)]]
+    cfg["agents"] = ["er"]
+    marker = tmp_path / "killed-once"
+    # the group's process is SIGKILLed at seed 1's first checkpoint (seed 0's is on disk, seed 2's not)
+    monkeypatch.setenv("CL_ENV_TEST_KILL_AFTER_CHECKPOINT", f"1;seed1;{marker}")
+    logs: list[str] = []
+    records = sweep(cfg, workers=2, log=logs.append)
+    assert marker.exists() and any("group(s) of seeds trained together" in line for line in logs)
+    assert any("retrying" in line and "2 other seed(s)" in line for line in logs)
+    assert sorted((r["cell"]["seed"], r["status"], r["attempts"]) for r in records) == [
+        (0, "completed", 2), (1, "completed", 2), (2, "completed", 2)]
+    for r in records:
+        res = load_result(f"{r['dir']}/result.json")
+        # the retry resumed seeds 0 and 1 together from their checkpoints and ran seed 2 alone
+        assert res.data["config"]["derived"].get("stacked_seeds", 1) == (2 if r["cell"]["seed"] < 2 else 1)
+        alone = run("MNISTRotations-v0", agent="er", budget=20.0, seed=r["cell"]["seed"], stream_kwargs=stream,
+                    progress=False)
+        assert res.data["accuracy_matrix"] == alone.accuracy_matrix
+    # stack_seeds: false keeps one process per cell
+    assert seed_groups([]) == []
+    cfg2 = {**cfg, "out": str(tmp_path / "t"), "stack_seeds": False, "seeds": [0, 1]}
+    monkeypatch.delenv("CL_ENV_TEST_KILL_AFTER_CHECKPOINT")
+    logs.clear()
+    assert all(r["status"] == "completed" for r in sweep(cfg2, workers=2, log=logs.append))
+    assert not any("trained together" in line for line in logs)
