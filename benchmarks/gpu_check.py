@@ -12,6 +12,11 @@ left out: they run on other streams) on a two-task ``MNISTRotations-v0`` of ``--
   whose synchronisations grow with the steps (more than one per ``log_every`` steps besides the
   task ends) fails: its hot path copies to the host.
 - Timings: wall time on each device for every pair (the GEM and SRM rows are the ones to read).
+- ``--seeds K`` (default 5): the agents that train seeds together (``online``, ``er``, ``ewc``,
+  ``lwf``, ``agem``) run K seeds stacked on ``--device`` (:func:`agents.harness.runner.run_seeds`)
+  against the same seeds one after another on the CPU: equal on the CPU at one thread, within
+  ``--tolerance`` otherwise; on CUDA their synchronisations are counted as above (K seeds' worth
+  allowed) and the stacked time is set against K separate CUDA runs.
 
 Exit status 1 when any check fails. Usage:
     python benchmarks/gpu_check.py --device cuda [--steps 200] [--agents gem er] [--tolerance 0.03]
@@ -30,6 +35,7 @@ import torch
 from common import budget_for, pairs
 
 from agents import run
+from agents.harness.runner import run_seeds
 
 ENV = "MNISTRotations-v0"
 LOG_EVERY = 50
@@ -66,6 +72,7 @@ def main() -> int:
     p.add_argument("--memories", nargs="*", default=None, help="only these memories (memoryless agents still run)")
     p.add_argument("--budget", type=float, default=None, help="default: each agent's")
     p.add_argument("--tolerance", type=float, default=0.03, help="largest |CPU - CUDA| accuracy entry")
+    p.add_argument("--seeds", type=int, default=5, help="K of the stacked-seeds check (0: skip it)")
     args = p.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no CUDA device; run with --device cpu", file=sys.stderr)
@@ -95,8 +102,63 @@ def main() -> int:
                   f"{'ok' if ok else 'FAILED'} |", flush=True)
         if not ok:
             failed.append(f"{agent}+{ref.memory}")
+    if args.seeds > 1:
+        failed += seeds_check(args, allowed)
     print(f"\n{len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+STACKED = ("online", "er", "ewc", "lwf", "agem")
+
+
+def seeds_check(args, allowed: int) -> list[str]:
+    """K seeds stacked on ``args.device`` against the same seeds one after another on the CPU."""
+    cuda = args.device.startswith("cuda")
+    seeds = list(range(args.seeds))
+    stream = {"n_tasks": 2, "train_per_task": args.steps * 10 // 2}
+    print(f"\n{args.seeds} seeds stacked on {args.device} against one after another on the CPU")
+    head = "| agent | CPU in turn s | stacked s | K runs s | max abs. accuracy diff | syncs (allowed) | check |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    failed = []
+    for agent in [a for a in (args.agents or STACKED) if a in STACKED]:
+        common = {"agent": agent, "seeds": seeds, "stream_kwargs": stream, "progress": False, "log_every": LOG_EVERY}
+        t0 = time.perf_counter()
+        ref = run_seeds(ENV, device="cpu", stack=False, **common)
+        t_ref = time.perf_counter() - t0
+        syncs = 0
+        if cuda:
+            torch.cuda.synchronize()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                t0 = time.perf_counter()
+                try:
+                    got = run_seeds(ENV, device=args.device, **common)
+                    torch.cuda.synchronize()
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+                t_st = time.perf_counter() - t0
+            syncs = sum("synchroniz" in str(w.message) for w in caught)
+            t0 = time.perf_counter()
+            run_seeds(ENV, device=args.device, stack=False, **common)
+            torch.cuda.synchronize()
+            t_k = time.perf_counter() - t0
+        else:
+            t0 = time.perf_counter()
+            got = run_seeds(ENV, device="cpu", **common)
+            t_st = time.perf_counter() - t0
+            t_k = t_ref
+        stacked = got[0].config["derived"].get("stacked_seeds") == args.seeds
+        diff = max(float(np.nanmax(np.abs(np.array(a.accuracy_matrix) - np.array(b.accuracy_matrix))))
+                   for a, b in zip(ref, got, strict=True))
+        exact = not cuda and torch.get_num_threads() == 1
+        ok = stacked and (diff == 0 if exact else diff <= args.tolerance) and syncs <= allowed * args.seeds
+        print(f"| {agent} | {t_ref:.2f} | {t_st:.2f} | {t_k:.2f} | {diff:.4f}{' (must be 0)' if exact else ''} | "
+              f"{syncs} ({allowed * args.seeds}) | {'ok' if ok else 'FAILED'} |", flush=True)
+        if not ok:
+            failed.append(f"{agent} x{args.seeds} stacked")
+    return failed
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ every pair deterministic, and ``speed.py`` writes its table between the docs' ma
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,15 @@ def test_gpu_check_passes_on_the_cpu():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--steps", "40",
                           "--agents", "online", "er", "gem", "agem", "ewc", "lwf", "der", "icarl",
                           "--memories", "reservoir", "task_ring", "logit_reservoir", "herding"],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "agent" not in line]
+    pairs_table, seeds_table = out.stdout.split("seeds stacked on cpu")
+    rows = [line for line in pairs_table.splitlines() if line.startswith("| ") and "agent" not in line]
     assert len(rows) == 10 and all(r.endswith("| yes | ok |") for r in rows), out.stdout
+    # five seeds stacked equal the same seeds one after another, bit for bit at one thread
+    rows = [line for line in seeds_table.splitlines() if line.startswith("| ") and "agent" not in line]
+    assert len(rows) == 5 and all("| 0.0000 (must be 0) |" in r and r.endswith("| ok |") for r in rows), out.stdout
     assert "0 failed" in out.stdout
 
 
