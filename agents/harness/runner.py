@@ -472,6 +472,8 @@ class _Lane:
     def __init__(self, o: _RunOptions, cls: type[Agent], seed: int, out: Path | None, config: dict,
                  from_checkpoint: bool, caught: list[str], shared: tuple | None, first: bool):
         self.o, self.seed, self.out, self.caught = o, seed, out, caught
+        # the first seed's clock starts with the call (validation included), the others' here
+        self.started = o.started if first else time.perf_counter()
         self.result: Result | None = None
         self.done = False
         agent, env_id, device = o.agent, o.env_id, o.device
@@ -581,6 +583,16 @@ class _Lane:
         self.stopped = False
         self.own_warnings: list[str] = []
         self.done = steps >= raw.n_batches
+        self.ready: float | None = time.perf_counter()
+
+    def start_clock(self) -> None:
+        """Leave out of this seed's times the wait while the seeds before it ran (seeds run one
+        after another)."""
+        if self.ready is None:  # already stepping (a stack that dissolved)
+            return
+        waited, self.ready = time.perf_counter() - self.ready, None
+        self.started += waited
+        self.started_loop += waited
 
     # ----------------------------------------------------------------- per step
     def checkpoint(self) -> None:
@@ -590,7 +602,7 @@ class _Lane:
         ckpt.save({"agent": self.learner.state_dict(), "R": self.R, "V": self.V, "baseline": self.baseline,
                    "gen_log": self.gen_log, "reward_sum": self.reward_sum, "steps": self.steps,
                    "config": results.identity(self.config), "config_hash": self.chash, "resumes": self.resumes,
-                   "elapsed": self.elapsed_before + time.perf_counter() - self.o.started}, self.ckpt_path)
+                   "elapsed": self.elapsed_before + time.perf_counter() - self.started}, self.ckpt_path)
         self.checkpoints += 1
         if self.o.on_checkpoint is not None:
             self.o.on_checkpoint(self.out, self.steps)
@@ -681,7 +693,7 @@ class _Lane:
                          else f"retained acc. {R[t, : t + 1].mean():.4f}")
                 who = f" (seed {self.seed})" if o.multi else ""
                 print(f"[task {t + 1}/{T}] {o.agent} on {o.env_id}{who}: {examples:,} examples, {score}, "
-                      f"elapsed {self.elapsed_before + now - o.started:.0f} s, "
+                      f"elapsed {self.elapsed_before + now - self.started:.0f} s, "
                       f"ETA {rate * (raw.n_batches - steps):.0f} s", file=sys.stderr, flush=True)
             logger.scalars(learner.storage(), examples, "storage/")
             logger.scalars(learner.summary(), examples)
@@ -722,7 +734,7 @@ class _Lane:
             self.logger.close()
             raise KeyboardInterrupt(f"stopped after task {o.stop_after_task} (checkpoint in {self.out})")
 
-        wall = self.elapsed_before + time.perf_counter() - o.started
+        wall = self.elapsed_before + time.perf_counter() - self.started
         store = learner.storage()
         spec = self.info.memory_spec(o.device)
         status = "completed" if divergence is None else "diverged"
@@ -788,6 +800,11 @@ def _drive(lanes: list[_Lane], stacked: bool) -> None:
     from agents.stacked import SeedStack, why_not_stackable
 
     stacked_seeds = len(lanes) if stacked else 1
+    for lane in lanes:
+        if stacked:
+            lane.ready, lane.started = None, lane.o.started  # the group's clock, from the call
+        else:
+            lane.start_clock()
     _finish([lane for lane in lanes if lane.done], stacked_seeds)  # resumed at the end of the stream
     active = [lane for lane in lanes if not lane.done]
     group = SeedStack([lane.learner for lane in active]) if stacked and len(active) > 1 else None
