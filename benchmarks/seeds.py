@@ -4,6 +4,8 @@ one seed, all measured in this invocation (medians of ``--repeats``):
 - ``stacked``: :func:`agents.harness.runner.run_seeds` (one process, one stacked step per batch);
 - ``in turn``: ``run_seeds(stack=False)`` (one process, the stream prepared once, seeds one
   after another);
+- ``--seeds``: ``cl-env run --seeds 0-(K-1)`` as a user runs it (the stacked group in one worker
+  process, interpreter and worker start-up included);
 - ``processes``: ``cl-env run --seeds ... --no-stack`` (one process per seed, ``--workers``
   at once, threads shared out: what ``--seeds`` did before stacking), including interpreter start;
 - ``one seed``: ``cl-env run`` of one seed in a process of its own (the reference), also
@@ -15,7 +17,7 @@ thread; reported, not asserted, at more).
 
 Usage::
 
-    python benchmarks/seeds.py --agents er online --seeds 5 --threads 2
+    python benchmarks/seeds.py --agents er online --seeds 5 [--threads 1]
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ import time
 
 
 def _cli(args: list[str], threads: int) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "agents.harness.cli", *args], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -42,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", default="MNISTRotations-v0")
     p.add_argument("--agents", nargs="+", default=["er"])
     p.add_argument("--seeds", type=int, default=5, help="K, the number of seeds (default 5)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of every process (default 2)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads of every process; 0 (default): each path's own plan, as a user gets "
+                        "it (one seed and a stacked group use every core, --no-stack one thread per worker)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--tasks", type=int, default=None, help="stream n_tasks (default the protocol's)")
     args = p.parse_args(argv)
@@ -50,16 +56,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.harness.runner import run_seeds
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     stream = {} if args.tasks is None else {"n_tasks": args.tasks}
     stream_cli = [] if args.tasks is None else ["--stream", f"n_tasks={args.tasks}"]
     seeds = list(range(args.seeds))
-    print(f"{args.env}, {args.seeds} seeds, {args.threads} torch thread(s) per process, "
+    threads = f"{args.threads} torch thread(s) per process" if args.threads else "default threads"
+    print(f"{args.env}, {args.seeds} seeds, {threads} ({torch.get_num_threads()} in this process), "
           f"medians of {args.repeats}")
-    print("| agent | one seed (process) | stacked | in turn | processes | stacked ÷ one | equal |")
-    print("|---|---|---|---|---|---|---|")
+    print("| agent | one seed (process) | stacked | in turn | `--seeds` (process) | processes | stacked ÷ one | "
+          "`--seeds` ÷ one | equal |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for agent in args.agents:
-        t = {"one": [], "stacked": [], "turn": [], "procs": []}
+        t = {"one": [], "stacked": [], "turn": [], "cli": [], "procs": []}
         equal = None
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
@@ -71,13 +80,16 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 b = run_seeds(args.env, agent, seeds=seeds, stream_kwargs=stream, progress=False, stack=False)
                 t["turn"].append(time.perf_counter() - start)
+                t["cli"].append(_cli(["run", args.env, "--agent", agent, "--seeds", f"0-{args.seeds - 1}",
+                                      "--out", f"{tmp}/cli", *stream_cli], args.threads))
                 t["procs"].append(_cli(["run", args.env, "--agent", agent, "--seeds", f"0-{args.seeds - 1}",
                                         "--no-stack", "--out", f"{tmp}/procs", *stream_cli], args.threads))
                 stacked = a[0].config["derived"].get("stacked_seeds") == args.seeds
                 equal = stacked and all(x.accuracy_matrix == y.accuracy_matrix for x, y in zip(a, b, strict=True))
         m = {k: statistics.median(v) for k, v in t.items()}
-        print(f"| {agent} | {m['one']:.1f} s | {m['stacked']:.1f} s | {m['turn']:.1f} s | {m['procs']:.1f} s | "
-              f"{m['stacked'] / m['one']:.2f}× | {'yes' if equal else 'no'} |", flush=True)
+        print(f"| {agent} | {m['one']:.1f} s | {m['stacked']:.1f} s | {m['turn']:.1f} s | {m['cli']:.1f} s | "
+              f"{m['procs']:.1f} s | {m['stacked'] / m['one']:.2f}× | {m['cli'] / m['one']:.2f}× | "
+              f"{'yes' if equal else 'no'} |", flush=True)
     return 0
 
 

@@ -76,7 +76,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
                "stream": parse_assignments(args.stream, "--stream"), "batch_size": args.batch_size,
                "device": args.device, "stack_seeds": not args.no_stack,
                **({"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {})}
-        records = sweep(cfg)
+        records = sweep(cfg, isolate=False)  # one group of seeds: in this process
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -284,8 +284,13 @@ def _cell_process(cells: list[dict], root: str, threads: int, checkpoint_every: 
 
 
 def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address: str | None = None,
-          log=print) -> list[dict]:
+          log=print, isolate: bool = True) -> list[dict]:
     """Run every unfinished cell of ``cfg``; returns one record per cell run now.
+
+    ``isolate=False`` (what ``cl-env run --seeds`` passes) runs a sweep that is one unit of work
+    (one cell, or one group of stacked seeds) in this process instead of a worker process: no
+    second interpreter start, no retry (a killed run resumes from its checkpoints when started
+    again, as ``cl-env run`` does).
 
     Records: ``cell``, ``status`` (completed / diverged / failed), ``score``, ``seconds``,
     ``attempts``, ``dir`` and, for failures, ``error``.
@@ -319,9 +324,16 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         if grouped:
             log(f"{grouped} cell(s) in {sum(len(u) > 1 for u in units)} group(s) of seeds trained together "
                 f"(stacked; stack_seeds: false runs them apart)")
-        log(f"{workers} worker process(es) x {threads} torch thread(s); a dead worker's cell is retried "
-            f"{retries} time(s)")
-        records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
+        if not isolate and len(units) == 1:
+            log(f"in this process, {threads} torch thread(s)")
+        else:
+            log(f"{workers} worker process(es) x {threads} torch thread(s); a dead worker's cell is retried "
+                f"{retries} time(s)")
+        if not isolate and len(units) == 1:
+            records = [progress({**rec, "attempts": 1}) for rec in
+                       run_unit([asdict(c) for c in units[0]], str(root), threads, cfg.get("checkpoint_every"))]
+        else:
+            records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
     elif backend == "ray":
         from agents.harness.cluster import run_on_ray
 
