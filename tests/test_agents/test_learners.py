@@ -189,8 +189,9 @@ def test_sb3_counts_its_replay_buffer_as_storage(tiny):
     assert r.storage_bits >= r.items * 784 * 32 * 2  # float32 observation and next observation
 
 
-@pytest.mark.parametrize(("env_id", "agent"), [("IncCIFAR100-v0", "online"), ("SplitCIFAR10-v0", "gem"),
-                                                ("IncOmniglot-v0", "er")])
+@pytest.mark.parametrize(("env_id", "agent"), [
+    pytest.param("IncCIFAR100-v0", "online", marks=pytest.mark.expensive),  # ~25 s: 20 tasks of a ResNet
+    ("SplitCIFAR10-v0", "gem"), ("IncOmniglot-v0", "er")])
 def test_agents_on_image_streams(env_id, agent, stream_kwargs):
     r = run(env_id, agent=agent, budget=20 if AGENTS[agent].memories else None,
             stream_kwargs=stream_kwargs[env_id])
