@@ -124,28 +124,30 @@ class SeedStack:
         self.names = [n for n, _ in first.model.named_parameters()]
         self.masked = first.masked
         self.class_mask = first.class_mask
-        self.settings = first.settings
         with torch.no_grad():
-            self.P = {n: torch.stack([dict(a.model.named_parameters())[n] for a in self.lanes]).requires_grad_()
-                      for n in self.names}
+            self.P = {n: torch.stack(ps).requires_grad_() for n, ps in zip(self.names, self._lane_params(), strict=True)}
         self.params = [self.P[n] for n in self.names]
         self._cache: dict = {}
         self._logits: torch.Tensor | None = None
 
     # ----------------------------------------------------------------- the agents' models
+    def _lane_params(self) -> list[list[torch.Tensor]]:
+        """Per parameter name (in :attr:`names` order), every agent's own tensor."""
+        return [list(ps) for ps in zip(*(list(a.model.parameters()) for a in self.lanes), strict=True)]
+
     @torch.no_grad()
     def sync_out(self) -> None:
         """Copy the stacked parameters into each agent's model."""
-        for k, a in enumerate(self.lanes):
-            for n, p in a.model.named_parameters():
+        for n, ps in zip(self.names, self._lane_params(), strict=True):
+            for k, p in enumerate(ps):
                 p.copy_(self.P[n][k])
 
     @torch.no_grad()
     def sync_in(self) -> None:
         """Copy each agent's model into the stacked parameters (after per-seed work that may have
         changed it, e.g. a resumed checkpoint) and forget stacked per-seed state."""
-        for n in self.names:
-            self.P[n].copy_(torch.stack([dict(a.model.named_parameters())[n] for a in self.lanes]))
+        for n, ps in zip(self.names, self._lane_params(), strict=True):
+            self.P[n].copy_(torch.stack(ps))
         self._cache.clear()
 
     def stacked(self, key: str, per_agent: Callable[[Agent], torch.Tensor]) -> torch.Tensor:

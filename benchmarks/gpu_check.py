@@ -41,27 +41,32 @@ ENV = "MNISTRotations-v0"
 LOG_EVERY = 50
 
 
+def timed(fn, *args, count_syncs: bool = False, **kwargs):
+    """``(fn(*args, **kwargs), seconds, synchronisations)``: with ``count_syncs`` (CUDA), ``fn`` runs under
+    ``torch.cuda.set_sync_debug_mode("warn")`` between two device synchronisations and every
+    synchronising call it makes is counted; else the count is 0."""
+    if not count_syncs:
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        return out, time.perf_counter() - t, 0
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            out = fn(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    return out, time.perf_counter() - t, sum("synchroniz" in str(w.message) for w in caught)
+
+
 def one(agent: str, memory: str | None, device: str, steps: int, budget: float | None, count_syncs: bool = False):
     budget = budget_for(agent, memory, budget)
     stream = {"n_tasks": 2, "train_per_task": steps * 10 // 2}
-    syncs = 0
-    t = time.perf_counter()
-    if count_syncs:
-        torch.cuda.synchronize()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                r = run(ENV, agent=agent, memory=memory, budget=budget, device=device, stream_kwargs=stream,
-                        progress=False, log_every=LOG_EVERY)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        syncs = sum("synchroniz" in str(w.message) for w in caught)
-        torch.cuda.synchronize()
-    else:
-        r = run(ENV, agent=agent, memory=memory, budget=budget, device=device, stream_kwargs=stream,
-                progress=False, log_every=LOG_EVERY)
-    return r, time.perf_counter() - t, syncs
+    return timed(run, ENV, agent=agent, memory=memory, budget=budget, device=device, stream_kwargs=stream,
+                 progress=False, log_every=LOG_EVERY, count_syncs=count_syncs)
 
 
 def main() -> int:
@@ -123,32 +128,10 @@ def seeds_check(args, allowed: int) -> list[str]:
     failed = []
     for agent in [a for a in (args.agents or STACKED) if a in STACKED]:
         common = {"agent": agent, "seeds": seeds, "stream_kwargs": stream, "progress": False, "log_every": LOG_EVERY}
-        t0 = time.perf_counter()
-        ref = run_seeds(ENV, device="cpu", stack=False, **common)
-        t_ref = time.perf_counter() - t0
-        syncs = 0
-        if cuda:
-            torch.cuda.synchronize()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                torch.cuda.set_sync_debug_mode("warn")
-                t0 = time.perf_counter()
-                try:
-                    got = run_seeds(ENV, device=args.device, **common)
-                    torch.cuda.synchronize()
-                finally:
-                    torch.cuda.set_sync_debug_mode("default")
-                t_st = time.perf_counter() - t0
-            syncs = sum("synchroniz" in str(w.message) for w in caught)
-            t0 = time.perf_counter()
-            run_seeds(ENV, device=args.device, stack=False, **common)
-            torch.cuda.synchronize()
-            t_k = time.perf_counter() - t0
-        else:
-            t0 = time.perf_counter()
-            got = run_seeds(ENV, device="cpu", **common)
-            t_st = time.perf_counter() - t0
-            t_k = t_ref
+        ref, t_ref, _ = timed(run_seeds, ENV, device="cpu", stack=False, **common)
+        got, t_st, syncs = timed(run_seeds, ENV, device=args.device, count_syncs=cuda, **common)
+        # K separate runs on the device (their results are read back, so the device is done)
+        t_k = timed(run_seeds, ENV, device=args.device, stack=False, **common)[1] if cuda else t_ref
         stacked = got[0].config["derived"].get("stacked_seeds") == args.seeds
         diff = max(float(np.nanmax(np.abs(np.array(a.accuracy_matrix) - np.array(b.accuracy_matrix))))
                    for a, b in zip(ref, got, strict=True))

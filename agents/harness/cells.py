@@ -56,30 +56,18 @@ def record_of(c: Cell, r, started: float) -> dict:
 def execute(c: Cell, out: Path, resume: bool, started: float | None = None, **run_options) -> dict:
     """Run cell ``c`` in ``out`` (resuming from its checkpoint when ``resume``); returns its record.
     A run that raises is the cell's failure (``error``), not the sweep's."""
-    import torch
-
-    from agents.harness.runner import run
-
-    started = time.perf_counter() if started is None else started
-    torch.manual_seed(c.seed)
-    try:
-        r = run(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seed=c.seed, settings=c.settings,
-                stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device, out=out,
-                resume=resume, overwrite=not resume, progress=False, **run_options)
-    except Exception as exc:  # a failed cell is reported, the sweep goes on
-        return {"cell": asdict(c), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                "seconds": time.perf_counter() - started}
-    return record_of(c, r, started)
+    return execute_seeds([c], [out], resume, started, **run_options)[0]
 
 
 def same_but_seed(cells: list[Cell]) -> bool:
-    """Whether ``cells`` are one configuration's seeds (every field equal but ``seed``)."""
-    key = {(c.env, c.agent, c.memory, c.budget, repr(sorted(c.settings.items())), repr(sorted(c.stream.items())),
-            c.batch_size, c.device) for c in cells}
-    return len(key) == 1 and len({c.seed for c in cells}) == len(cells)
+    """Whether ``cells`` are one configuration's seeds (one :func:`agents.harness.results.group_hash`,
+    distinct seeds)."""
+    return (len({results.group_hash(c.config()) for c in cells}) == 1
+            and len({c.seed for c in cells}) == len(cells))
 
 
-def execute_seeds(cells: list[Cell], outs: list[Path], resume: bool, **run_options) -> list[dict]:
+def execute_seeds(cells: list[Cell], outs: list[Path], resume: bool, started: float | None = None,
+                  **run_options) -> list[dict]:
     """Run the seeds of one configuration together in this process
     (:func:`agents.harness.runner.run_seeds`: one stacked step for all where the agent allows);
     one record per cell, as :func:`execute` gives. A failure fails every cell of the group."""
@@ -89,14 +77,14 @@ def execute_seeds(cells: list[Cell], outs: list[Path], resume: bool, **run_optio
 
     if not same_but_seed(cells):
         raise ValueError("execute_seeds takes the seeds of one configuration")
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     c = cells[0]
     torch.manual_seed(c.seed)
     try:
         rs = run_seeds(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seeds=[x.seed for x in cells],
                        settings=c.settings, stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device,
                        outs=outs, resume=resume, overwrite=not resume, progress=False, **run_options)
-    except Exception as exc:  # the group's failure is each of its cells'
+    except Exception as exc:  # a failed cell (or group) is reported, the sweep goes on
         return [{"cell": asdict(x), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                  "seconds": time.perf_counter() - started} for x in cells]
     return [record_of(x, r, started) for x, r in zip(cells, rs, strict=True)]

@@ -344,9 +344,10 @@ def run(
     ``log_every`` steps and at task ends) stops the run: the result has ``status="diverged"``,
     ``divergence`` (step, task, examples seen, reason) and the accuracy rows measured so far.
     """
-    return run_seeds(env_id, agent, memory, budget, [seed], device, [out], settings, stream_kwargs, batch_size,
-                     resume, overwrite, checkpoint_every, log_every, progress, stop_after_task, log,
-                     on_checkpoint)[0]
+    return run_seeds(env_id, agent, memory, budget, seeds=[seed], device=device, outs=[out], settings=settings,
+                     stream_kwargs=stream_kwargs, batch_size=batch_size, resume=resume, overwrite=overwrite,
+                     checkpoint_every=checkpoint_every, log_every=log_every, progress=progress,
+                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint)[0]
 
 
 def run_seeds(
@@ -796,9 +797,12 @@ class _Lane:
 
 def _drive(lanes: list[_Lane], stacked: bool) -> None:
     """The benchmark loop: ``act`` -> ``step`` -> ``observe`` -> bookkeeping, for one seed, or for
-    several in lockstep as one :class:`agents.stacked.SeedStack` (``stacked``)."""
-    from agents.stacked import SeedStack, why_not_stackable
+    several in lockstep as one :class:`agents.stacked.SeedStack` (``stacked``; the caller has
+    checked they stack, and seeds that leave it leave the others stackable)."""
+    from agents.stacked import SeedStack
 
+    if not stacked and len(lanes) != 1:
+        raise ValueError("seeds that are not stacked are driven one at a time")
     stacked_seeds = len(lanes) if stacked else 1
     for lane in lanes:
         if stacked:
@@ -809,12 +813,8 @@ def _drive(lanes: list[_Lane], stacked: bool) -> None:
     active = [lane for lane in lanes if not lane.done]
     group = SeedStack([lane.learner for lane in active]) if stacked and len(active) > 1 else None
     while active:
-        if group is None:
-            lane = active[0] if len(active) == 1 else None
-            if lane is None:  # several seeds left but no stack: finish them one at a time
-                for one in active:
-                    _drive([one], stacked=False)
-                return
+        if group is None:  # one seed left
+            lane = active[0]
             action = lane.learner.act(lane.obs)
             lane.env_step(action)
             losses = [lane.learner.observe(lane.obs, lane.step_info["y"])]
@@ -839,8 +839,7 @@ def _drive(lanes: list[_Lane], stacked: bool) -> None:
             _finish([lane for lane in active if lane.done], stacked_seeds)
             active = [lane for lane in active if not lane.done]
             if group is not None:
-                learners = [lane.learner for lane in active]
-                group = SeedStack(learners) if len(active) > 1 and why_not_stackable(learners) is None else None
+                group = SeedStack([lane.learner for lane in active]) if len(active) > 1 else None
 
 
 def _finish(lanes: list[_Lane], stacked_seeds: int) -> None:

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.harness import results
-from agents.harness.cells import Cell, execute, execute_seeds
+from agents.harness.cells import Cell, execute_seeds, record_of
 
 KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
@@ -258,12 +258,9 @@ def run_unit(cells: list[dict], root: str, threads: int, checkpoint_every: int |
     recs: dict[int, dict] = {}
     for flag in (True, False):
         idx = [i for i, r in enumerate(resume) if r == flag]
-        if len(idx) == 1:
-            recs[idx[0]] = execute(cs[idx[0]], outs[idx[0]], resume=flag, checkpoint_every=checkpoint_every)
-        elif idx:
-            for i, rec in zip(idx, execute_seeds([cs[i] for i in idx], [outs[i] for i in idx], resume=flag,
-                                                 checkpoint_every=checkpoint_every), strict=True):
-                recs[i] = rec
+        if idx:
+            recs.update(zip(idx, execute_seeds([cs[i] for i in idx], [outs[i] for i in idx], resume=flag,
+                                               checkpoint_every=checkpoint_every), strict=True))
     out_recs = []
     for i, out in enumerate(outs):
         rec = recs[i]
@@ -421,6 +418,8 @@ def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retr
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
+    from agents.harness.runner import Result
+
     ctx = mp.get_context("spawn")
     pending = deque((unit, 1) for unit in units)
     running: dict[Any, tuple] = {}
@@ -449,11 +448,9 @@ def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retr
                 left = [c for c in unit if not results.is_finished(c.directory(root), c.config_hash())]
                 for c in unit:  # seeds that finished before their group's process died
                     if c not in left:
-                        data = results.read_json(c.directory(root) / results.RESULT_FILE)
-                        records.append(progress({"cell": asdict(c), "status": data["status"],
-                                                 "score": data.get("retained_accuracy"), "attempts": attempt,
-                                                 "divergence": data.get("divergence"),
-                                                 "seconds": time.perf_counter() - t0, "dir": str(c.directory(root))}))
+                        r = Result.from_json(c.directory(root) / results.RESULT_FILE)
+                        records.append(progress({**record_of(c, r, t0), "attempts": attempt,
+                                                 "dir": str(c.directory(root))}))
                 if left and attempt <= retries:
                     what = left[0].describe() + (f" and {len(left) - 1} other seed(s)" if len(left) > 1 else "")
                     progress.log(f"retrying {what} (attempt {attempt + 1} of {retries + 1}): {reason}")
