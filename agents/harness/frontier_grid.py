@@ -37,7 +37,8 @@ from agents.harness.cliargs import parse_seeds
 from agents.registry import _check_options as check_memory_options
 from agents.registry import agent_entry
 from cl_env import checks
-from memory import memory_class
+from cl_env.error import UnknownNameError
+from memory import is_memory_name, memory_class, memory_names
 
 GRID_FILE = "frontier.json"
 SWEEP_KEYS = ("retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
@@ -168,6 +169,8 @@ def check_grid(grid: Grid) -> None:
     configuration, before anything runs."""
     entry = agent_entry(grid.agent)
     for name, _ in grid.memories:
+        if not is_memory_name(name):
+            raise UnknownNameError("memory", name, memory_names())
         if name not in entry.memories:
             raise ValueError(f"agent {grid.agent!r} cannot use memory {name!r}; it accepts "
                              f"{list(entry.memories) or 'no memory'} (a frontier compares memories of one "
