@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from agents.harness import results
 
 # the keys a frontier's configurations may differ in; anything else is another experiment
@@ -222,7 +224,12 @@ def plot_frontier(pts: Sequence[Point], path: str | Path | None = None, title: s
         ax.plot([], [], "rx", label=f"{diverged} diverged (not drawn)")
     if drawn:
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+        kbs = [p.kb for p in drawn if p.kb > 0]
+        if kbs and max(kbs) / min(kbs) < 10**1.5:  # a short span: about six round ticks across it
+            ticks = sorted({float(f"{v:.2g}") for v in np.geomspace(min(kbs), max(kbs), 6)})
+            ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+        else:
+            ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.legend(fontsize=8, loc="best")

@@ -388,8 +388,11 @@ class _Progress:
         else:
             head = f"FAILED: {what}: {rec.get('error')}"
         if self.bar is not None:
+            budget = "default" if c.budget is None else f"{c.budget:g}"
+            score = rec.get("score")
+            self.bar.set_postfix_str(f"last: {c.agent} {c.memory or ''} budget={budget} seed={c.seed} "
+                                     + (rec["status"] if score is None else f"{score:.4f}"), refresh=False)
             self.bar.update(1)
-            self.bar.set_postfix_str(head[:80])
             if rec["status"] != "completed":
                 tqdm.write(head)
             return rec
