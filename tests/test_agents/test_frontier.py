@@ -10,6 +10,7 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_plugins import plugin  # noqa: F401 - the fixture: a user's package with an agent and a memory
 
 from agents.harness import frontier, frontier_grid, results, sweep
 from agents.harness.cli import main
@@ -238,3 +239,22 @@ def test_end_to_end_on_a_fixture_stream_then_the_report(mnist_root, tmp_path, ca
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "Frontier: retained accuracy against stored bits" in page and "<td>task_ring</td>" in page
+
+
+def test_progress_bar_on_request(stream, tmp_path, monkeypatch, capsys):
+    grid = _grid(stream, tmp_path, memories=["reservoir"], budgets=[20], seeds=[0])
+    monkeypatch.setattr(sweep, "run_unit", lambda cells, *a, **k: [
+        {"cell": c, "status": "completed", "score": 0.5, "seconds": 0.0} for c in cells])
+    frontier_grid.run_grid(grid, workers=0, log=lambda *_: None, bar=True)
+    err = capsys.readouterr().err
+    assert "1/1" in err and "last: er reservoir budget=20 seed=0 0.5000" in err
+
+
+@pytest.mark.usefixtures("plugin")
+def test_a_plugin_memory_on_the_frontier(mnist_root, tmp_path, capsys):
+    """Any memory name the agent accepts: here a user's package's agent and memory (entry points)."""
+    out = tmp_path / "plug"
+    assert main(["frontier", "MNISTRotations-v0", "--agent", "my_replay", "--memories", "first_seen,reservoir",
+                 "--budgets", "8", "--out", str(out), "--workers", "0", "--no-progress", *_flags(mnist_root)]) == 0
+    text = capsys.readouterr().out
+    assert "| first_seen | - | 8 | 0 |" in text and "| reservoir | - | 8 | 0 |" in text
