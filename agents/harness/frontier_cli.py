@@ -108,7 +108,9 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         if args.workers is not None:
             checks.integer("--workers", args.workers, 0, fix="--workers 2 (0: in this process)")
         records = []
-        if not args.read_only:
+        if args.read_only:
+            frontier_grid.write_grid(grid)  # so that `cl-env report OUT` shows this frontier
+        else:
             log = _bar_log if bar else print
             records = frontier_grid.run_grid(grid, workers=args.workers, backend=args.backend, address=args.address,
                                              log=log, bar=bar)
