@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.harness import limits
 from cl_env.error import CLEnvError
 
 RESULT_FILE = "result.json"
@@ -257,7 +258,7 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
             budget = entry.default_budget
     if batch_size is None:
         batch_size = cls.batch_sizes[0] if cls.batch_sizes else 10
-    return {
+    return limits.check_config({
         "env": env_id,
         "stream_kwargs": resolve_stream_kwargs(env_id, stream_kwargs),
         "batch_size": int(batch_size),
@@ -268,7 +269,7 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
         "budget": None if budget is None else float(budget),
         "seed": int(seed),
         "device": str(device),
-    }
+    })
 
 
 def _coerce_numbers(values: dict, defaults: dict) -> dict:
