@@ -92,12 +92,25 @@ def save(obj: Any, path: str | Path) -> None:
         os.replace(tmp, path)
     except RuntimeError as exc:  # torch's serialiser wraps a failed write
         text = str(exc)
-        code = errno.ENOSPC if ("unexpected pos" in text or "No space" in text) else errno.EIO
-        raise OSError(code, f"{os.strerror(code)} (torch: {text.splitlines()[0][:120] if text else 'write failed'})",
+        if "unexpected pos" in text or "No space" in text:  # torch's words for a write cut short
+            code = errno.EFBIG if _at_size_limit(tmp) else errno.ENOSPC
+            raise OSError(code, os.strerror(code), str(path)) from None
+        raise OSError(errno.EIO, f"torch could not write it ({text.splitlines()[0][:120] if text else '?'})",
                       str(path)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _at_size_limit(path: Path) -> bool:
+    """Whether ``path`` reached this process's file-size limit (``ulimit -f``, RLIMIT_FSIZE)."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    try:
+        return soft != resource.RLIM_INFINITY and path.stat().st_size >= soft
+    except OSError:
+        return False
 
 
 def load(path: str | Path, what: str = "checkpoint") -> Any:
