@@ -90,6 +90,10 @@ def save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write() names no file: name the checkpoint
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     except RuntimeError as exc:  # torch's serialiser wraps a failed write
         text = str(exc)
         if "unexpected pos" in text or "No space" in text:  # torch's words for a write cut short
