@@ -67,8 +67,9 @@ TABLE: dict[str, dict[str, Range]] = {
         "epochs": PASSES, "steps": PASSES, "recalls": Range(1, 1000, integer=True),
     },
     "memory_options": {
-        "items": Range(1, 10**7, integer=True), "per_task": Range(0, 10**7, integer=True),
-        "epochs": PASSES, "batch": BATCH,
+        "items": Range(1, 10**7, integer=True), "capacity": Range(0, 10**7, integer=True),
+        "per_task": Range(0, 10**7, integer=True), "batch": BATCH, "epochs": Range(0, 10_000, integer=True),
+        "steps": Range(0, 10**6, integer=True), "iterations": Range(0, 10**6, integer=True),
     },
     "stream_kwargs": {
         "seed": SEED,

@@ -193,8 +193,8 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
     each("envs", lambda v: isinstance(v, str), "env ids (strings)", "[MNISTRotations-v0]")
     each("agents", lambda v: isinstance(v, str), "agent names (strings)", "[er, gem]")
     each("memories", lambda v: v is None or isinstance(v, str), "memory names or null", "[null, srm]")
-    each("budgets", lambda v: v is None or (checks.is_number(v) and 0 < v < float("inf")),
-         "positive numbers or null", "[100, 200]")
+    budget = limits.TABLE[""]["budget"]
+    each("budgets", lambda v: v is None or budget.holds(v), f"null or numbers: {budget.text()}", "[100, 200]")
     each("seeds", lambda v: checks.is_int(v) and 0 <= v < 2**32, "non-negative integers", "[0, 1, 2]")
     each("settings", lambda v: isinstance(v, dict), "mappings of --set keys to values (not key=value text)",
          "[{}, {lr: 0.03}]")
