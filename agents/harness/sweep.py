@@ -132,7 +132,7 @@ def load_config(path: str | Path) -> dict:
     (bytes, nodes with aliases expanded, depth, aliases) before it is built, then its keys."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such sweep config", str(path))
+        raise FileNotFoundError(errno.ENOENT, "sweep config does not exist", str(path))
     with open(path, "rb") as f:  # a directory raises IsADirectoryError: one line in the CLI
         raw = f.read(MAX_BYTES + 1)
     if len(raw) > MAX_BYTES:

@@ -61,7 +61,7 @@ def test_sweep_config_that_is_a_directory(tmp_path, capsys):
 def test_missing_sweep_config(tmp_path, capsys):
     code = main(["sweep", str(tmp_path / "nope.yaml")])
     line = one_line(capsys.readouterr().err)
-    assert code == 2 and "nope.yaml" in line and "no such sweep config" in line
+    assert code == 2 and "nope.yaml" in line and "sweep config does not exist" in line
 
 
 def test_sweep_out_that_is_a_file(tmp_path, capsys, stream):
