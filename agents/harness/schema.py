@@ -9,8 +9,9 @@
   rows of numbers (or null where a cell was not measured), lists of numbers, counts non-negative
   integers; nesting at most ``MAX_DEPTH`` levels (a deeply nested file is refused, never a
   ``RecursionError``).
-- **Ranges.** Accuracies (matrices, retained accuracy, forgetting, online accuracy, baselines)
-  are fractions in [0, 1]; backward and forward transfer in [-1, 1]; storage, items, times and
+- **Ranges.** Accuracies (matrices, retained accuracy, online accuracy, baselines) are fractions
+  in [0, 1]; backward and forward transfer and forgetting (differences of accuracies; forgetting is
+  negative when a task's final accuracy is its best) in [-1, 1]; storage, items, times and
   rates finite and non-negative.
 - **Identity.** ``config_hash`` is the hash of ``config``; the top-level ``env``, ``agent``,
   ``memory`` and ``seed`` equal the configuration's (an edited configuration with its old hash, or
@@ -37,8 +38,8 @@ MAX_ROWS = 10_000  # tasks of a matrix
 TOLERANCE = 1e-6
 STATUSES = ("completed", "diverged")
 
-FRACTIONS = ("retained_accuracy", "forgetting", "online_accuracy", "validation_retained_accuracy")
-TRANSFERS = ("backward_transfer", "forward_transfer")
+FRACTIONS = ("retained_accuracy", "online_accuracy", "validation_retained_accuracy")
+TRANSFERS = ("backward_transfer", "forward_transfer", "forgetting")  # differences of fractions: [-1, 1]
 COUNTS = ("storage_bits", "overhead_bits", "items")
 AMOUNTS = ("effective_examples", "wall_time_s", "examples_per_s")
 FRACTION_MATRICES = ("accuracy_matrix", "validation_accuracy_matrix")
