@@ -31,37 +31,41 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def test_two_processes_into_one_directory(tmp_path, mnist_root):
+def test_two_processes_into_one_directory(tmp_path, mnist_root, stream):
     """Two real processes, two configurations, one --out: the second is refused with the first's
-    pid while the first runs, and the directory holds the first's run alone."""
-    out = tmp_path / "run"
+    pid while the first runs, and the directory holds the first's run alone. The first holds at
+    its first checkpoint (``on_checkpoint``) until the second has been answered, so they overlap."""
+    out, marker = tmp_path / "run", tmp_path / "go-on"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    stream = ["--stream", "source=mnist", "verify=False", f"root={str(mnist_root)!r}"]
-    # the first: a longer stream (20 tasks), so it is surely still running when the second starts
-    first = subprocess.Popen([sys.executable, "-m", "agents.harness.cli", *RUN, *stream, "n_tasks=20",
-                              "train_per_task=100", "--out", str(out)], env=env, stdout=subprocess.PIPE,
+    script = (f"import pathlib, time\nfrom agents.harness.runner import run\n"
+              f"marker = pathlib.Path({str(marker)!r})\n"
+              f"def hold(out, steps):\n    while not marker.exists():\n        time.sleep(0.02)\n"
+              f"run('MNISTRotations-v0', agent='er', budget=20, stream_kwargs={stream!r}, out={str(out)!r}, "
+              f"progress=False, on_checkpoint=hold)\n")
+    first = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / LOCK_FILE).exists() and time.monotonic() < deadline and first.poll() is None:
+        deadline = time.monotonic() + 90
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.05)
-        second = subprocess.run([sys.executable, "-m", "agents.harness.cli", *RUN, *stream, "n_tasks=2",
-                                 "train_per_task=100", "--set", "lr=0.05", "--out", str(out)], env=env,
-                                capture_output=True, text=True, timeout=120)
-        still_running = first.poll() is None
-        _, first_err = first.communicate(timeout=180)
+        assert first.poll() is None, first.communicate()
+        second = subprocess.run([sys.executable, "-m", "agents.harness.cli", *RUN, "--stream", "source=mnist",
+                                 "verify=False", f"root={str(mnist_root)!r}", "n_tasks=2", "train_per_task=100",
+                                 "--set", "lr=0.05", "--out", str(out)], env=env, capture_output=True, text=True,
+                                timeout=120)
+        marker.write_text("")
+        _, first_err = first.communicate(timeout=120)
     finally:
+        marker.write_text("")
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0, first_err
     line = one_line(second.stderr)
-    assert second.returncode == 2
-    if still_running:  # (the usual case; if not, the finished run's config refuses it instead)
-        assert f"pid {first.pid}" in line and "in use by another cl-env run" in line
+    assert second.returncode == 2 and f"pid {first.pid}" in line and "in use by another cl-env run" in line
     cfg = json.loads((out / "config.json").read_text())["config"]
     res = json.loads((out / "result.json").read_text())
-    assert cfg["settings"]["lr"] == 0.1 and res["config"]["settings"]["lr"] == 0.1
-    assert res["config"]["stream_kwargs"]["n_tasks"] == 20 and not (out / LOCK_FILE).exists()
+    assert cfg["settings"]["lr"] == 0.1 and res["config"]["settings"]["lr"] == 0.1 and res["status"] == "completed"
+    assert not (out / LOCK_FILE).exists()
 
 
 def test_resume_of_a_live_run_is_refused(interrupted_run, tmp_path, capsys, cli_stream):
