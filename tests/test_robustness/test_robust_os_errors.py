@@ -148,3 +148,24 @@ def test_a_file_size_limit_is_one_line_and_the_environment_exit_code(tmp_path, c
     assert done.returncode == ENVIRONMENT_EXIT, done.stderr
     assert "File too large" in line and "ulimit" in line
     assert not [f for f in os.listdir(tmp_path / "run") if f.endswith(".tmp") or f == ".cl-env.lock"]
+
+
+def test_a_full_disk_while_writing_result_json_keeps_the_checkpoint(tmp_path, capsys, cli_stream, monkeypatch):
+    """The disk fills up exactly when result.json is written (the last write of a run): one line,
+    exit 74, no temporary, and the checkpoint is kept so --resume finishes the run."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and ".result.json." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(os, "fsync", fsync)
+    code = main([*RUN, *cli_stream, "--out", str(out)])
+    line = one_line(capsys.readouterr().err)
+    assert code == ENVIRONMENT_EXIT and "No space left on device" in line and "result.json" in line
+    assert not (out / "result.json").exists() and (out / "checkpoint.pt").exists() and _no_temporaries(out)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main([*RUN, *cli_stream, "--out", str(out), "--resume"]) == 0
+    assert (out / "result.json").exists()
