@@ -6,7 +6,8 @@ checkpoints, and returns a :class:`Result` (also written as ``result.json``).
 
 A run directory holds one run: ``config.json`` (its resolved configuration and hash, written at
 start), ``checkpoint.pt`` (at task ends), TensorBoard events and, at the end, ``result.json``
-(status ``completed`` or ``diverged``). See :mod:`agents.harness.results` for identity and grouping.
+(status ``completed`` or ``diverged``); while a run writes into it, the directory is locked
+(:mod:`agents.harness.lock`, taken before anything is written). See :mod:`agents.harness.results` for identity and grouping.
 """
 
 from __future__ import annotations
