@@ -170,8 +170,9 @@ def split(
     Each class contributes ``train_per_class`` training images (500, i.e. 1,000 per task and 5,000
     in all), or every one it has when the source has fewer (the embedded MNIST-5k keeps 400 per
     digit for training after holding out its test pool); the whole test split of the task's
-    classes is the task's test set. ``class_order="sorted"`` gives tasks (0,1), (2,3), ...;
-    ``"random"`` shuffles the classes with the stream seed; a list fixes them.
+    classes is the task's test set. Any other ``train_per_class`` larger than every class's pool is
+    refused (it would be the same data under another identity). ``class_order="sorted"`` gives
+    tasks (0,1), (2,3), ...; ``"random"`` shuffles the classes with the stream seed; a list fixes them.
     """
     data = load_source(source, env_id=env_id, root=root, download=download, verify=verify)
     rng = np.random.default_rng(seed)
