@@ -3,11 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 # re-exported: tests, benchmarks and scripts import them from here
 from agents.harness.cliargs import DIVERGED_EXIT, parse_assignments, parse_seeds  # noqa: F401
+
+ENVIRONMENT_EXIT = 74  # the machine failed a write or read (disk full, quota, file-size limit, I/O error): EX_IOERR
+# operating-system errors that are the machine's, not a path the user can fix
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.ENOMEM, errno.EMFILE,
+                      errno.ENFILE, errno.ENOLCK}
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space there or write elsewhere (--out)",
+    errno.EDQUOT: "the disk quota is used up: free space there or write elsewhere (--out)",
+    errno.EFBIG: "the file outgrew a file-size limit (ulimit -f) or the filesystem's",
+    errno.EIO: "an I/O error of the device: check the disk",
+    errno.EROFS: "the filesystem is read-only: choose a writable directory",
+    errno.EACCES: "permission denied: choose a directory you can write",
+    errno.EPERM: "not permitted: choose a directory you can write",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a file is in the way where a directory is needed",
+    errno.EISDIR: "it is a directory where a file is needed",
+    errno.ENAMETOOLONG: "the name is too long for the filesystem: choose a shorter path",
+    errno.ENOENT: "no such file or directory: create the directory first or fix the path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: the path(s), the cause and what to do."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None) or "a file"
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    hint = _OS_HINTS.get(exc.errno)
+    return f"{paths}: {cause}" + (f" ({hint})" if hint and hint.split(":")[0].lower() != cause.lower() else "")
+
+
+def os_error_exit(exc: OSError) -> int:
+    """Print :func:`describe_os_error` on stderr; the exit code: :data:`ENVIRONMENT_EXIT` for the
+    machine's failures (disk full, quota, file-size limit, I/O), 2 for a path the user can fix."""
+    print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+    return ENVIRONMENT_EXIT if exc.errno in ENVIRONMENT_ERRNOS else 2
 
 
 def _check_options(args: argparse.Namespace, positive: tuple = (), counts: tuple = ()) -> None:
@@ -134,12 +169,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(results.to_markdown(tables))
     if args.csv:
-        Path(args.csv).write_text(results.to_csv(tables))
+        results.write_text_atomic(args.csv, results.to_csv(tables))
         print(f"wrote {args.csv}", file=sys.stderr)
     if args.plot:
+        import io
+
+        import matplotlib.pyplot as plt
+
         from agents.harness.report import retention_vs_storage
 
-        retention_vs_storage(runs, args.plot)
+        fig, buf = retention_vs_storage(runs), io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        results.write_bytes_atomic(args.plot, buf.getvalue())  # never half a PNG
         print(f"wrote {args.plot} (retained accuracy against incremental storage)", file=sys.stderr)
     return 0
 
@@ -254,7 +296,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"{len(cells)} cells")
             return 0
         records = sweep(cfg, workers=args.workers, backend=args.backend, address=args.address)
-    except (CLEnvError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = [r for r in records if r["status"] == "failed"]
@@ -441,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     except CLEnvError as exc:  # a user error raised where no subcommand caught it: still one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that cannot be written or read, a full disk: one line, no traceback
+        return os_error_exit(exc)
     except KeyboardInterrupt:
         print("interrupted (a run's last checkpoint is kept: continue it with --resume)", file=sys.stderr)
         return 130

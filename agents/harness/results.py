@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.harness import limits, schema
 from cl_env.error import CLEnvError
 
 RESULT_FILE = "result.json"
@@ -84,6 +85,10 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write() names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -106,6 +111,8 @@ def read_json(path: str | Path) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ResultFileError(f"{path}: JSON nested too deeply to be a cl-env file") from None
     if not isinstance(data, dict):
         raise ResultFileError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
@@ -257,7 +264,7 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
             budget = entry.default_budget
     if batch_size is None:
         batch_size = cls.batch_sizes[0] if cls.batch_sizes else 10
-    return {
+    return limits.check_config({
         "env": env_id,
         "stream_kwargs": resolve_stream_kwargs(env_id, stream_kwargs),
         "batch_size": int(batch_size),
@@ -268,7 +275,7 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
         "budget": None if budget is None else float(budget),
         "seed": int(seed),
         "device": str(device),
-    }
+    })
 
 
 def _coerce_numbers(values: dict, defaults: dict) -> dict:
@@ -347,10 +354,13 @@ def _normalise_legacy(data: dict) -> dict:
 
 
 def load_result(path: str | Path) -> Run:
-    """Load and check one ``result.json``.
+    """Load one ``result.json`` and check it against the result schema (:mod:`agents.harness.schema`:
+    types, ranges, ``config_hash`` against its ``config``, the top-level ``env``/``agent``/``memory``/
+    ``seed`` against the configuration, summary metrics against the accuracy matrix).
 
     Raises:
-        ResultFileError: It does not parse, is not a cl-env result, or has an unknown status.
+        ResultFileError: It does not parse, is not a cl-env result, or fails the schema (the
+            message names the file and the first reason).
     """
     path = Path(path)
     data = read_json(path)
@@ -359,15 +369,12 @@ def load_result(path: str | Path) -> Run:
         raise ResultFileError(f"{path}: not a cl-env result (missing keys {missing})")
     if not isinstance(data["config"], dict):
         raise ResultFileError(f"{path}: not a cl-env result ('config' is not an object)")
+    if schema.depth(data) > schema.MAX_DEPTH:
+        raise ResultFileError(f"{path}: not a cl-env result (nested more than {schema.MAX_DEPTH} levels deep)")
     data = _normalise_legacy(data)
-    if data["status"] not in STATUSES:
-        raise ResultFileError(f"{path}: unknown status {data['status']!r}; expected one of {list(STATUSES)}")
-    if data["status"] == "completed":
-        shape_ok = (data.get("neg_test_elbo") is not None
-                    or (isinstance(data.get("accuracy_matrix"), list) and data.get("retained_accuracy") is not None))
-        if not shape_ok:
-            raise ResultFileError(f"{path}: a completed result without accuracy_matrix/retained_accuracy "
-                                  f"or neg_test_elbo")
+    found = schema.problem(data, config_hash)
+    if found:
+        raise ResultFileError(f"{path}: {found}; left out")
     return Run(path, data)
 
 

@@ -6,7 +6,8 @@ checkpoints, and returns a :class:`Result` (also written as ``result.json``).
 
 A run directory holds one run: ``config.json`` (its resolved configuration and hash, written at
 start), ``checkpoint.pt`` (at task ends), TensorBoard events and, at the end, ``result.json``
-(status ``completed`` or ``diverged``). See :mod:`agents.harness.results` for identity and grouping.
+(status ``completed`` or ``diverged``); while a run writes into it, the directory is locked
+(:mod:`agents.harness.lock`, taken before anything is written). See :mod:`agents.harness.results` for identity and grouping.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from tqdm.auto import tqdm
 from agents.base import Agent, StreamInfo
 from agents.harness import checkpoint as ckpt
 from agents.harness import results
+from agents.harness.lock import RunLock
 from agents.harness.logger import Logger, parse_formats
 from agents.registry import agent_class, build_memory
-from cl_env import metrics
+from cl_env import checks, metrics
 from cl_env.error import UnknownNameError
 
 EVAL_CHUNK = 1000
@@ -391,8 +393,6 @@ def run_seeds(
     The other arguments are :func:`run`'s.
     """
     started = time.perf_counter()
-    from cl_env import checks
-
     seeds = [int(s) for s in seeds]
     outs = [None] * len(seeds) if outs is None else list(outs)
     if not seeds or len(set(seeds)) != len(seeds) or len(outs) != len(seeds):
@@ -409,20 +409,40 @@ def run_seeds(
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
     if (resume or overwrite) and any(o is None for o in outs):
         raise ValueError("resume=True / overwrite=True need an out directory")
-    plans = []
-    for seed, out in zip(seeds, outs, strict=True):
-        config = results.run_config(env_id, agent, memory, budget, seed, device, opts.settings,
-                                    opts.stream_kwargs, batch_size)
-        if cls.batch_sizes and config["batch_size"] not in cls.batch_sizes:
-            raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
-                             f"got {config['batch_size']}; pass --batch-size {cls.batch_sizes[0]}")
-        out = Path(out) if out is not None else None
-        from_checkpoint = False
-        if out is not None:
-            from_checkpoint = prepare_run_directory(out, config, resume, overwrite)
-            out.mkdir(parents=True, exist_ok=True)
-        plans.append((seed, out, config, from_checkpoint))
+    with contextlib.ExitStack() as held:  # the run directories' locks, released however the call ends
+        plans = []
+        for seed, out in zip(seeds, outs, strict=True):
+            config = results.run_config(env_id, agent, memory, budget, seed, device, opts.settings,
+                                        opts.stream_kwargs, batch_size)
+            if cls.batch_sizes and config["batch_size"] not in cls.batch_sizes:
+                raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
+                                 f"got {config['batch_size']}; pass --batch-size {cls.batch_sizes[0]}")
+            out = Path(out) if out is not None else None
+            from_checkpoint = False
+            if out is not None:
+                held.enter_context(_locked(out))
+                from_checkpoint = prepare_run_directory(out, config, resume, overwrite)
+            plans.append((seed, out, config, from_checkpoint))
+        return _run_plans(opts, cls, plans, stack)
 
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """``out`` created and locked (:class:`agents.harness.lock.RunLock`) before anything is written
+    into it; a directory this call created is removed again if it is left empty."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds while empty: a refused run leaves nothing behind
+
+
+def _run_plans(opts: _RunOptions, cls: type[Agent], plans: list, stack: bool) -> list[Result]:
     with _recording_warnings() as caught:
         lanes: list[_Lane] = []
         shared = None
@@ -496,13 +516,12 @@ class _Lane:
             raise ValueError(f"agent {agent!r} needs task labels; do not pass task_labels=False")
         self.info = info = StreamInfo.from_stream(stream)
         if config["budget"] is not None and config["budget"] > stream.n_train:
-            from cl_env import checks
-
             raise checks.fail("budget", config["budget"],
                               f"at most {stream.n_train:,} effective examples: {env_id} has {stream.n_train:,} "
                               "training examples in all, so a larger memory could never fill",
                               f"--budget {min(200, stream.n_train)}")
         mem = build_memory(agent, o.memory, o.budget, info.memory_spec(device), seed=seed, options=memory_options)
+        _check_holds_an_item(mem, config, env_id)
         self.learner = learner = cls(info, mem, settings, device=device, seed=seed)
         dev = self.dev = torch.device(device)
         if shared is None:
@@ -536,20 +555,29 @@ class _Lane:
         self.V = np.full((T, T), np.nan)  # validation accuracies (stay NaN without a validation split)
         # b_j of FWT: the randomly initialised model (generative agents: its -ELBO)
         self.baseline = np.zeros(T) if gen else evaluate(learner, self.tests)
-        self.reward_sum, self.steps, self.elapsed_before, self.resumes = 0.0, 0, 0.0, 0
+        # correct online predictions, counted exactly (an int), so that where checkpoints fall
+        # (--checkpoint-every) cannot change online_accuracy in its last digits
+        self.correct, self.steps, self.elapsed_before, self.resumes = 0, 0, 0.0, 0
         self.obs, _ = env.reset(seed=seed)
         if from_checkpoint:
             state = ckpt.load(self.ckpt_path)  # weights only: a crafted file is refused, never run
             if not isinstance(state, dict) or state.get("config_hash") != chash:
                 raise results.RunDirectoryError(
                     f"{self.ckpt_path} was not written by this configuration (hash "
-                    f"{state.get('config_hash') if isinstance(state, dict) else None} "
+                    f"{checks.shown(state.get('config_hash')) if isinstance(state, dict) else None} "
                     f"vs {chash}); use another --out, or --overwrite to start afresh")
-            learner.load_state_dict(state["agent"])
+            ckpt.check_run_state(state, self.ckpt_path, T, raw.n_batches, batch_size)
+            try:
+                learner.load_state_dict(state["agent"])
+            except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+                raise ckpt.CheckpointError(
+                    f"checkpoint {self.ckpt_path}: its agent state does not fit this agent "
+                    f"({type(exc).__name__}: {checks.shown(str(exc), 120)}); delete it (or start the run "
+                    f"with --overwrite) and run again") from None
             self.R, self.baseline, self.gen_log = state["R"], state["baseline"], state["gen_log"]
-            self.V = state.get("V", self.V)
-            self.reward_sum, self.steps, self.elapsed_before = state["reward_sum"], state["steps"], state["elapsed"]
-            self.resumes = state.get("resumes", 0) + 1
+            self.V = state["V"]
+            self.correct, self.steps, self.elapsed_before = state["correct"], state["steps"], state["elapsed"]
+            self.resumes = state["resumes"] + 1
             if self.steps < raw.n_batches:
                 self.obs = raw.seek(self.steps)
         steps = self.steps
@@ -573,7 +601,7 @@ class _Lane:
             print(note, file=sys.stderr, flush=True)
         self.bar = tqdm(total=raw.n_batches, initial=steps, disable=not (show and first),
                         desc=f"{agent} on {env_id}")
-        self.reward_acc = torch.zeros((), device=dev)
+        self.correct_acc = torch.zeros((), dtype=torch.int64, device=dev)  # since the last flush
         # divergence: on the CPU each loss is read every step (a float read, ~1 us); on a GPU the
         # device keeps whether every loss so far was finite and for how many steps (no
         # synchronisation), read with the loss logs and at task ends
@@ -601,13 +629,28 @@ class _Lane:
             return
         self.logger.flush()  # events up to the checkpoint reach the disk before it does
         ckpt.save({"agent": self.learner.state_dict(), "R": self.R, "V": self.V, "baseline": self.baseline,
-                   "gen_log": self.gen_log, "reward_sum": self.reward_sum, "steps": self.steps,
+                   "gen_log": self.gen_log, "correct": self.correct, "steps": self.steps,
                    "config": results.identity(self.config), "config_hash": self.chash, "resumes": self.resumes,
                    "elapsed": self.elapsed_before + time.perf_counter() - self.started}, self.ckpt_path)
         self.checkpoints += 1
         if self.o.on_checkpoint is not None:
             self.o.on_checkpoint(self.out, self.steps)
         _fault_injection(self.out, self.checkpoints)
+
+    def flush_correct(self) -> None:
+        self.correct += int(self.correct_acc)
+        self.correct_acc.zero_()
+
+    def overflowed(self, exc: BaseException) -> None:
+        """The training step raised an arithmetic overflow (a finite but huge factor that torch
+        cannot turn into a float): recorded as divergence at this step, like a non-finite loss."""
+        step = self.steps + 1
+        text = " ".join(str(exc).split())
+        self.divergence = {"step": step, "task": self.raw.task_of_batch(step - 1),
+                           "examples_seen": step * self.batch_size,
+                           "reason": f"arithmetic overflow in the training step ({type(exc).__name__}: "
+                                     f"{checks.shown(text, 100)})"}
+        self.done = True
 
     def diverged(self, reason_params: bool) -> dict | None:
         raw, batch_size = self.raw, self.batch_size
@@ -646,7 +689,8 @@ class _Lane:
             for v in losses.values():
                 self.finite &= torch.isfinite(v).all()
             self.finite_steps += self.finite
-        self.reward_acc += self.reward
+        # the reward is the fraction of the batch predicted correctly: k / batch_size, so k exactly
+        self.correct_acc += torch.round(torch.as_tensor(self.reward) * self.batch_size).to(torch.int64)
         self.steps += 1
         steps = self.steps
         self.bar.update(1)
@@ -665,8 +709,7 @@ class _Lane:
             if self.divergence is not None:
                 self.done = True
                 return
-            self.reward_sum += float(self.reward_acc)
-            self.reward_acc.zero_()
+            self.flush_correct()
             R, tests = self.R, self.tests
             if self.gen:
                 R[t], union_elbo, fd = evaluate_generative(learner, tests, t, self.net)
@@ -685,7 +728,7 @@ class _Lane:
                     logger.scalars({"retained_accuracy": self.V[t, : t + 1].mean(),
                                     **{f"accuracy/task_{j}": self.V[t, j] for j in range(T)}}, examples, "val/")
                 logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
-                                "online_accuracy": self.reward_sum / steps, "task": t}, examples, "eval/")
+                                "online_accuracy": self.correct / (steps * self.batch_size), "task": t}, examples, "eval/")
                 logger.accuracy_matrix(R, examples, figure=self.terminated)
             if self.lines:
                 now = time.perf_counter()
@@ -714,8 +757,7 @@ class _Lane:
             if self.divergence is not None:
                 self.done = True
                 return
-            self.reward_sum += float(self.reward_acc)
-            self.reward_acc.zero_()
+            self.flush_correct()
             self.checkpoint()
         self.obs = self.next_obs
         if steps >= raw.n_batches:
@@ -730,7 +772,7 @@ class _Lane:
         if self.divergence is None and not self.stopped:
             self.divergence = self.diverged(True)
         divergence = self.divergence
-        self.reward_sum += float(self.reward_acc)
+        self.flush_correct()
         if self.stopped:
             self.logger.close()
             raise KeyboardInterrupt(f"stopped after task {o.stop_after_task} (checkpoint in {self.out})")
@@ -759,7 +801,7 @@ class _Lane:
                 "backward_transfer": metrics.backward_transfer(R),
                 "forward_transfer": metrics.forward_transfer(R, self.baseline),
                 "forgetting": metrics.forgetting(R),
-                "online_accuracy": self.reward_sum / max(steps, 1),
+                "online_accuracy": self.correct / max(steps * batch_size, 1),
             }
             generative = {} if not gen else {
                 "accuracy_matrix": [], "retained_accuracy": None, "backward_transfer": None,
@@ -813,19 +855,15 @@ def _drive(lanes: list[_Lane], stacked: bool) -> None:
     active = [lane for lane in lanes if not lane.done]
     group = SeedStack([lane.learner for lane in active]) if stacked and len(active) > 1 else None
     while active:
-        if group is None:  # one seed left
-            lane = active[0]
-            action = lane.learner.act(lane.obs)
-            lane.env_step(action)
-            losses = [lane.learner.observe(lane.obs, lane.step_info["y"])]
-        else:
-            ts = {lane.obs.get("t") for lane in active}
-            if len(ts) != 1:
-                raise RuntimeError(f"stacked seeds out of step: task ids {sorted(map(str, ts))}")
-            actions = group.act([lane.obs["x"] for lane in active], ts.pop())
-            for lane, action in zip(active, actions, strict=True):
-                lane.env_step(action)
-            losses = group.observe([lane.step_info["y"] for lane in active])
+        try:
+            losses = _step(active, group)
+        except (RuntimeError, OverflowError) as exc:
+            if not _is_overflow(exc):
+                raise
+            for lane in active:
+                lane.overflowed(exc)
+            _finish(active, stacked_seeds)
+            return
         synced = group is not None and any(lane.reads_model() for lane in active)
         if synced:
             group.sync_out()
@@ -840,6 +878,43 @@ def _drive(lanes: list[_Lane], stacked: bool) -> None:
             active = [lane for lane in active if not lane.done]
             if group is not None:
                 group = SeedStack([lane.learner for lane in active]) if len(active) > 1 else None
+
+
+def _step(active: list[_Lane], group) -> list:
+    """One ``act`` -> ``step`` -> ``observe`` of the active seeds; their losses."""
+    if group is None:  # one seed left
+        lane = active[0]
+        action = lane.learner.act(lane.obs)
+        lane.env_step(action)
+        return [lane.learner.observe(lane.obs, lane.step_info["y"])]
+    ts = {lane.obs.get("t") for lane in active}
+    if len(ts) != 1:
+        raise RuntimeError(f"stacked seeds out of step: task ids {sorted(map(str, ts))}")
+    actions = group.act([lane.obs["x"] for lane in active], ts.pop())
+    for lane, action in zip(active, actions, strict=True):
+        lane.env_step(action)
+    return group.observe([lane.step_info["y"] for lane in active])
+
+
+def _is_overflow(exc: BaseException) -> bool:
+    """Whether ``exc`` is arithmetic overflow (Python's OverflowError, or torch's "cannot be
+    converted to type float without overflow")."""
+    return isinstance(exc, OverflowError) or "overflow" in str(exc).lower()
+
+
+def _check_holds_an_item(mem, config: dict, env_id: str) -> None:
+    """Refuse a budget too small for even one item of the memory (it would run with an empty
+    memory, silently): a buffer of capacity 0, or a per-task ring with 0 slots in all."""
+    if mem is None or config.get("budget") is None:
+        return
+    slots = getattr(mem, "capacity", None)
+    caps = getattr(mem, "caps", None)
+    if slots is None and caps is not None:
+        slots = int(sum(int(c) for c in caps))
+    if isinstance(slots, int) and slots == 0:
+        raise checks.fail("budget", config["budget"],
+                          f"a budget that holds at least one item of memory {config['memory']!r} on {env_id} "
+                          "(this one holds none: the run would replay nothing)", "--budget 1")
 
 
 def _finish(lanes: list[_Lane], stacked_seeds: int) -> None:
