@@ -7,6 +7,8 @@ import ast
 import sys
 from pathlib import Path
 
+from agents.harness import datacmd
+
 DIVERGED_EXIT = 3  # a run (or a sweep cell) diverged: its result.json exists, with status "diverged"
 
 
@@ -395,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+    datacmd.add_parser(sub)
 
     rp = sub.add_parser("report", help="self-contained HTML report of a run or sweep directory")
     rp.add_argument("dir")
