@@ -33,6 +33,8 @@ def env_page(env_id: str) -> str:
     module, fn = spec.entry_point.split(":")
     builder = getattr(importlib.import_module(module), fn)
     defaults = ", ".join(f"`{k}={v!r}`" for k, v in spec.kwargs.items()) or "none"
+    for source, extra in spec.source_kwargs.items():
+        defaults += f"; with `source={source!r}`: " + ", ".join(f"`{k}={v!r}`" for k, v in extra.items())
     return "\n".join([
         f"# `{env_id}`", "", spec.description, "",
         "```python", "import gymnasium as gym", "import cl_env", "",
