@@ -68,6 +68,11 @@ class SlotBuffer(Memory):
     def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> SlotBuffer:
         return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
 
+    @classmethod
+    def for_items(cls, items: int, spec: MemorySpec, **kwargs) -> SlotBuffer:
+        """``items`` slots (the capacity the papers state as "buffer size")."""
+        return cls(spec, int(items), **kwargs)
+
     def _put(self, dst, src, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
         """Write ``x[src]`` (quantised), ``y[src]`` and ``t`` into slots ``dst``; returns the slots
         as a tensor on the memory's device."""
@@ -188,8 +193,15 @@ class TaskRingBuffer(Memory):
         if "per_task" in kwargs:
             raise ValueError("task_ring: give either a budget or memory.per_task, not both "
                              "(the budget sets the items per task)")
-        total = budget_bits(budget, spec) // cls.item_bits(spec)
-        base, extra = divmod(int(total), spec.n_tasks)
+        return cls.for_items(budget_bits(budget, spec) // cls.item_bits(spec), spec, **kwargs)
+
+    @classmethod
+    def for_items(cls, items: int, spec: MemorySpec, **kwargs) -> TaskRingBuffer:
+        """``items`` slots in all, spread over the tasks (the first tasks take the remainder)."""
+        if "per_task" in kwargs:
+            raise ValueError("task_ring: give either --items or memory.per_task, not both "
+                             "(--items sets the items per task)")
+        base, extra = divmod(int(items), spec.n_tasks)
         return cls(spec, [base + (i < extra) for i in range(spec.n_tasks)], **kwargs)
 
     def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
