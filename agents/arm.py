@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from agents.base import Agent
+from cl_env import checks
 from memory.self_recall import ARM_DEFAULTS, soft_cross_entropy
 
 # Table 4 of the paper, by dataset
@@ -39,8 +40,6 @@ def profile_for(image_shape: tuple[int, int, int]) -> str:
 
 
 def _lag(name: str, value):
-    from cl_env import checks
-
     if value == "task":
         return value
     if not checks.is_int(value) or value < 1:

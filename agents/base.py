@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.models import build_model, default_init, default_model
+from cl_env import checks
 from cl_env.error import UnknownNameError
 from memory.base import Memory, MemorySpec
 
@@ -293,8 +294,6 @@ class Agent:
     @classmethod
     def check_setting(cls, key: str, value: Any) -> Any:
         """``value`` if ``--set key=value`` is acceptable, else one clear :class:`InvalidValueError`."""
-        from cl_env import checks
-
         default = cls.all_settings()[key]
         rule = cls.setting_rules().get(key)
         name = f"setting {key} of agent {cls.name!r}"

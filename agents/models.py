@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cl_env.error import UnknownNameError
+
 INITS = {
     "xavier": "Xavier-uniform weights, zero biases on every linear and conv layer (GEM's model/common.py)",
     "torch": "PyTorch's default initialisation (ARM's, Remember the Past's and GEM's ResNet reference code)",
@@ -23,8 +25,6 @@ def default_init(model: str) -> str:
 def initialise(model: nn.Module, init: str) -> nn.Module:
     """Apply ``init`` (a key of :data:`INITS`) to ``model`` in place; ``"torch"`` leaves it as built."""
     if init not in INITS:
-        from cl_env.error import UnknownNameError
-
         raise UnknownNameError("weight_init", init, INITS)
     if init == "xavier":
         for m in model.modules():
@@ -142,8 +142,6 @@ def build_model(name: str, image_shape: tuple[int, int, int], n_classes: int,
     Args:
         init: A key of :data:`INITS`; None takes the protocol's (:func:`default_init`).
     """
-    from cl_env.error import UnknownNameError
-
     c, h, w = image_shape
     if name == "mlp":
         model: nn.Module = MLP(c * h * w, n_classes, (100, 100))

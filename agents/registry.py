@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agents.base import Agent
 from cl_env.error import UnknownNameError
 from memory import MEMORIES, is_memory_name, load_object, memory_class, memory_names, plugin_names
 
@@ -96,8 +97,6 @@ def entry_of_class(path: str, cls) -> AgentEntry:
 
 def _plugin_class(name: str) -> tuple[str, type]:
     """A user's agent: ``(module:Class, the class)`` from an entry point or a path."""
-    from agents.base import Agent
-
     path = plugin_names(ENTRY_POINTS).get(name) or (name if ":" in name else None)
     if path is None:
         raise UnknownNameError("agent", name, agent_names())

@@ -33,6 +33,9 @@ from torch import nn
 
 from agents.base import Agent, PlainSGD
 from agents.models import MLP
+from agents.registry import agent_class, agent_entry
+from cl_env.registration import STREAMS
+from memory import memory_class
 
 
 class StackedLinear(torch.autograd.Function):
@@ -266,10 +269,6 @@ def may_stack(env_id: str, agent: str, memory: str | None, settings: dict) -> bo
     The default model is known only where the stream's registry row declares its channels
     (``StreamSpec.channels``: the MNIST streams); elsewhere seeds are not grouped.
     """
-    from agents.registry import agent_class, agent_entry
-    from cl_env.registration import STREAMS
-    from memory import memory_class
-
     cls = agent_class(agent)
     if "stacked_learn" not in vars(cls):
         return False

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from cl_env import checks
 from cl_env.error import CLEnvError
+from cl_env.registration import make_stream
 from cl_env.stream import TaskStream
 
 
@@ -69,8 +71,6 @@ class ContinualEnv(gym.Env):
         passes: int = 1,
         transition: int = 0,
     ):
-        from cl_env import checks
-
         if render_mode is not None:
             checks.choice("render_mode", render_mode, self.metadata["render_modes"])
         self.render_mode = render_mode
@@ -330,8 +330,6 @@ def make_env(
     one prepared stream, as the runner's seeds of one configuration share it; a stream is never
     modified by the envs that read it); None builds it.
     """
-    from cl_env.registration import make_stream
-
     if stream is None:
         stream = make_stream(stream_id, **stream_kwargs)
     return ContinualEnv(stream, batch_size=batch_size,

@@ -4,8 +4,8 @@ cl-env installs the top-level packages ``cl_env``, ``memory`` and ``agents``. Ot
 on PyPI install ``agents`` (``openai-agents``, an older ``agents``) or ``memory``; pip merges them
 into one ``site-packages/agents/`` without a warning, and cl-env then fails far from the cause
 (an ImportError about ``agents.models``). :func:`check_top_level_packages` finds every other
-installed distribution that claims one of those names and :func:`require_own_packages` stops
-with one message naming it and the fix.
+installed distribution that claims one of those names and :func:`require_own_packages` (called
+first thing by ``import memory`` and ``import agents``) stops with one message naming it and the fix.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 OWN = ("agents", "memory")
 OWN_DIST = "cl_env"  # this distribution's normalised name, as its dist-info directory spells it
+CONSOLE_SCRIPTS = ("cl-env", "cl-env.exe")  # the executable names pip writes for ``[project.scripts]``
 
 
 def _top_level(dist_info: Path) -> set[str]:
@@ -73,19 +74,17 @@ def conflict_message(found: dict[str, list[str]]) -> str:
 
 
 def require_own_packages() -> None:
-    """Raise :class:`PackageConflictError` when another distribution claims ``agents`` or ``memory``."""
-    found = check_top_level_packages()
-    if found:
-        raise PackageConflictError(conflict_message(found))
+    """Stop when another distribution claims ``agents`` or ``memory`` (``import memory`` and
+    ``import agents`` call it first thing).
 
-
-def main() -> int:
-    """The ``cl-env`` console script: the collision check first (before ``agents`` is imported,
-    which a foreign ``agents/__init__.py`` could break), then :func:`agents.harness.cli.main`."""
+    In the ``cl-env`` console script (which imports ``agents.harness.cli`` directly) the stop is
+    one line on stderr and exit code 2, as for every other user error; in a Python session it is
+    a :class:`PackageConflictError` naming the other distribution and the fix.
+    """
     found = check_top_level_packages()
-    if found:
+    if not found:
+        return
+    if Path(sys.argv[0] if sys.argv else "").name in CONSOLE_SCRIPTS:
         print(f"error: {conflict_message(found)}", file=sys.stderr)
-        return 2
-    from agents.harness.cli import main as cli_main
-
-    return cli_main()
+        raise SystemExit(2)
+    raise PackageConflictError(conflict_message(found))

@@ -11,6 +11,8 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from cl_env import checks
+from cl_env.data import SOURCES
 from cl_env.error import UnknownNameError
 from cl_env.stream import TaskStream, with_validation
 
@@ -211,16 +213,12 @@ _ZERO_OK = ("seed", "transition")
 
 def check_stream_kwargs(env_id: str, kwargs: dict, defaults: dict) -> None:
     """Each given option has its default's type and a sensible range; one clear error otherwise."""
-    from cl_env import checks
-
     for k, v in kwargs.items():
         name, d = f"{env_id} option {k}", defaults.get(k, ENV_OPTIONS.get(k))
         if k == "root" or k.endswith("_root"):
             if v is not None and not isinstance(v, (str, PurePath)):
                 raise checks.fail(name, v, "a path (str) or None", f"{k}='/path/to/data'")
         elif k in ("source", "mnist_source"):
-            from cl_env.data import SOURCES
-
             if not isinstance(v, str) or v not in SOURCES:
                 raise UnknownNameError(f"data source ({name})", str(v), SOURCES)
         elif isinstance(d, bool):

@@ -21,6 +21,7 @@ from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
 from memory.bitstore import BitStore
 from memory.buffers import reservoir_slots
 from memory.nets.discrete_vae import DiscreteVAE, uniform_noise, vae_parameters
+from memory.safeload import load_weights_only
 
 POLICIES = ("reservoir", "task_ring")
 
@@ -417,7 +418,6 @@ def load_vae(path: str) -> DiscreteVAE:
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no pretrained VAE at {path}; write one with `cl-env pretrain-srm`")
-    from memory.safeload import load_weights_only
 
     # weights only: a crafted file is refused before anything in it can run
     d = load_weights_only(path, "memory.vae_path", "write it with `cl-env pretrain-srm`")

@@ -2,10 +2,68 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER = {"cl_env": 0, "memory": 1, "agents": 2}
+
+
+def _project_imports(path: Path):
+    """``(line, imported module, inside a function)`` for every import of a project package in
+    ``path``: top level, class bodies and function bodies alike (relative imports resolved)."""
+    rel = path.relative_to(ROOT).with_suffix("").parts
+    package = rel[:-1] if rel[-1] != "__init__" else rel[:-1]
+    out = []
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                names = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    base = ".".join([*package[: len(package) - child.level + 1], *([base] if base else [])])
+                names = [base]
+            else:
+                names = []
+            for name in names:
+                if name.split(".")[0] in LAYER:
+                    out.append((child.lineno, name, in_function))
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text()), False)
+    return out
+
+
+def _package_modules():
+    for top in LAYER:
+        yield from sorted((ROOT / top).rglob("*.py"))
+
+
+def test_no_module_of_any_package_imports_upward():
+    """cl_env never imports memory or agents, memory never imports agents: every module of the
+    three packages, ``__init__`` files and function bodies included."""
+    upward = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+              for path in _package_modules()
+              for line, name, _ in _project_imports(path)
+              if LAYER[name.split(".")[0]] > LAYER[path.relative_to(ROOT).parts[0]]]
+    assert upward == []
+
+
+def test_no_project_import_hides_inside_a_function():
+    """No lazy project imports: a module that needs another imports it at the top, so the import
+    graph in the source is the real one (a circle shows as a circle, not as a late import)."""
+    lazy = [f"{path.relative_to(ROOT)}:{line} imports {name} inside a function"
+            for path in _package_modules()
+            for line, name, in_function in _project_imports(path)
+            if in_function and not path.relative_to(ROOT).parts[:2] == ("agents", "harness")]
+    assert lazy == []
 
 CHECK = (
     "import sys, importlib; importlib.import_module({mod!r}); "

@@ -35,7 +35,9 @@ def test_foreign_distributions_claiming_agents_or_memory_are_named(tmp_path):
 def test_the_cli_and_imports_stop_with_one_line_on_a_collision(tmp_path):
     _fake_dist(tmp_path, "openai_agents", "0.1.0", record=["agents/__init__.py"])
     env_path = f"{tmp_path}"
-    code = f"import sys; sys.path.append({env_path!r})\nfrom cl_env.install import main\nsys.exit(main())"
+    # what the console script does: argv[0] is the `cl-env` executable, `agents.harness.cli:main` imported
+    code = (f"import sys; sys.path.append({env_path!r}); sys.argv[0] = '/usr/local/bin/cl-env'\n"
+            "from agents.harness.cli import main\nsys.exit(main())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: cl-env's top-level package 'agents' is also installed by openai_agents-0.1.0")

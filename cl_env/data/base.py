@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from cl_env.error import DataNotFoundError
+from cl_env.error import CorruptDataError, DataNotFoundError
 
 
 @dataclass
@@ -113,8 +113,6 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 def verify_md5(env_id: str, files: Sequence[Path], expected: Sequence[str], fix: str) -> None:
     """Compare each file's MD5 with the published one (torchvision's lists); raise on a mismatch."""
-    from cl_env.error import CorruptDataError
-
     for path, want in zip(files, expected, strict=True):
         got = md5sum(path)
         if got != want:

