@@ -2,13 +2,16 @@
 
 The runner calls ``act(obs)`` for the predicted labels, then ``observe(obs, y)`` once the labels
 are revealed, ``end_task(t)`` at each task boundary and ``predict(x, t)`` to evaluate. Learners
-override one hook, :meth:`Agent.learn`, and optionally :meth:`Agent.on_task_end` and
-:meth:`Agent.extra_state` (a template method, as SB3's ``BaseCallback.on_step``/``_on_step``).
+override one hook, :meth:`Agent.learn`, and optionally :meth:`Agent.on_task_end` (after the
+memory's task end with ``MEMORY_FIRST = True``), :meth:`Agent.extra_state` /
+:meth:`Agent.load_extra_state` and :meth:`Agent.predict` (a template method, as SB3's
+``BaseCallback.on_step``/``_on_step``). ``end_task`` itself is the same for every learner.
+The optimiser (:mod:`agents.optim`), the stream's description (:mod:`agents.info`) and the
+settings' checks (:mod:`agents.settings`) live beside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,126 +19,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents import settings
+from agents.info import RecentWindow, StreamInfo
 from agents.models import build_model, default_init, default_model
-from cl_env import checks
-from cl_env.error import UnknownNameError
-from memory.base import Memory, MemorySpec
+from agents.optim import PlainSGD
+from memory.base import Memory
 
-_Optimizer = torch.optim.Optimizer
-
-
-class PlainSGD(_Optimizer):
-    """``theta <- theta - lr * grad``: ``torch.optim.SGD`` without momentum or weight decay, as
-    GEM and the papers' baselines step.
-
-    A real :class:`torch.optim.Optimizer` (parameter groups, ``state_dict``, hooks, every
-    ``torch.optim.lr_scheduler`` scheduler) whose step is one fused ``_foreach_add_`` per group.
-    It differs from ``torch.optim.SGD(lr=lr)`` in one way: ``add_param_group``, ``zero_grad``,
-    ``state_dict`` and ``load_state_dict`` are the base class's functions without their
-    ``torch._disable_dynamo`` wrappers, whose first call imports ``torch._dynamo``, 1.9 s of
-    start-up in every process on this 2-core CPU (docs/agents.md, "Optimisers"); they only matter
-    under ``torch.compile``. Agents that want momentum or Adam return any other ``torch.optim``
-    optimiser from :meth:`Agent.make_optimizer`.
-
-    Args:
-        params: Parameters or parameter groups (``{"params": ..., "lr": ...}``).
-        lr: Learning rate (> 0).
-    """
-
-    def __init__(self, params, lr: float):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        super().__init__(params, {"lr": float(lr)})
-
-    add_param_group = _Optimizer.add_param_group.__wrapped__
-    zero_grad = _Optimizer.zero_grad.__wrapped__
-    state_dict = _Optimizer.state_dict.__wrapped__
-    _load_state_dict = _Optimizer.load_state_dict.__wrapped__
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        if "param_groups" not in state_dict:  # a checkpoint of cl-env <= 0.5: {"lr": ...}
-            for group in self.param_groups:
-                group["lr"] = float(state_dict["lr"])
-            return
-        self._load_state_dict(state_dict)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        """One SGD step; ``closure`` (re-evaluating the loss) as in ``torch.optim``."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            with_grad = [p for p in group["params"] if p.grad is not None]
-            if with_grad:
-                torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-group["lr"])
-        return loss
-
-
-class RecentWindow:
-    """The last ``size`` examples seen, kept as the batches they came in (EWC's Fisher and MAS's
-    importance read the end of a finished task; kept only until the task ends). Whole batches are
-    dropped from the front while the rest still covers ``size``."""
-
-    def __init__(self, size: int):
-        self.size = int(size)
-        self.batches: list[tuple[torch.Tensor, ...]] = []
-        self.n = 0
-
-    def add(self, *tensors: torch.Tensor) -> None:
-        """One batch: tensors sharing their first dimension (inputs, labels)."""
-        self.batches.append(tuple(t.detach() for t in tensors))
-        self.n += len(tensors[0])
-        while self.n - len(self.batches[0][0]) >= self.size:
-            self.n -= len(self.batches.pop(0)[0])
-
-    def last(self) -> tuple[torch.Tensor, ...]:
-        """The last ``size`` examples, one tensor per field; then the window empties."""
-        out = tuple(torch.cat(parts)[-self.size:] for parts in zip(*self.batches, strict=True))
-        self.batches, self.n = [], 0
-        return out
-
-    def __bool__(self) -> bool:
-        return bool(self.batches)
-
-    def state_dict(self) -> dict:
-        return {"batches": self.batches, "n": self.n}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.batches, self.n = [tuple(b) for b in state["batches"]], int(state["n"])
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """What an agent may know of the stream before it starts.
-
-    Attributes:
-        image_shape: ``(C, H, W)``.
-        n_classes: Label space size.
-        n_tasks: Number of tasks.
-        setting: ``"domain"``, ``"class"`` or ``"task"`` (see :class:`cl_env.TaskStream`).
-        task_classes: Per task, its labels (the mask of a task-incremental head).
-        n_examples: Training examples in one pass over the stream (schedules that need a horizon).
-        spatial: False when the stream permutes pixels (``metadata["spatial"]``).
-    """
-
-    image_shape: tuple[int, int, int]
-    n_classes: int
-    n_tasks: int
-    setting: str
-    task_classes: tuple[tuple[int, ...], ...]
-    n_examples: int = 0
-    spatial: bool = True
-
-    @classmethod
-    def from_stream(cls, stream) -> StreamInfo:
-        return cls(tuple(stream.image_shape), stream.n_classes, stream.n_tasks, stream.setting,
-                   tuple(stream.task_classes(t) for t in range(stream.n_tasks)), stream.n_train,
-                   bool(stream.metadata.get("spatial", True)))
-
-    def memory_spec(self, device: str) -> MemorySpec:
-        return MemorySpec(self.image_shape, self.n_classes, self.n_tasks, str(device), self.spatial)
+__all__ = ["Agent", "PlainSGD", "RecentWindow", "StreamInfo"]
 
 
 class Agent:
@@ -180,6 +70,15 @@ class Agent:
     batch_sizes: ClassVar[tuple[int, ...] | None] = None  # None: any; else the only ones it runs with
     # when :meth:`make_scheduler`'s schedule steps: after every optimiser step, or at task ends
     SCHEDULE_EVERY: ClassVar[str] = "step"
+    # the memory's task-end work runs before :meth:`on_task_end` (learners that retrain from what
+    # the memory holds once it has finished the task: GDumb, compress-then-recall)
+    MEMORY_FIRST: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "end_task" in vars(cls):
+            raise TypeError(f"{cls.__qualname__} overrides Agent.end_task: override on_task_end instead "
+                            "(and set MEMORY_FIRST = True to run it after the memory's task end)")
 
     def __init__(self, info: StreamInfo, memory: Memory | None = None,
                  settings: dict | None = None, device: str = "cpu", seed: int = 0):
@@ -277,64 +176,24 @@ class Agent:
     # ----------------------------------------------------------------- settings
     @classmethod
     def all_settings(cls) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for klass in reversed(cls.__mro__):
-            merged.update(getattr(klass, "SETTINGS", {}))
-        for key in cls.UNUSED_SETTINGS:
-            merged.pop(key, None)
-        return merged
+        """Every setting and its default, merged over the class hierarchy."""
+        return settings.all_settings(cls)
 
     @classmethod
     def setting_rules(cls) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for klass in reversed(cls.__mro__):
-            merged.update(getattr(klass, "SETTING_RULES", {}))
-        return merged
+        """What each setting accepts, merged over the class hierarchy."""
+        return settings.setting_rules(cls)
 
     @classmethod
     def check_setting(cls, key: str, value: Any) -> Any:
         """``value`` if ``--set key=value`` is acceptable, else one clear :class:`InvalidValueError`."""
-        default = cls.all_settings()[key]
-        rule = cls.setting_rules().get(key)
-        name = f"setting {key} of agent {cls.name!r}"
-        fix = f"--set {key}={default!r}" if default is not None else None
-        if callable(rule):
-            return rule(name, value)
-        if isinstance(rule, tuple):
-            return checks.choice(name, value, rule, fix)
-        if value is None:
-            if default is None:
-                return None  # "the protocol's default", resolved by the agent
-            raise checks.fail(name, value, f"a value like {default!r}", fix)
-        if rule == "string" or (rule is None and isinstance(default, str)):
-            if not isinstance(value, str):
-                raise checks.fail(name, value, "a string", fix)
-            return value
-        if rule == "count":
-            return checks.integer(name, value, 1, fix=fix)
-        if rule == "positive":
-            return checks.number(name, value, 0.0, strict_minimum=True, fix=fix)
-        if rule == "non-negative":
-            return checks.number(name, value, 0.0, fix=fix)
-        if isinstance(default, bool):
-            return checks.boolean(name, value, fix)
-        if checks.is_int(default):
-            return checks.integer(name, value, 0, fix=fix)
-        if isinstance(default, float) or (default is None and checks.is_number(value)):
-            return checks.number(name, value, 0.0, fix=fix)
-        if isinstance(default, dict) and not isinstance(value, dict):
-            raise checks.fail(name, value, "a mapping like {'key': value}", fix)
-        return value
+        return settings.check_setting(cls, key, value)
 
     @classmethod
     def resolve_settings(cls, given: dict) -> dict:
         """Defaults overridden by ``given``; an unknown key raises with the valid ones, a bad
-        value (wrong type, out of range, not finite) with what is allowed (:meth:`check_setting`)."""
-        valid = cls.all_settings()
-        for key in given:
-            if key not in valid:
-                raise UnknownNameError(f"setting of agent {cls.name!r}", key, valid)
-        return {**valid, **{k: cls.check_setting(k, v) for k, v in given.items()}}
+        value (wrong type, out of range, not finite) with what is allowed."""
+        return settings.resolve_settings(cls, given)
 
     # ----------------------------------------------------------------- model
     def forward(self, x: torch.Tensor, t: int | torch.Tensor | None, model: nn.Module | None = None) -> torch.Tensor:
@@ -396,12 +255,17 @@ class Agent:
         return self.learn(x, t, y, logits)
 
     def end_task(self, t: int) -> None:
-        """Task boundary: the learner's hook, then the memory's."""
+        """Task boundary, one path for every learner: the learner's :meth:`on_task_end` and the
+        memory's ``end_task`` (the memory's first where :attr:`MEMORY_FIRST`), then a per-task
+        schedule's step. Learners override :meth:`on_task_end`, never this."""
+        memory = self.memory
+        if memory is not None and self.MEMORY_FIRST:
+            memory.end_task(t, ctx=self)
         self.on_task_end(t)
         if self.scheduler is not None and self.SCHEDULE_EVERY == "task":
             self.scheduler.step()
-        if self.memory is not None:
-            self.memory.end_task(t, ctx=self)
+        if memory is not None and not self.MEMORY_FIRST:
+            memory.end_task(t, ctx=self)
 
     # ----------------------------------------------------------------- hooks
     def learn(self, x: torch.Tensor, t: int | None, y: torch.Tensor,
@@ -414,7 +278,7 @@ class Agent:
         allowed to see all the data (``vae --set bound=full``) use it."""
 
     def on_task_end(self, t: int) -> None:  # noqa: B027 - optional hook
-        """Learner-specific task-boundary work."""
+        """Learner-specific task-boundary work (after the memory's with :attr:`MEMORY_FIRST`)."""
 
     def extra_state(self) -> dict:
         """Learner-specific state for checkpoints."""

@@ -59,10 +59,10 @@ class GDumb(Agent):
             scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
                 opt, T_0=1, T_mult=2, eta_min=s["min_lr"]))
 
-    def end_task(self, t: int) -> None:
-        """The memory's hook, then the retraining the evaluation will use."""
-        if self.memory is not None:
-            self.memory.end_task(t, ctx=self)
+    MEMORY_FIRST = True  # retrain from what the memory holds after its own task end
+
+    def on_task_end(self, t: int) -> None:
+        """The retraining the evaluation will use (after the memory's task end)."""
         self.model = self.retrain()
         self.optimizer = self.make_optimizer()
 

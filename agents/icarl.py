@@ -114,7 +114,8 @@ class ICaRL(Agent):
             rows.append(F.normalize(phi[sel].mean(0), dim=0) if sel.any() else torch.zeros(phi.shape[1], device=phi.device))
         return torch.stack(rows)
 
-    def end_task(self, t: int) -> None:
+    def on_task_end(self, t: int) -> None:
+        """Herding selection of the exemplars, the class means, the old model for distillation."""
         if self.task != t:  # a task with no batch learned
             self._begin(t)
         self.memory.select(self.features)

@@ -56,9 +56,10 @@ class CompressThenRecall(Agent):
             optimizer=lambda p: torch.optim.SGD(p, lr=self.settings["lr"], momentum=0.9))
         return model.eval()
 
-    def end_task(self, t: int) -> None:
-        """Distil the task, then train the fresh model(s) on the recalled memories."""
-        self.memory.end_task(t, ctx=self)
+    MEMORY_FIRST = True  # the memory distils the task first
+
+    def on_task_end(self, t: int) -> None:
+        """Train the fresh model(s) on the recalled memories (after the memory distilled the task)."""
         if not self.memory.tasks():
             return
         if self.settings["protocol"] == "per_task":

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 
 from agents.harness import datacmd
 
-DIVERGED_EXIT = 3  # a run (or a sweep cell) diverged: its result.json exists, with status "diverged"
-
-
-def parse_assignments(items: list[str] | None, flag: str) -> dict:
-    """``["lr=0.1", "model=mlp400"]`` -> ``{"lr": 0.1, "model": "mlp400"}`` (Python literals, else strings)."""
-    out = {}
-    for item in items or []:
-        if "=" not in item or not item.split("=", 1)[0].strip():
-            raise ValueError(f"{flag} expects key=value, got {item!r} (e.g. {flag} lr=0.05)")
-        key, raw = item.split("=", 1)
-        try:
-            out[key.strip()] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = raw
-    return out
+# re-exported: tests, benchmarks and scripts import them from here
+from agents.harness.cliargs import DIVERGED_EXIT, parse_assignments, parse_seeds  # noqa: F401
 
 
 def _check_options(args: argparse.Namespace, positive: tuple = (), counts: tuple = ()) -> None:
@@ -38,23 +24,6 @@ def _check_options(args: argparse.Namespace, positive: tuple = (), counts: tuple
         checks.integer("--seed", args.seed, 0, 2**32 - 1, fix="--seed 0")
     if hasattr(args, "device"):
         checks.device("--device", args.device)
-
-
-def parse_seeds(spec: str) -> list[int]:
-    """``0-4`` -> [0, 1, 2, 3, 4]; ``0,2,5`` -> [0, 2, 5]; ranges and lists combine (``0-2,7``)."""
-    from cl_env import checks
-
-    seeds: list[int] = []
-    for part in str(spec).split(","):
-        part = part.strip()
-        lo, _, hi = part.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or (hi and int(hi) < int(lo)):
-            raise checks.fail("--seeds", spec, "seeds and ascending ranges of non-negative integers",
-                              "--seeds 0-4 (or 0,1,2)")
-        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    if len(set(seeds)) != len(seeds):
-        raise checks.fail("--seeds", spec, "each seed once", "--seeds 0-4")
-    return seeds
 
 
 def _run_seeds(args: argparse.Namespace) -> int:
@@ -422,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(overrides the config's storage; default OUT/.storage)")
     sw.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     sw.set_defaults(func=cmd_sweep)
+
+    from agents.harness.frontier_cli import add_frontier_parser
+
+    add_frontier_parser(sub)
 
     d = sub.add_parser("distill", help="distil a dataset into addressable memories (Remember the Past)")
     d.add_argument("source", help="a data source: mnist5k, mnist, fashion_mnist, cifar10, cifar100, svhn")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.harness import results
+from agents.harness import frontier, frontier_grid, results
+from cl_env.error import CLEnvError
 
 
 def _png(fig) -> str:
@@ -160,6 +161,7 @@ def build_report(root: str | Path, out: str | Path | None = None) -> Path:
     parts.append("<h2>Comparison</h2>")
     for t in results.comparison_tables(runs):
         parts.append(_table(t.columns, t.rows) + "".join(f"<p>{html.escape(n)}</p>" for n in t.notes))
+    parts += _frontier_section(root, runs)
     classifiers = [r for r in runs if r.data.get("retained_accuracy") is not None]
     if classifiers:
         parts += ["<h2>Retention against incremental storage</h2>",
@@ -215,6 +217,25 @@ def build_report(root: str | Path, out: str | Path | None = None) -> Path:
     path = Path(out) if out is not None else (root if root.is_dir() else root.parent) / "report.html"
     results.write_text_atomic(path, doc)
     return path
+
+
+def _frontier_section(root: Path, runs: list[results.Run]) -> list[str]:
+    """The frontier's table and plot when ``root`` holds one (``frontier.json``, written by
+    ``cl-env frontier``): the same points, table and figure as its ``frontier.md``/``.png``."""
+    try:
+        grid = frontier_grid.read_grid(root) if root.is_dir() else None
+        if grid is None:
+            return []
+        pts, missing = frontier_grid.points_of(grid, runs)
+    except (CLEnvError, ValueError, TypeError) as exc:
+        return [f"<p class=\"bad\">{html.escape(frontier_grid.GRID_FILE)} is not a readable frontier: "
+                f"{html.escape(str(exc))}</p>"]
+    t = frontier.frontier_table(pts)
+    notes = t.notes + ([f"{len(missing)} cell(s) of the grid have no result yet"] if missing else [])
+    return ["<h2>Frontier: retained accuracy against stored bits</h2>", _table(t.columns, t.rows),
+            *(f"<p>{html.escape(n)}</p>" for n in notes),
+            _img(_png(frontier.plot_frontier(pts, title=frontier.describe(grid.env, grid.agent, pts))),
+                 "frontier: retained accuracy against stored kilobytes")]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -56,6 +56,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from agents.harness import results
 from agents.harness.cells import Cell, execute_seeds, record_of
 
@@ -67,8 +69,23 @@ KEYS = {"out", "envs", "agents", "memories", "budgets", "items", "seeds", "setti
 def load_config(path: str | Path) -> dict:
     """Read a sweep config from YAML (``.yaml``/``.yml``) or TOML (``.toml``), checking its keys."""
     path = Path(path)
+    cfg = read_config_file(path, "sweep config")
+    unknown = set(cfg) - KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid keys: {sorted(KEYS)}")
+    for key in ("envs", "agents"):
+        if not cfg.get(key):
+            raise ValueError(f"{path}: {key!r} must list at least one value")
+    check_config(cfg, str(path))
+    return cfg
+
+
+def read_config_file(path: str | Path, what: str = "config") -> dict:
+    """The mapping in a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file; one clear error for a
+    missing file, a syntax error or a file that is not a mapping (keys are the caller's to check)."""
+    path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"sweep config {path} does not exist")
+        raise FileNotFoundError(f"{what} {path} does not exist")
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         import yaml
@@ -89,16 +106,9 @@ def load_config(path: str | Path) -> dict:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
     else:
-        raise ValueError(f"sweep config must be .yaml, .yml or .toml, got {path.name!r}")
+        raise ValueError(f"{what} must be .yaml, .yml or .toml, got {path.name!r}")
     if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: the config must be a mapping of {sorted(KEYS)}")
-    unknown = set(cfg) - KEYS
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid keys: {sorted(KEYS)}")
-    for key in ("envs", "agents"):
-        if not cfg.get(key):
-            raise ValueError(f"{path}: {key!r} must list at least one value")
-    check_config(cfg, str(path))
+        raise ValueError(f"{path}: the {what} must be a mapping of keys to values")
     return cfg
 
 
@@ -288,13 +298,18 @@ def _cell_process(cells: list[dict], root: str, threads: int, checkpoint_every: 
 
 
 def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address: str | None = None,
-          log=print, isolate: bool = True) -> list[dict]:
+          log=print, isolate: bool = True, cells: list[Cell] | None = None, bar: bool = False) -> list[dict]:
     """Run every unfinished cell of ``cfg``; returns one record per cell run now.
 
     ``isolate=False`` (what ``cl-env run --seeds`` passes) runs a sweep that is one unit of work
     (one cell, or one group of stacked seeds) in this process instead of a worker process: no
     second interpreter start, no retry (a killed run resumes from its checkpoints when started
-    again, as ``cl-env run`` does).
+    again, as ``cl-env run`` does). ``workers=0`` runs every unit in this process, one after
+    another (local backend; as a DataLoader's ``num_workers=0``).
+
+    ``cells`` (what ``cl-env frontier`` passes): these cells instead of the grid of ``cfg``
+    (whose other keys still apply: ``out``, retries, threads, Ray's options). ``bar``: a progress
+    bar (tqdm) instead of one line per finished cell.
 
     Records: ``cell``, ``status`` (completed / diverged / failed), ``score``, ``seconds``,
     ``attempts``, ``dir`` and, for failures, ``error``.
@@ -303,10 +318,10 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
     if workers is not None:
         from cl_env import checks
 
-        checks.integer("workers", workers, 1, fix="--workers 2")
+        checks.integer("workers", workers, 0 if backend == "local" else 1, fix="--workers 2")
     root = Path(cfg.get("out", "runs/sweep"))
     retries = int(cfg.get("retries", 2))
-    cells, skipped = expand(cfg)
+    cells, skipped = expand(cfg) if cells is None else (cells, [])
     for note in skipped:
         log(f"skipped: {note}")
     todo = [c for c in cells if not results.is_finished(c.directory(root), c.config_hash())]
@@ -317,10 +332,12 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
                                   "dir": str(c.directory(root).relative_to(root))} for c in cells]})
     if not todo:
         return []
-    progress = _Progress(len(todo), log)
+    progress = _Progress(len(todo), log, bar)
     if backend == "local":
         units = seed_groups(todo) if cfg.get("stack_seeds", True) else [[c] for c in todo]
-        workers, threads = plan_threads(workers, len(units), log, cfg.get("cpus_per_cell"))
+        in_process = workers == 0 or (not isolate and len(units) == 1)
+        workers, threads = plan_threads(workers or (1 if in_process else None), len(units), log,
+                                        cfg.get("cpus_per_cell"))
         if cfg.get("gpus_per_cell"):
             log("note: gpus_per_cell is a Ray request; local workers use the device of the cell's config")
         progress.workers = workers
@@ -328,14 +345,14 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         if grouped:
             log(f"{grouped} cell(s) in {sum(len(u) > 1 for u in units)} group(s) of seeds trained together "
                 f"(stacked; stack_seeds: false runs them apart)")
-        if not isolate and len(units) == 1:
+        if in_process:
             log(f"in this process, {threads} torch thread(s)")
         else:
             log(f"{workers} worker process(es) x {threads} torch thread(s); a dead worker's cell is retried "
                 f"{retries} time(s)")
-        if not isolate and len(units) == 1:
-            records = [progress({**rec, "attempts": 1}) for rec in
-                       run_unit([asdict(c) for c in units[0]], str(root), threads, cfg.get("checkpoint_every"))]
+        if in_process:
+            records = [progress({**rec, "attempts": 1}) for unit in units for rec in
+                       run_unit([asdict(c) for c in unit], str(root), threads, cfg.get("checkpoint_every"))]
         else:
             records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
     elif backend == "ray":
@@ -344,17 +361,24 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         records = run_on_ray(todo, root, cfg, address, workers, retries, progress, log)
     else:
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    progress.close()
     log(summary_table(records))
     return records
 
 
 class _Progress:
-    """One line per finished cell: counts, elapsed time and an ETA."""
+    """One line per finished cell: counts, elapsed time and an ETA; or, with ``bar``, a tqdm bar
+    (on stderr) whose postfix is the last finished cell (failures and divergences still get a line)."""
 
-    def __init__(self, total: int, log):
+    def __init__(self, total: int, log, bar: bool = False):
         self.total, self.log, self.done, self.workers = total, log, 0, 1
         self.started = time.monotonic()
         self.seconds: list[float] = []
+        self.bar = tqdm(total=total, unit="cell", dynamic_ncols=True) if bar else None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
     def __call__(self, rec: dict) -> dict:
         self.done += 1
@@ -370,6 +394,15 @@ class _Progress:
             head = f"DIVERGED: {what}: at step {d.get('step')} (task {d.get('task')})"
         else:
             head = f"FAILED: {what}: {rec.get('error')}"
+        if self.bar is not None:
+            budget = "default" if c.budget is None else f"{c.budget:g}"
+            score = rec.get("score")
+            self.bar.set_postfix_str(f"last: {c.agent} {c.memory or ''} budget={budget} seed={c.seed} "
+                                     + (rec["status"] if score is None else f"{score:.4f}"), refresh=False)
+            self.bar.update(1)
+            if rec["status"] != "completed":
+                tqdm.write(head)
+            return rec
         elapsed = time.monotonic() - self.started
         left = self.total - self.done
         mean = sum(self.seconds) / len(self.seconds) if self.seconds else 0.0

@@ -84,3 +84,12 @@ def test_sweep_items_axis(mnist_root):
 
     with pytest.raises((CLEnvError, ValueError), match="not both"):
         check_config({**cfg, "budgets": [100]})
+
+
+@pytest.mark.parametrize("kwargs", [{"budget": 200}, {"items": 300}, {}])
+def test_run_config_and_the_frozen_runconfig_agree_on_items(kwargs):
+    from agents.harness.config import RunConfig
+
+    frozen = RunConfig.build("SplitMNIST-v0", "derpp", **kwargs)
+    assert frozen.to_dict() == results.run_config("SplitMNIST-v0", "derpp", **kwargs)
+    assert RunConfig.from_dict(frozen.to_dict()) == frozen and frozen.memory_items == kwargs.get("items")
