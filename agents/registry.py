@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from agents.base import Agent
 from cl_env.error import UnknownNameError
 from memory import MEMORIES, is_memory_name, load_object, memory_class, memory_names, plugin_names
+from memory.base import Memory
 
 __all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory"]
 
@@ -122,7 +123,7 @@ def agent_class(name: str):
 
 def takes_items(cls) -> bool:
     """Whether a memory class can be sized by an exact item count (it overrides ``for_items``)."""
-    return any("for_items" in vars(k) for k in cls.__mro__ if k.__name__ != "Memory")
+    return any("for_items" in vars(k) for k in cls.__mro__ if k is not Memory)
 
 
 def check_size(budget: float | None, items: int | None, options: dict | None, cls=None) -> None:
