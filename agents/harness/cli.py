@@ -7,6 +7,8 @@ import errno
 import sys
 from pathlib import Path
 
+from agents.harness import datacmd
+
 # re-exported: tests, benchmarks and scripts import them from here
 from agents.harness.cliargs import DIVERGED_EXIT, parse_assignments, parse_seeds  # noqa: F401
 
@@ -76,7 +78,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
             raise ValueError("--seeds resumes unfinished seeds by itself and never overwrites finished ones; "
                              "drop --resume/--overwrite (or use another --out)")
         cfg = {"out": args.out, "envs": [args.env_id], "agents": [args.agent], "memories": [args.memory],
-               "budgets": [args.budget], "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
+               "budgets": [args.budget], "items": [args.items], "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
                "stream": parse_assignments(args.stream, "--stream"), "batch_size": args.batch_size,
                "device": args.device, "stack_seeds": not args.no_stack,
                **({"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {})}
@@ -114,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message=".* diverged at step", category=RuntimeWarning)  # said below
     try:
         result = run(
-            args.env_id, agent=args.agent, memory=args.memory, budget=args.budget, seed=args.seed,
+            args.env_id, agent=args.agent, memory=args.memory, budget=args.budget, items=args.items, seed=args.seed,
             device=args.device, out=args.out, settings=parse_assignments(args.set, "--set"),
             stream_kwargs=parse_assignments(args.stream, "--stream"), batch_size=args.batch_size,
             resume=args.resume, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
@@ -370,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the agent's memory (default: the agent's own): {_names('memory')}")
     r.add_argument("--budget", type=float, default=None,
                    help="incremental storage in effective real examples (C*H*W*8 bits each)")
+    r.add_argument("--items", type=int, default=None,
+                   help="instead of --budget: exactly N items in a buffer memory (the papers' buffer size)")
     r.add_argument("--seed", type=int, default=0, help="seeds the model, the memory and every draw (default 0)")
     r.add_argument("--seeds", default=None, metavar="SEEDS",
                    help="several seeds of this configuration, e.g. 0-4 or 0,1,2, each seed's run under "
@@ -406,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+    datacmd.add_parser(sub)
 
     rp = sub.add_parser("report", help="self-contained HTML report of a run or sweep directory")
     rp.add_argument("dir")

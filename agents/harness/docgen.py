@@ -33,6 +33,8 @@ def env_page(env_id: str) -> str:
     module, fn = spec.entry_point.split(":")
     builder = getattr(importlib.import_module(module), fn)
     defaults = ", ".join(f"`{k}={v!r}`" for k, v in spec.kwargs.items()) or "none"
+    for source, extra in spec.source_kwargs.items():
+        defaults += f"; with `source={source!r}`: " + ", ".join(f"`{k}={v!r}`" for k, v in extra.items())
     return "\n".join([
         f"# `{env_id}`", "", spec.description, "",
         "```python", "import gymnasium as gym", "import cl_env", "",
@@ -70,14 +72,20 @@ def agent_page(name: str) -> str:
 
 
 def memory_page(name: str) -> str:
+    from agents.registry import takes_items
     from memory import memory_class
 
     cls = memory_class(name)
-    own = _signature_options(cls.__init__)
-    opts = own + [o for o in _signature_options(cls.for_budget) if o not in own]
+    skip = ("self", "spec", "budget", "kwargs", "env_id", "capacity")  # capacity: --items N, not --set
+    own = _signature_options(cls.__init__, skip)
+    opts = own + [o for o in _signature_options(cls.for_budget, skip) if o not in own]
+    sized = takes_items(cls)
+    size = ("`--budget B` (effective real examples of storage) or `--items N` (exactly N items; the bits "
+            "they cost are reported)" if sized else "`--budget B` (effective real examples of storage)")
     return "\n".join([
         f"# Memory `{name}`", "", f"Class `{cls.__module__}.{cls.__name__}`.", "",
         _doc(sys.modules[cls.__module__]), "", _doc(cls), "",
+        f"Size: {size}.", "",
         "## Options (`--set memory.KEY=VALUE`)", "", *opts, "",
         "Storage is reported exactly: `storage_bits` (incremental), `overhead_bits` (sunk), `items`. "
         "See [the memories guide](../memories.md) for the accounting and the paper each module follows.", "",

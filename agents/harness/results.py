@@ -216,7 +216,8 @@ def runtime_info() -> dict:
 
 def run_config(env_id: str, agent: str = "online", memory: str | None = None, budget: float | None = None,
                seed: int = 0, device: str = "cpu", settings: dict | None = None,
-               stream_kwargs: dict | None = None, batch_size: int | None = None) -> dict:
+               stream_kwargs: dict | None = None, batch_size: int | None = None,
+               items: int | None = None) -> dict:
     """The fully resolved identity of a run, computed before any data is loaded.
 
     Every default is filled in: the stream's options (:func:`cl_env.registration.resolve_stream_kwargs`),
@@ -228,11 +229,11 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
     Raises:
         UnknownNameError, ValueError, TypeError: An unknown name, setting or stream option.
     """
-    from agents.registry import agent_class, agent_entry
+    from agents.registry import agent_class, agent_entry, check_size
     from cl_env import checks
     from cl_env.error import UnknownNameError
     from cl_env.registration import resolve_stream_kwargs
-    from memory import is_memory_name, memory_names
+    from memory import is_memory_name, memory_class, memory_names
 
     if not isinstance(env_id, str):
         raise checks.fail("env id", env_id, "a registered id such as 'MNISTRotations-v0' (cl-env list)")
@@ -245,6 +246,8 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
                       fix="--budget 200 (effective real examples of storage)")
     if batch_size is not None:
         checks.integer("batch_size", batch_size, 1, fix="--batch-size 10")
+    if items is not None:
+        checks.integer("items", items, 1, fix="--items 500 (replayable items the memory holds)")
     if settings is not None and not isinstance(settings, dict):
         raise checks.fail("settings", settings, "a mapping of setting names to values", "--set lr=0.05")
     if stream_kwargs is not None and not isinstance(stream_kwargs, dict):
@@ -258,9 +261,12 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
     if memory is not None and not is_memory_name(memory):
         raise UnknownNameError("memory", memory, memory_names())
     mem = memory or entry.default_memory
+    if mem is None and items is not None:
+        raise ValueError(f"agent {agent!r} uses no memory; drop --items")
+    check_size(budget, items, memory_options, None if mem is None else memory_class(mem))
     if mem is not None:
         memory_options = {**entry.memory_kwargs.get(mem, {}), **memory_options}
-        if budget is None:
+        if budget is None and items is None:
             budget = entry.default_budget
     if batch_size is None:
         batch_size = cls.batch_sizes[0] if cls.batch_sizes else 10
@@ -273,6 +279,9 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
         "memory": mem,
         "memory_options": plain(memory_options),
         "budget": None if budget is None else float(budget),
+        # an exact item count (--items) is recorded only when given, so older identities keep their
+        # hash ("memory_items": the result's "items" is the count held at the end)
+        **({} if items is None else {"memory_items": int(items)}),
         "seed": int(seed),
         "device": str(device),
     })

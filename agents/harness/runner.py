@@ -309,6 +309,7 @@ def run(
     stop_after_task: int | None = None,
     log: str | list[str] | tuple[str, ...] | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
+    items: int | None = None,
 ) -> Result:
     """Run one agent on one stream and return its :class:`Result`.
 
@@ -317,6 +318,9 @@ def run(
         agent: A registered agent name.
         memory: A memory name the agent accepts (default: the agent's).
         budget: Incremental storage in effective real examples (``budget * C * H * W * 8`` bits).
+        items: Instead of ``budget``, the exact number of items a buffer memory holds (the papers'
+            "buffer 500"; ``--items``), recorded in the configuration as ``memory_items``; the bits
+            it costs are reported as for a budget. Memories without a fixed item count refuse it.
         seed: Seeds the agent (model init, sampling) and the order of examples inside each task.
         device: ``"cpu"`` or ``"cuda"``.
         out: Directory for ``config.json``, ``result.json``, TensorBoard events and
@@ -349,7 +353,7 @@ def run(
     return run_seeds(env_id, agent, memory, budget, seeds=[seed], device=device, outs=[out], settings=settings,
                      stream_kwargs=stream_kwargs, batch_size=batch_size, resume=resume, overwrite=overwrite,
                      checkpoint_every=checkpoint_every, log_every=log_every, progress=progress,
-                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint)[0]
+                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint, items=items)[0]
 
 
 def run_seeds(
@@ -372,6 +376,7 @@ def run_seeds(
     log: str | list[str] | tuple[str, ...] | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
     stack: bool = True,
+    items: int | None = None,
 ) -> list[Result]:
     """:func:`run` for several seeds of one configuration in this process; one :class:`Result`
     per seed, each written to its own ``outs[k]`` exactly as :func:`run` writes it.
@@ -403,7 +408,7 @@ def run_seeds(
     checks.integer("log_every", log_every, 1, fix="log_every=50")
     opts = _RunOptions(env_id, agent, memory, budget, device, dict(settings or {}), dict(stream_kwargs or {}),
                        batch_size, checkpoint_every, log_every, parse_formats(log), progress, stop_after_task,
-                       on_checkpoint, started, multi=len(seeds) > 1)
+                       on_checkpoint, started, multi=len(seeds) > 1, items=items)
     cls = validate(agent, memory, {k: v for k, v in opts.settings.items() if not k.startswith("memory.")})
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
@@ -413,7 +418,7 @@ def run_seeds(
         plans = []
         for seed, out in zip(seeds, outs, strict=True):
             config = results.run_config(env_id, agent, memory, budget, seed, device, opts.settings,
-                                        opts.stream_kwargs, batch_size)
+                                        opts.stream_kwargs, batch_size, items)
             if cls.batch_sizes and config["batch_size"] not in cls.batch_sizes:
                 raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
                                  f"got {config['batch_size']}; pass --batch-size {cls.batch_sizes[0]}")
@@ -481,6 +486,7 @@ class _RunOptions:
     on_checkpoint: Callable[[Path, int], None] | None
     started: float
     multi: bool
+    items: int | None = None
 
 
 class _Lane:
@@ -515,12 +521,14 @@ class _Lane:
         if cls.needs_task_labels and not raw.task_labels:
             raise ValueError(f"agent {agent!r} needs task labels; do not pass task_labels=False")
         self.info = info = StreamInfo.from_stream(stream)
-        if config["budget"] is not None and config["budget"] > stream.n_train:
-            raise checks.fail("budget", config["budget"],
-                              f"at most {stream.n_train:,} effective examples: {env_id} has {stream.n_train:,} "
-                              "training examples in all, so a larger memory could never fill",
-                              f"--budget {min(200, stream.n_train)}")
-        mem = build_memory(agent, o.memory, o.budget, info.memory_spec(device), seed=seed, options=memory_options)
+        for key, unit, flag in (("budget", "effective examples", "--budget"), ("memory_items", "items", "--items")):
+            if config.get(key) is not None and config[key] > stream.n_train:
+                raise checks.fail(key if key == "budget" else "items", config[key],
+                                  f"at most {stream.n_train:,} {unit}: {env_id} has {stream.n_train:,} "
+                                  "training examples in all, so a larger memory could never fill",
+                                  f"{flag} {min(200, stream.n_train)}")
+        mem = build_memory(agent, o.memory, o.budget, info.memory_spec(device), seed=seed, options=memory_options,
+                           items=o.items)
         _check_holds_an_item(mem, config, env_id)
         self.learner = learner = cls(info, mem, settings, device=device, seed=seed)
         dev = self.dev = torch.device(device)

@@ -22,6 +22,8 @@ A config (YAML or TOML)::
     agents: [er, gem]
     memories: [null, srm]          # null: the agent's default; pairs an agent cannot use are skipped
     budgets: [100, 200]            # null: the agent's default
+    items: [null]                  # or exact item counts of a buffer memory, e.g. [200, 500]
+                                   # (instead of budgets: give one or the other)
     seeds: [0, 1, 2]
     settings: [{}, {lr: 0.03}]     # each a --set dict (memory.KEY allowed)
     stream: {}                     # --stream options for every env
@@ -63,7 +65,7 @@ from agents.harness.cells import Cell, execute_seeds, record_of
 from cl_env.checks import shown
 from cl_env.error import UnknownNameError
 
-KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
+KEYS = {"out", "envs", "agents", "memories", "budgets", "items", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
         "ship_requirements", "stack_seeds"}
 
@@ -204,6 +206,11 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
     each("memories", lambda v: v is None or isinstance(v, str), "memory names or null", "[null, srm]")
     budget = limits.TABLE[""]["budget"]
     each("budgets", lambda v: v is None or budget.holds(v), f"null or numbers: {budget.text()}", "[100, 200]")
+    each("items", lambda v: v is None or (checks.is_int(v) and v >= 1), "positive integers or null", "[200, 500]")
+    if any(v is not None for v in _as_list(cfg.get("items", []))) and any(
+            v is not None for v in _as_list(cfg.get("budgets", []))):
+        raise checks.fail(f"{where}: items", cfg["items"], "items or budgets, not both (each sizes the memory)",
+                          "budgets: [null] with items: [200, 500]")
     each("seeds", lambda v: checks.is_int(v) and 0 <= v < 2**32, "non-negative integers", "[0, 1, 2]")
     each("settings", lambda v: isinstance(v, dict), "mappings of --set keys to values (not key=value text)",
          "[{}, {lr: 0.03}]")
@@ -246,7 +253,7 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
     from memory import is_memory_name, memory_names
 
     axes = [listed("envs", []), listed("streams", [{}]), listed("agents", []), listed("memories", [None]),
-            listed("budgets", [None]), listed("settings", [{}]), listed("seeds", [0])]
+            listed("budgets", [None]), listed("items", [None]), listed("settings", [{}]), listed("seeds", [0])]
     limits.check_seed_count(len(axes[-1]), "sweep config: seeds", "seeds: [0, 1, 2]")
     n = math.prod(len(a) for a in axes)
     if n > limits.MAX_CELLS:
@@ -257,16 +264,16 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
         if memory is not None and not is_memory_name(memory):
             raise UnknownNameError("memory (sweep config: memories)", memory, memory_names())
     cells, skipped = [], []
-    for env, stream, agent, memory, budget, settings, seed in itertools.product(*axes):
+    for env, stream, agent, memory, budget, items, settings, seed in itertools.product(*axes):
         entry = agent_entry(agent)  # built in, a plugin's entry point, or package.module:Class
         if memory is not None and memory not in entry.memories:
             skipped.append(f"{agent} + {memory}: the agent accepts {list(entry.memories) or 'no memory'}")
             continue
         if not entry.memories:
-            budget = None  # a memoryless agent runs once per remaining combination
+            budget = items = None  # a memoryless agent runs once per remaining combination
         cell = Cell(env, agent, memory, None if budget is None else float(budget), int(seed),
                     dict(settings or {}), {**(cfg.get("stream") or {}), **(stream or {})}, cfg.get("batch_size"),
-                    cfg.get("device", "cpu"))
+                    cfg.get("device", "cpu"), None if items is None else int(items))
         cell.config()  # every name, setting and stream option checked before any cell runs
         cells.append(cell)
     unique: dict[str, Cell] = {}

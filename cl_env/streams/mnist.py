@@ -169,10 +169,16 @@ def split(
 
     Each class contributes ``train_per_class`` training images (500, i.e. 1,000 per task and 5,000
     in all), or every one it has when the source has fewer (the embedded MNIST-5k keeps 400 per
-    digit for training after holding out its test pool); the whole test split of the task's
-    classes is the task's test set. Any other ``train_per_class`` larger than every class's pool is
-    refused (it would be the same data under another identity). ``class_order="sorted"`` gives
-    tasks (0,1), (2,3), ...; ``"random"`` shuffles the classes with the stream seed; a list fixes them.
+    digit for training after holding out its test pool: 800 training and 200 test images per
+    task); ``None`` takes every image. The whole test split of the task's classes is the task's
+    test set. Any other ``train_per_class`` larger than every class's pool is
+    refused (it would be the same data under another identity). ``class_order="sorted"`` gives tasks (0,1), (2,3), ...; ``"random"`` shuffles the
+    classes with the stream seed; a list fixes them.
+
+    With ``source="mnist"`` the registry's default is ``train_per_class=None``: Seq-MNIST as the
+    DER paper (Buzzega et al. 2020, Sec. 5) and Mammoth's ``seq-mnist`` define it, all 60,000
+    training images (11,263 to 12,665 per task) and the whole 10,000-image test split (1,874 to
+    2,115 per task); an explicit ``train_per_class`` still wins (500: MIR's 1,000 per task).
     """
     data = load_source(source, env_id=env_id, root=root, download=download, verify=verify)
     rng = np.random.default_rng(seed)
