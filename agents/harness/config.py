@@ -21,6 +21,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from agents.harness import limits
 from agents.registry import agent_class, agent_entry, check_size
 from cl_env import checks
 from cl_env.error import UnknownNameError
@@ -182,10 +183,12 @@ class RunConfig:
                 budget = entry.default_budget
         if batch_size is None:
             batch_size = klass.batch_sizes[0] if klass.batch_sizes else 10
-        return cls(env=env_id, stream_kwargs=resolve_stream_kwargs(env_id, stream_kwargs and dict(stream_kwargs)),
-                   batch_size=int(batch_size), agent=agent, settings=_plain(resolved), memory=mem,
-                   memory_options=_plain(memory_options), budget=None if budget is None else float(budget),
-                   seed=int(seed), device=str(device), memory_items=None if items is None else int(items))
+        built = cls(env=env_id, stream_kwargs=resolve_stream_kwargs(env_id, stream_kwargs and dict(stream_kwargs)),
+                    batch_size=int(batch_size), agent=agent, settings=_plain(resolved), memory=mem,
+                    memory_options=_plain(memory_options), budget=None if budget is None else float(budget),
+                    seed=int(seed), device=str(device), memory_items=None if items is None else int(items))
+        limits.check_config(built.to_dict())  # every number in its documented range
+        return built
 
     @classmethod
     def from_dict(cls, config: Mapping) -> RunConfig:

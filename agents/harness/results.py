@@ -21,7 +21,6 @@ same way:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,14 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.harness import limits, schema
+from agents.harness import schema
+from agents.harness.config import (  # noqa: F401 - the identity's functions, re-exported
+    NON_IDENTITY,
+    RunConfig,
+    canonical,
+    config_hash,
+    group_hash,
+    identity,
+)
 from cl_env.error import CLEnvError
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 # configuration sections that are recorded but do not make a different run
-NON_IDENTITY = ("runtime", "derived")
 STATUSES = ("completed", "diverged")
 # keys a result.json always has
 REQUIRED = ("env", "agent", "seed", "config")
@@ -119,26 +125,6 @@ def read_json(path: str | Path) -> dict:
 
 
 # --------------------------------------------------------------------------- identity
-def canonical(obj: Any) -> str:
-    """The canonical JSON text of ``obj`` (sorted keys, no spaces): what hashes are taken of."""
-    return json.dumps(_finite(obj), sort_keys=True, separators=(",", ":"), default=str)
-
-
-def identity(config: dict) -> dict:
-    """The keys of ``config`` that make a run what it is (everything but ``runtime``/``derived``)."""
-    return {k: v for k, v in config.items() if k not in NON_IDENTITY}
-
-
-def config_hash(config: dict) -> str:
-    """A run's identity: 16 hex digits of the SHA-256 of its identity keys (seed included)."""
-    return hashlib.sha256(canonical(identity(config)).encode()).hexdigest()[:16]
-
-
-def group_hash(config: dict) -> str:
-    """The identity of a group of runs: :func:`config_hash` without the seed."""
-    return config_hash({k: v for k, v in config.items() if k != "seed"})
-
-
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     """``{"settings": {"lr": 0.1}}`` -> ``{"settings.lr": 0.1}``."""
     out: dict[str, Any] = {}
@@ -218,84 +204,10 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
                seed: int = 0, device: str = "cpu", settings: dict | None = None,
                stream_kwargs: dict | None = None, batch_size: int | None = None,
                items: int | None = None) -> dict:
-    """The fully resolved identity of a run, computed before any data is loaded.
-
-    Every default is filled in: the stream's options (:func:`cl_env.registration.resolve_stream_kwargs`),
-    the agent's settings (``memory.KEY`` settings go to ``memory_options``), the agent's default
-    memory, budget and batch size, and the memory keyword arguments the agent itself passes (GEM's
-    per-task SRM policy). ``cl-env run`` and ``cl-env sweep`` compute the same dict, so a sweep
-    cell's hash is its run's hash.
-
-    Raises:
-        UnknownNameError, ValueError, TypeError: An unknown name, setting or stream option.
-    """
-    from agents.registry import agent_class, agent_entry, check_size
-    from cl_env import checks
-    from cl_env.error import UnknownNameError
-    from cl_env.registration import resolve_stream_kwargs
-    from memory import is_memory_name, memory_class, memory_names
-
-    if not isinstance(env_id, str):
-        raise checks.fail("env id", env_id, "a registered id such as 'MNISTRotations-v0' (cl-env list)")
-    if not isinstance(agent, str):
-        raise checks.fail("agent", agent, "a registered agent name (cl-env list)")
-    checks.integer("seed", seed, 0, 2**32 - 1, fix="--seed 0")
-    checks.device("device", device)
-    if budget is not None:
-        checks.number("budget", budget, 0.0, strict_minimum=True,
-                      fix="--budget 200 (effective real examples of storage)")
-    if batch_size is not None:
-        checks.integer("batch_size", batch_size, 1, fix="--batch-size 10")
-    if items is not None:
-        checks.integer("items", items, 1, fix="--items 500 (replayable items the memory holds)")
-    if settings is not None and not isinstance(settings, dict):
-        raise checks.fail("settings", settings, "a mapping of setting names to values", "--set lr=0.05")
-    if stream_kwargs is not None and not isinstance(stream_kwargs, dict):
-        raise checks.fail("stream_kwargs", stream_kwargs, "a mapping of stream options",
-                          "--stream source=mnist5k")
-    settings = dict(settings or {})
-    memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
-    cls = agent_class(agent)
-    resolved = _coerce_numbers(cls.resolve_settings(settings), cls.all_settings())
-    entry = agent_entry(agent)
-    if memory is not None and not is_memory_name(memory):
-        raise UnknownNameError("memory", memory, memory_names())
-    mem = memory or entry.default_memory
-    if mem is None and items is not None:
-        raise ValueError(f"agent {agent!r} uses no memory; drop --items")
-    check_size(budget, items, memory_options, None if mem is None else memory_class(mem))
-    if mem is not None:
-        memory_options = {**entry.memory_kwargs.get(mem, {}), **memory_options}
-        if budget is None and items is None:
-            budget = entry.default_budget
-    if batch_size is None:
-        batch_size = cls.batch_sizes[0] if cls.batch_sizes else 10
-    return limits.check_config({
-        "env": env_id,
-        "stream_kwargs": resolve_stream_kwargs(env_id, stream_kwargs),
-        "batch_size": int(batch_size),
-        "agent": agent,
-        "settings": plain(resolved),
-        "memory": mem,
-        "memory_options": plain(memory_options),
-        "budget": None if budget is None else float(budget),
-        # an exact item count (--items) is recorded only when given, so older identities keep their
-        # hash ("memory_items": the result's "items" is the count held at the end)
-        **({} if items is None else {"memory_items": int(items)}),
-        "seed": int(seed),
-        "device": str(device),
-    })
-
-
-def _coerce_numbers(values: dict, defaults: dict) -> dict:
-    """An int given where the default is a float becomes that float (``alpha=1`` is ``alpha=1.0``),
-    so one configuration has one identity however it was typed."""
-    out = dict(values)
-    for k, v in values.items():
-        d = defaults.get(k)
-        if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
-            out[k] = float(v)
-    return out
+    """The fully resolved identity of a run as a dict: :meth:`RunConfig.build`'s ``to_dict()``
+    (every default filled in, every value checked; see :mod:`agents.harness.config`)."""
+    return RunConfig.build(env_id, agent, memory, budget, seed, device, settings, stream_kwargs, batch_size,
+                           items).to_dict()
 
 
 def plain(value: Any) -> Any:
