@@ -24,11 +24,12 @@ class Cell:
     stream: dict = field(default_factory=dict)
     batch_size: int | None = None
     device: str = "cpu"
+    preset: str | None = None
 
     def config(self) -> dict:
         """The run's resolved configuration (what its ``result.json`` will carry)."""
         return results.run_config(self.env, self.agent, self.memory, self.budget, self.seed, self.device,
-                                  self.settings, self.stream, self.batch_size)
+                                  self.settings, self.stream, self.batch_size, preset=self.preset)
 
     def config_hash(self) -> str:
         return results.config_hash(self.config())
@@ -83,7 +84,8 @@ def execute_seeds(cells: list[Cell], outs: list[Path], resume: bool, started: fl
     try:
         rs = run_seeds(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seeds=[x.seed for x in cells],
                        settings=c.settings, stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device,
-                       outs=outs, resume=resume, overwrite=not resume, progress=False, **run_options)
+                       outs=outs, resume=resume, overwrite=not resume, progress=False, preset=c.preset,
+                       **run_options)
     except Exception as exc:  # a failed cell (or group) is reported, the sweep goes on
         return [{"cell": asdict(x), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                  "seconds": time.perf_counter() - started} for x in cells]

@@ -209,18 +209,20 @@ def runtime_info() -> dict:
 
 def run_config(env_id: str, agent: str = "online", memory: str | None = None, budget: float | None = None,
                seed: int = 0, device: str = "cpu", settings: dict | None = None,
-               stream_kwargs: dict | None = None, batch_size: int | None = None) -> dict:
+               stream_kwargs: dict | None = None, batch_size: int | None = None, preset: str | None = None) -> dict:
     """The fully resolved identity of a run, computed before any data is loaded.
 
     Every default is filled in: the stream's options (:func:`cl_env.registration.resolve_stream_kwargs`),
     the agent's settings (``memory.KEY`` settings go to ``memory_options``), the agent's default
     memory, budget and batch size, and the memory keyword arguments the agent itself passes (GEM's
     per-task SRM policy). ``cl-env run`` and ``cl-env sweep`` compute the same dict, so a sweep
-    cell's hash is its run's hash.
+    cell's hash is its run's hash. A ``preset`` (:func:`agents.presets.apply_preset`) fills what the
+    explicit arguments leave out and is recorded under ``"preset"`` (part of the identity).
 
     Raises:
         UnknownNameError, ValueError, TypeError: An unknown name, setting or stream option.
     """
+    from agents.presets import apply_preset
     from agents.registry import agent_class, agent_entry
     from cl_env import checks
     from cl_env.error import UnknownNameError
@@ -243,6 +245,9 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
     if stream_kwargs is not None and not isinstance(stream_kwargs, dict):
         raise checks.fail("stream_kwargs", stream_kwargs, "a mapping of stream options",
                           "--stream source=mnist5k")
+    applied = None if preset is None else apply_preset(preset, env_id, agent, memory, budget, settings, stream_kwargs)
+    if applied is not None:
+        memory, budget, settings = applied.memory, applied.budget, applied.settings
     settings = dict(settings or {})
     memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
     cls = agent_class(agent)
@@ -268,6 +273,7 @@ def run_config(env_id: str, agent: str = "online", memory: str | None = None, bu
         "budget": None if budget is None else float(budget),
         "seed": int(seed),
         "device": str(device),
+        **({} if applied is None else {"preset": applied.record}),
     }
 
 

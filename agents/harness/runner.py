@@ -32,6 +32,7 @@ from agents.base import Agent, StreamInfo
 from agents.harness import checkpoint as ckpt
 from agents.harness import results
 from agents.harness.logger import Logger, parse_formats
+from agents.presets import apply_preset
 from agents.registry import agent_class, build_memory
 from cl_env import metrics
 from cl_env.error import UnknownNameError
@@ -307,6 +308,7 @@ def run(
     stop_after_task: int | None = None,
     log: str | list[str] | tuple[str, ...] | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
+    preset: str | None = None,
 ) -> Result:
     """Run one agent on one stream and return its :class:`Result`.
 
@@ -339,6 +341,8 @@ def run(
         on_checkpoint: Called as ``on_checkpoint(out, steps)`` after every checkpoint is on disk
             (its events flushed first), e.g. to copy the run directory to storage other machines
             can reach (what a Ray sweep cell does); not part of the run's identity.
+        preset: A preset's name (``NAME`` or ``NAME@VERSION``, :mod:`agents.presets`): its memory,
+            size and settings, under the explicit ones; recorded in the configuration.
 
     A non-finite loss (checked every step, on the device) or parameter (checked every
     ``log_every`` steps and at task ends) stops the run: the result has ``status="diverged"``,
@@ -347,7 +351,7 @@ def run(
     return run_seeds(env_id, agent, memory, budget, seeds=[seed], device=device, outs=[out], settings=settings,
                      stream_kwargs=stream_kwargs, batch_size=batch_size, resume=resume, overwrite=overwrite,
                      checkpoint_every=checkpoint_every, log_every=log_every, progress=progress,
-                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint)[0]
+                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint, preset=preset)[0]
 
 
 def run_seeds(
@@ -370,6 +374,7 @@ def run_seeds(
     log: str | list[str] | tuple[str, ...] | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
     stack: bool = True,
+    preset: str | None = None,
 ) -> list[Result]:
     """:func:`run` for several seeds of one configuration in this process; one :class:`Result`
     per seed, each written to its own ``outs[k]`` exactly as :func:`run` writes it.
@@ -401,6 +406,10 @@ def run_seeds(
     if checkpoint_every is not None:
         checks.integer("checkpoint_every", checkpoint_every, 1, fix="--checkpoint-every 1000")
     checks.integer("log_every", log_every, 1, fix="log_every=50")
+    given = (memory, budget, settings)  # what the configuration is computed from (with the preset)
+    if preset is not None:
+        applied = apply_preset(preset, env_id, agent, memory, budget, settings, stream_kwargs)
+        memory, budget, settings = applied.memory, applied.budget, applied.settings
     opts = _RunOptions(env_id, agent, memory, budget, device, dict(settings or {}), dict(stream_kwargs or {}),
                        batch_size, checkpoint_every, log_every, parse_formats(log), progress, stop_after_task,
                        on_checkpoint, started, multi=len(seeds) > 1)
@@ -411,8 +420,8 @@ def run_seeds(
         raise ValueError("resume=True / overwrite=True need an out directory")
     plans = []
     for seed, out in zip(seeds, outs, strict=True):
-        config = results.run_config(env_id, agent, memory, budget, seed, device, opts.settings,
-                                    opts.stream_kwargs, batch_size)
+        config = results.run_config(env_id, agent, given[0], given[1], seed, device, given[2],
+                                    opts.stream_kwargs, batch_size, preset=preset)
         if cls.batch_sizes and config["batch_size"] not in cls.batch_sizes:
             raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
                              f"got {config['batch_size']}; pass --batch-size {cls.batch_sizes[0]}")

@@ -24,6 +24,9 @@ A config (YAML or TOML)::
     budgets: [100, 200]            # null: the agent's default
     seeds: [0, 1, 2]
     settings: [{}, {lr: 0.03}]     # each a --set dict (memory.KEY allowed)
+    preset: null                   # or preset names (cl-env list presets), an axis: a preset
+                                   # runs with its own agent and env only (other pairs skipped);
+                                   # without agents:, each preset's agent
     stream: {}                     # --stream options for every env
     streams: [{}]                  # a grid axis of --stream dicts, each merged over `stream`
                                    # (e.g. [{source: mnist5k}, {source: fashion_mnist}])
@@ -58,8 +61,9 @@ from tqdm.auto import tqdm
 
 from agents.harness import results
 from agents.harness.cells import Cell, execute_seeds, record_of
+from agents.presets import preset_agents, preset_mismatch
 
-KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
+KEYS = {"out", "envs", "agents", "memories", "budgets", "preset", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
         "ship_requirements", "stack_seeds"}
 
@@ -128,6 +132,7 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
     each("memories", lambda v: v is None or isinstance(v, str), "memory names or null", "[null, srm]")
     each("budgets", lambda v: v is None or (checks.is_number(v) and 0 < v < float("inf")),
          "positive numbers or null", "[100, 200]")
+    each("preset", lambda v: v is None or isinstance(v, str), "preset names or null", "[derpp-seqmnist-500]")
     each("seeds", lambda v: checks.is_int(v) and 0 <= v < 2**32, "non-negative integers", "[0, 1, 2]")
     each("settings", lambda v: isinstance(v, dict), "mappings of --set keys to values (not key=value text)",
          "[{}, {lr: 0.03}]")
@@ -168,9 +173,14 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
         return v if isinstance(v, list) else [v]
 
     cells, skipped = [], []
-    for env, stream, agent, memory, budget, settings, seed in itertools.product(
-            listed("envs", []), listed("streams", [{}]), listed("agents", []), listed("memories", [None]),
-            listed("budgets", [None]), listed("settings", [{}]), listed("seeds", [0])):
+    presets = listed("preset", [None])
+    agents = listed("agents", []) if "agents" in cfg else preset_agents(presets)
+    for env, stream, agent, memory, budget, preset, settings, seed in itertools.product(
+            listed("envs", []), listed("streams", [{}]), agents, listed("memories", [None]),
+            listed("budgets", [None]), presets, listed("settings", [{}]), listed("seeds", [0])):
+        if preset is not None and (why := preset_mismatch(preset, env, agent)):
+            skipped.append(why)
+            continue
         entry = agent_entry(agent)  # built in, a plugin's entry point, or package.module:Class
         if memory is not None and memory not in entry.memories:
             skipped.append(f"{agent} + {memory}: the agent accepts {list(entry.memories) or 'no memory'}")
@@ -179,7 +189,7 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
             budget = None  # a memoryless agent runs once per remaining combination
         cell = Cell(env, agent, memory, None if budget is None else float(budget), int(seed),
                     dict(settings or {}), {**(cfg.get("stream") or {}), **(stream or {})}, cfg.get("batch_size"),
-                    cfg.get("device", "cpu"))
+                    cfg.get("device", "cpu"), preset)
         cell.config()  # every name, setting and stream option checked before any cell runs
         cells.append(cell)
     unique: dict[str, Cell] = {}
