@@ -302,3 +302,22 @@ def preset_agents(specs: list) -> list[str]:
         if spec is not None and find_preset(spec).agent not in out:
             out.append(find_preset(spec).agent)
     return out
+
+
+def reference_lines(agent: str) -> list[str]:
+    """The "Presets" part of ``agent``'s reference page (docs/reference/agent-NAME.md); empty
+    when it has none."""
+    rows = [p for p in PRESETS if p.agent == agent]
+    if not rows:
+        return []
+    first = rows[0]
+    out = ["## Presets (`--preset NAME`)", "",
+           "Tuned settings with their source (`cl-env list presets`; explicit `--set` wins and is recorded):", ""]
+    for p in rows:
+        buf = "no memory" if p.items is None else f"{p.items} items of `{p.memory}`"
+        sets = ", ".join(f"`{k}={v}`" for k, v in p.settings)
+        out.append(f"- `{p.key}`: {p.benchmark.name} ({buf}): {sets}. Source: {p.source}.")
+    notes = sorted({p.note for p in rows if p.note})
+    out += ["", *[f"Note: {n}." for n in notes], "",
+            "```bash", f"cl-env run {first.benchmark.describe()} --agent {agent} --preset {first.name} --seed 0", "```", ""]
+    return out
