@@ -216,7 +216,8 @@ def apply_preset(spec: str, env_id: str, agent: str, memory: str | None = None, 
     unless ``memory``/``budget`` are given. Its items become the equivalent budget
     (:func:`equivalent_budget`) until runs take an exact item count. The record names the
     preset, its version, benchmark, items and source, and lists the keys given explicitly over it
-    (``overridden``).
+    with another value (``overridden``: settings, then ``memory`` and ``budget``), so restating a
+    preset's own value is the same run as leaving it out.
 
     Raises:
         UnknownNameError: No such preset.
@@ -235,7 +236,7 @@ def apply_preset(spec: str, env_id: str, agent: str, memory: str | None = None, 
             raise ValueError(f"preset {p.key} is for {bench.describe()}; this run has {key}={resolved.get(key)!r}: "
                              f"add --stream {key}={want}")
     given = dict(settings or {})
-    overridden = sorted(k for k in p.settings_dict() if k in given)
+    overridden = sorted(k for k, v in p.settings if k in given and given[k] != v)  # 1 == 1.0: not overridden
     if memory is not None and memory != p.memory:
         overridden.append("memory")
     if budget is not None and p.items is not None:

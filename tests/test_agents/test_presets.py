@@ -82,6 +82,11 @@ def test_explicit_set_wins_and_the_config_says_so(mnist_root):
     assert cfg["settings"]["beta"] == 0.5  # not given: the preset's
     assert cfg["budget"] == 100.0
     assert cfg["preset"]["overridden"] == ["alpha", "replay_batch", "budget"]
+    # restating the preset's own value is the same run (1 is 1.0)
+    same = results.run_config("SplitMNIST-v0", "derpp", settings={"alpha": 1}, stream_kwargs=_stream(mnist_root),
+                              preset="derpp-seqmnist-500")
+    plain = results.run_config("SplitMNIST-v0", "derpp", stream_kwargs=_stream(mnist_root), preset="derpp-seqmnist-500")
+    assert same["preset"]["overridden"] == [] and results.config_hash(same) == results.config_hash(plain)
 
 
 def test_a_run_with_a_preset_records_it(mnist_root, tmp_path):
@@ -129,3 +134,14 @@ def test_sweep_preset_axis_runs_each_with_its_agent(mnist_root):
     assert sorted(c.agent for c in cells) == ["der", "er"]
     assert all(c.config()["preset"]["name"].startswith(c.agent + "-") for c in cells)
     assert any("preset der-seqmnist-200@1: the preset is for der" in s for s in skipped)
+
+
+def test_cli_seeds_with_a_preset(mnist_root, tmp_path):
+    out = tmp_path / "seeds"
+    stream = ["--stream", "source=mnist", "verify=False", f"root={str(mnist_root)!r}"]
+    assert main(["run", "SplitMNIST-v0", "--agent", "er", "--preset", "er-seqmnist-200", "--seeds", "0-1",
+                 "--out", str(out), *stream]) == 0
+    runs, _ = results.find_results([out])
+    assert sorted(r.seed for r in runs) == [0, 1]
+    assert {r.data["config"]["preset"]["name"] for r in runs} == {"er-seqmnist-200"}
+    assert {r.data["config"]["settings"]["lr"] for r in runs} == {0.01}
