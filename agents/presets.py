@@ -11,7 +11,9 @@ code (aimagelab/mammoth ``d20f640293df1a6e697c4ca0baa251efeb059ff2``, 2020-11-18
 ``best_args['seq-mnist']`` is identical at ``7ab9db9``, the first commit, and changed since only
 by renaming ``wd_reg`` to ``optim_wd``), translated into our settings' meanings (the mapping
 table in docs/agents.md); methods Mammoth does not tune on Seq-MNIST say where theirs come from.
-A row never changes: a corrected row is a new ``version``.
+A row never changes: a corrected row is a new ``version``. The DER paper's appendix lists its
+chosen hyperparameters as well; the copies of the paper available to us while writing this
+returned only its opening pages, so the rows are checked against Mammoth's file, not that text.
 """
 
 from __future__ import annotations
@@ -206,6 +208,7 @@ class Applied:
     budget: float | None
     settings: dict
     record: dict
+    items: int | None = None  # the preset's exact item count when its size applies (for an --items path)
 
 
 def apply_preset(spec: str, env_id: str, agent: str, memory: str | None = None, budget: float | None = None,
@@ -247,7 +250,8 @@ def apply_preset(spec: str, env_id: str, agent: str, memory: str | None = None, 
         size = equivalent_budget(p, mem)
     record = {"name": p.name, "version": p.version, "benchmark": bench.name, "items": p.items,
               "source": p.source, "overridden": overridden}
-    return Applied(mem, size, {**p.settings_dict(), **given}, record)
+    items = p.items if budget is None and mem is not None else None
+    return Applied(mem, size, {**p.settings_dict(), **given}, record, items)
 
 
 def check_preset(p: Preset) -> dict:
