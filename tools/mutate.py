@@ -43,8 +43,9 @@ TARGETS: dict[str, list[str]] = {
     "cl_env/metrics.py": ["tests/test_cl_env/test_metrics.py",
                           "tests/test_agents/test_results.py::test_every_metric_in_result_json_is_its_accuracy_matrix_through_the_metric_functions"],
     "memory/bitstore.py": ["tests/test_memory/test_bitstore.py"],
-    "memory/buffers.py": ["tests/test_memory/test_buffers.py", DOCS],
-    "memory/srm.py": ["tests/test_memory/test_srm.py", DOCS],
+    **{f"memory/buffers/{m}.py": ["tests/test_memory/test_buffers.py", DOCS]
+       for m in ("slots", "reservoir", "task_ring", "class_balanced", "herding")},
+    **{f"memory/srm/{m}.py": ["tests/test_memory/test_srm.py", DOCS] for m in ("recollection", "budget", "msss", "vae_io")},
     "agents/gem.py": ["tests/test_agents/test_maths.py", "tests/test_agents/test_mechanisms.py", DOCS,
                       "tests/test_agents/test_learners.py::test_gem_needs_task_labels",
                       "-k", "gem or agem or projection or reference"],

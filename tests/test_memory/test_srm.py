@@ -373,7 +373,7 @@ def test_active_sampling_defaults_are_the_papers_10_candidates_and_10x_pool():
         sizes.append(len(x))
         return x.flatten(1).mean(1)
 
-    import memory.srm as srm
+    import memory.srm.recollection as srm  # the module whose SRM looks msss_select up
 
     pools = []
     real = srm.msss_select

@@ -17,73 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits
+from memory.base import Memory, MemorySpec, ReplayBatch
 from memory.bitstore import BitStore
 from memory.buffers import reservoir_slots
-from memory.nets.discrete_vae import DiscreteVAE, uniform_noise, vae_parameters
-from memory.safeload import load_weights_only
+from memory.nets.discrete_vae import DiscreteVAE, uniform_noise
+from memory.srm.budget import latent_for_budget
+from memory.srm.msss import msss_select
+from memory.srm.vae_io import load_vae
 
 POLICIES = ("reservoir", "task_ring")
-
-
-def msss_select(x: torch.Tensor, m: int, gamma: float, rng: np.random.Generator) -> np.ndarray:
-    """Minimum Sum of Squared Similarities (SRM appendix, Algorithm 3; Bouneffouf & Birol 2015).
-
-    Picks ``m`` diverse rows of ``x`` (``(N, D)``): two at random, then repeatedly, from a random
-    ``gamma`` fraction of the rows not yet picked, the one whose squared dot-product similarities
-    to the picked rows sum lowest.
-
-    Returns:
-        The picked row indices, in the order picked.
-    """
-    n = len(x)
-    if m >= n:
-        return rng.permutation(n)
-    flat = x.reshape(n, -1)
-    picked = list(rng.choice(n, size=min(2, m), replace=False))
-    sq = (flat @ flat[picked].T).pow(2).sum(1)  # running sum of squared similarities
-    while len(picked) < m:
-        rest = np.setdiff1d(np.arange(n), picked)
-        t = rng.choice(rest, size=max(1, int(np.ceil(gamma * len(rest)))), replace=False)
-        best = int(t[int(torch.argmin(sq[torch.from_numpy(t)]))])
-        picked.append(best)
-        sq = sq + (flat @ flat[best]).pow(2)
-    return np.asarray(picked)
-
-
-def code_bits(c: int, l: int) -> int:  # noqa: E741
-    """``k = c * ceil(log2 l)`` bits of one code (SRM appendix)."""
-    return c * max(1, math.ceil(math.log2(l)))
-
-
-def latent_for_budget(budget: float, spec: MemorySpec, items: int, categories: int,
-                      policy: str = "reservoir", total: bool = False) -> int:
-    """The number of variables ``c`` of ``categories`` categories that SRM eq. 4 allows.
-
-    Eq. 4: maximise the capacity ``C_ve = c log2 l`` subject to ``rho * S_sbe <= gamma / N``, i.e.
-    ``items * (k + label and task bits) <= budget bits``. With ``total=True``, eq. 5: the
-    autoencoder's parameters (32 bits each) count against the same budget, and ``c`` is the
-    largest that fits with them.
-    """
-    if items < 1:
-        raise ValueError(f"items must be >= 1, got {items}")
-    if categories < 2:
-        raise ValueError(f"categories must be >= 2, got {categories}")
-    extra = spec.label_bits + (spec.task_bits if policy == "reservoir" else 0)
-    per_var = max(1, math.ceil(math.log2(categories)))
-    bits = budget_bits(budget, spec)
-    c = (bits // items - extra) // per_var
-    if total:
-        # eq. 5 exactly: the largest c whose codes and 32-bit autoencoder fit. |theta|(c, l) is
-        # arithmetic (vae_parameters) and not monotone in c (a linear layer appears when c*l is
-        # not a multiple of 4), so every c from eq. 4's bound down is checked until one fits.
-        while c >= 1 and items * (c * per_var + extra) + 32 * vae_parameters(spec.image_shape, c, categories) > bits:
-            c -= 1
-    if c < 1:
-        raise ValueError(
-            f"a budget of {budget} examples cannot hold {items} items of even one variable of "
-            f"{categories} categories plus {extra} label/task bits; lower items or raise the budget")
-    return int(c)
 
 
 class SRM(Memory):
@@ -404,50 +346,3 @@ class SRM(Memory):
         if self.policy == "task_ring":
             self.count = np.asarray(state["count"]).copy()
         self._set1 = None
-
-
-def save_vae(vae: DiscreteVAE, path: str) -> None:
-    """Save a discrete VAE with its shape, for ``SRM(..., vae_path=path)`` (transfer)."""
-    torch.save({"image_shape": [int(v) for v in vae.image_shape], "c": int(vae.c), "l": int(vae.l),
-                "tau": float(vae.tau), "state": dict(vae.state_dict())}, path)
-
-
-def load_vae(path: str) -> DiscreteVAE:
-    """Load what :func:`save_vae` wrote."""
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no pretrained VAE at {path}; write one with `cl-env pretrain-srm`")
-
-    # weights only: a crafted file is refused before anything in it can run
-    d = load_weights_only(path, "memory.vae_path", "write it with `cl-env pretrain-srm`")
-    keys = {"image_shape", "c", "l", "tau", "state"}
-    if not isinstance(d, dict) or not keys <= set(d):
-        raise ValueError(f"memory.vae_path {path} is not a cl-env SRM autoencoder (expected keys "
-                         f"{sorted(keys)}); write one with `cl-env pretrain-srm`")
-    vae = DiscreteVAE(tuple(d["image_shape"]), d["c"], d["l"], d["tau"])
-    vae.load_state_dict(d["state"])
-    return vae
-
-
-def pretrain_vae(vae: DiscreteVAE, x: torch.Tensor, epochs: int = 1, batch_size: int = 64,
-                 lr: float = 1e-3, seed: int = 0) -> list[float]:
-    """Train a discrete VAE on images ``x`` (uint8 or float in [0, 1]) with Adam; returns the
-    mean loss of each epoch. For transfer: pretrain on one dataset, then start SRM from it."""
-    g = torch.Generator().manual_seed(seed)
-    x = x.float().div(255.0) if x.dtype == torch.uint8 else x
-    opt = torch.optim.Adam(vae.parameters(), lr=lr)
-    history = []
-    vae.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=g)
-        total = 0.0
-        for s in range(0, len(x), batch_size):
-            loss = vae.loss(x[order[s:s + batch_size]], g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(order[s:s + batch_size])
-        history.append(total / len(x))
-    vae.eval()
-    return history
