@@ -21,6 +21,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from agents.presets import apply_preset
 from agents.registry import agent_class, agent_entry
 from cl_env import checks
 from cl_env.error import UnknownNameError
@@ -109,6 +110,8 @@ class RunConfig:
         budget: Incremental storage in effective real examples, or None (the memory's default).
         seed: The seed of the agent and of the order of examples.
         device: ``cpu`` or ``cuda[:N]``.
+        preset: The preset's record (:func:`agents.presets.apply_preset`: name, version, source,
+            overridden keys), or None; in the identity (and ``to_dict``) only when given.
     """
 
     env: str
@@ -121,16 +124,18 @@ class RunConfig:
     budget: float | None
     seed: int
     device: str
+    preset: Mapping[str, Any] | None = None
 
     def __post_init__(self):
-        for name in ("stream_kwargs", "settings", "memory_options"):
+        for name in ("stream_kwargs", "settings", "memory_options", "preset"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
     # ----------------------------------------------------------------- building
     @classmethod
     def build(cls, env_id: str, agent: str = "online", memory: str | None = None, budget: float | None = None,
               seed: int = 0, device: str = "cpu", settings: Mapping | None = None,
-              stream_kwargs: Mapping | None = None, batch_size: int | None = None) -> RunConfig:
+              stream_kwargs: Mapping | None = None, batch_size: int | None = None,
+              preset: str | None = None) -> RunConfig:
         """The run's identity from what a user gave, every default filled in and every value checked.
 
         Defaults: the stream's options (:func:`cl_env.registration.resolve_stream_kwargs`), the
@@ -158,6 +163,10 @@ class RunConfig:
         if stream_kwargs is not None and not isinstance(stream_kwargs, Mapping):
             raise checks.fail("stream_kwargs", stream_kwargs, "a mapping of stream options",
                               "--stream source=mnist5k")
+        applied = None if preset is None else apply_preset(preset, env_id, agent, memory, budget,
+                                                           settings and dict(settings), stream_kwargs and dict(stream_kwargs))
+        if applied is not None:
+            memory, budget, settings = applied.memory, applied.budget, applied.settings
         settings = dict(settings or {})
         memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
         klass = agent_class(agent)
@@ -175,7 +184,7 @@ class RunConfig:
         return cls(env=env_id, stream_kwargs=resolve_stream_kwargs(env_id, stream_kwargs and dict(stream_kwargs)),
                    batch_size=int(batch_size), agent=agent, settings=_plain(resolved), memory=mem,
                    memory_options=_plain(memory_options), budget=None if budget is None else float(budget),
-                   seed=int(seed), device=str(device))
+                   seed=int(seed), device=str(device), preset=None if applied is None else applied.record)
 
     @classmethod
     def from_dict(cls, config: Mapping) -> RunConfig:
@@ -194,6 +203,10 @@ class RunConfig:
                 raise ValueError(f"run configuration key {key!r}: expected {getattr(kind, '__name__', kind)}, "
                                  f"got {type(value).__name__}")
         values = {k: config[k] for k in FIELDS}
+        if config.get("preset") is not None:
+            if not isinstance(config["preset"], Mapping):
+                raise ValueError(f"run configuration key 'preset': expected Mapping, got {type(config['preset']).__name__}")
+            values["preset"] = config["preset"]
         if values["budget"] is not None:
             values["budget"] = float(values["budget"])
         return cls(**values)
@@ -201,7 +214,10 @@ class RunConfig:
     # ----------------------------------------------------------------- reading
     def to_dict(self) -> dict:
         """The plain JSON form (what ``config.json``/``result.json`` hold under ``config``)."""
-        return {name: _thawed(getattr(self, name)) for name in FIELDS}
+        out = {name: _thawed(getattr(self, name)) for name in FIELDS}
+        if self.preset is not None:
+            out["preset"] = _thawed(self.preset)
+        return out
 
     @cached_property
     def hash(self) -> str:

@@ -145,3 +145,14 @@ def test_cli_seeds_with_a_preset(mnist_root, tmp_path):
     assert sorted(r.seed for r in runs) == [0, 1]
     assert {r.data["config"]["preset"]["name"] for r in runs} == {"er-seqmnist-200"}
     assert {r.data["config"]["settings"]["lr"] for r in runs} == {0.01}
+
+
+def test_runconfig_carries_the_preset_as_run_config_does(mnist_root):
+    from agents.harness.config import RunConfig
+
+    kw = {"settings": {"alpha": 0.4}, "stream_kwargs": _stream(mnist_root), "preset": "derpp-seqmnist-500"}
+    rc = RunConfig.build("SplitMNIST-v0", "derpp", **kw)
+    assert rc.to_dict() == results.run_config("SplitMNIST-v0", "derpp", **kw)
+    assert rc.preset["overridden"] == ("alpha",) and RunConfig.from_dict(rc.to_dict()) == rc
+    plain = RunConfig.build("SplitMNIST-v0", "derpp", stream_kwargs=_stream(mnist_root))
+    assert "preset" not in plain.to_dict() and plain.hash != rc.hash  # absent: older hashes hold
