@@ -34,7 +34,8 @@ MAMMOTH = "aimagelab/mammoth@d20f640293df1a6e697c4ca0baa251efeb059ff2 utils/best
 @dataclass(frozen=True)
 class Benchmark:
     """A benchmark a preset is tuned for: an env id, the stream options that make it that
-    benchmark, and the stream's geometry (what a memory's bits per item depend on)."""
+    benchmark, the stream's geometry (what a memory's bits per item depend on) and the settings
+    its protocol fixes for every method (the network)."""
 
     name: str
     env: str
@@ -42,6 +43,7 @@ class Benchmark:
     image_shape: tuple[int, int, int]
     n_classes: int
     n_tasks: int
+    settings: tuple[tuple[str, Any], ...] = ()
 
     def memory_spec(self) -> MemorySpec:
         return MemorySpec(self.image_shape, self.n_classes, self.n_tasks)
@@ -51,7 +53,10 @@ class Benchmark:
         return f"{self.env} {opts}".strip()
 
 
-SEQ_MNIST = Benchmark("seq-mnist", "SplitMNIST-v0", (("source", "mnist"),), (1, 28, 28), 10, 5)
+# the network of every Seq-MNIST row: Mammoth's backbone/MNISTMLP.py at the same commit, 784-100-100-10
+# with ReLU, Xavier-uniform weights and zero biases, which is our "mlp" with weight_init "xavier"
+SEQ_MNIST = Benchmark("seq-mnist", "SplitMNIST-v0", (("source", "mnist"),), (1, 28, 28), 10, 5,
+                      (("model", "mlp"), ("weight_init", "xavier")))
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,8 @@ def _mammoth(key: str) -> str:
 def _row(agent: str, items: int | None, memory: str | None, settings: dict, source: str, note: str = "",
          version: int = 1) -> Preset:
     name = f"{agent}-seqmnist" + ("" if items is None else f"-{items}")
-    return Preset(name, version, agent, SEQ_MNIST, items, memory, tuple(settings.items()), source, note)
+    merged = {**dict(SEQ_MNIST.settings), **settings}
+    return Preset(name, version, agent, SEQ_MNIST, items, memory, tuple(merged.items()), source, note)
 
 
 _ER = {200: 0.01, 500: 0.1, 5120: 0.1}  # Mammoth's er lr per buffer (minibatch_size 10 at each)

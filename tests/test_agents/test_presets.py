@@ -49,13 +49,14 @@ def test_the_table_covers_the_der_papers_methods_at_every_buffer():
 
 
 def test_mammoth_numbers_translated_into_our_meanings():
+    net = {"model": "mlp", "weight_init": "xavier"}  # Mammoth's MNISTMLP: 784-100-100-10, Xavier-uniform
     derpp = presets.find_preset("derpp-seqmnist-500").settings_dict()
-    assert derpp == {"lr": 0.03, "replay_batch": 10, "alpha": 1.0, "beta": 0.5}
+    assert derpp == {**net, "lr": 0.03, "replay_batch": 10, "alpha": 1.0, "beta": 0.5}
     # Mammoth's ewc_on penalty has no 1/2, ours has: lam = 2 * e_lambda (90)
     assert presets.find_preset("ewc-seqmnist").settings_dict()["lam"] == 180.0
     # SI: both penalties are c * sum Omega d^2
-    assert presets.find_preset("si-seqmnist").settings_dict() == {"lr": 0.1, "lam": 1.0, "xi": 0.9}
-    assert presets.find_preset("gem-seqmnist-500").settings_dict() == {"lr": 0.03, "margin": 0.5}
+    assert presets.find_preset("si-seqmnist").settings_dict() == {**net, "lr": 0.1, "lam": 1.0, "xi": 0.9}
+    assert presets.find_preset("gem-seqmnist-500").settings_dict() == {**net, "lr": 0.03, "margin": 0.5}
 
 
 def test_preset_recorded_in_the_config_and_the_hash(mnist_root):
@@ -67,7 +68,8 @@ def test_preset_recorded_in_the_config_and_the_hash(mnist_root):
     assert cfg["memory"] == "logit_reservoir"
     # the same numbers given by hand are another run: the preset is part of the identity
     by_hand = results.run_config("SplitMNIST-v0", "derpp", budget=cfg["budget"], stream_kwargs=_stream(mnist_root),
-                                 settings={"lr": 0.03, "replay_batch": 10, "alpha": 1.0, "beta": 0.5})
+                                 settings={"lr": 0.03, "replay_batch": 10, "alpha": 1.0, "beta": 0.5,
+                                           "model": "mlp", "weight_init": "xavier"})
     assert {k: v for k, v in cfg.items() if k != "preset"} == by_hand
     assert results.config_hash(cfg) != results.config_hash(by_hand)
     # NAME is its newest version; NAME@1 the same row
