@@ -123,10 +123,12 @@ PRESETS: tuple[Preset, ...] = (
     _row("si", None, None, {"lr": 0.1, "lam": 1.0, "xi": 0.9}, _mammoth("['si'][-1]: c 1.0, xi 0.9"),
          "lam = c (both penalties are c * sum Omega (theta - theta*)^2); Mammoth clips gradient values at 1 "
          "and accumulates lr * g^2 (penalty gradient included), ours -g_task * delta_theta (eq. 3)"),
-    _row("lwf", None, None, {"lr": 0.03, "alpha": 1.0, "temperature": 2.0},
+    _row("lwf", None, None, {"lr": 0.03, "alpha": 0.25, "temperature": 2.0},
          _mammoth("['lwf'][-1]: alpha 1, softmax_temp 2.0, wd_reg 0.0005"),
-         "wd_reg 0.0005 (an L2 term on every weight) has no setting here and is not applied; Mammoth also "
-         "warms the classifier up on each new task and softens probabilities (p^(1/T)) instead of logits / T"),
+         "Mammoth's term is alpha * CE(softmax(z_old/T), softmax(z/T)) (its smooth() is softmax(z/T)), ours "
+         "alpha * T^2 * KL of the same distributions: same gradient at alpha = 1 / T^2 = 0.25; wd_reg 0.0005 (an "
+         "L2 term on every weight) has no setting here and is not applied; Mammoth also distils only the "
+         "classes of past tasks and warms the classifier up on each new task"),
     _row("mas", None, None, {"lr": 0.03, "lam": 0.01},
          "no published Seq-MNIST value: lr from " + _mammoth("['sgd'][-1]") + "; lam is cl-env's default "
          "(agents/importance.py, measured on MNISTRotations-v0)",

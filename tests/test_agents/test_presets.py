@@ -57,6 +57,9 @@ def test_mammoth_numbers_translated_into_our_meanings():
     # SI: both penalties are c * sum Omega d^2
     assert presets.find_preset("si-seqmnist").settings_dict() == {**net, "lr": 0.1, "lam": 1.0, "xi": 0.9}
     assert presets.find_preset("gem-seqmnist-500").settings_dict() == {**net, "lr": 0.03, "margin": 0.5}
+    # LwF: Mammoth's alpha * CE(softmax(z_old/T), softmax(z/T)) has no T^2, ours has: alpha = 1 / 2^2
+    lwf = presets.find_preset("lwf-seqmnist").settings_dict()
+    assert lwf["alpha"] * lwf["temperature"] ** 2 == 1.0
 
 
 def test_preset_recorded_in_the_config_and_the_hash(mnist_root):
