@@ -25,11 +25,12 @@ class Cell:
     batch_size: int | None = None
     device: str = "cpu"
     items: int | None = None  # an exact item count instead of a budget (--items)
+    preset: str | None = None
 
     def config(self) -> dict:
         """The run's resolved configuration (what its ``result.json`` will carry)."""
         return results.run_config(self.env, self.agent, self.memory, self.budget, self.seed, self.device,
-                                  self.settings, self.stream, self.batch_size, self.items)
+                                  self.settings, self.stream, self.batch_size, self.items, preset=self.preset)
 
     def config_hash(self) -> str:
         return results.config_hash(self.config())
@@ -87,7 +88,8 @@ def execute_seeds(cells: list[Cell], outs: list[Path], resume: bool, started: fl
         rs = run_seeds(c.env, agent=c.agent, memory=c.memory, budget=c.budget, items=c.items,
                        seeds=[x.seed for x in cells],
                        settings=c.settings, stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device,
-                       outs=outs, resume=resume, overwrite=not resume, progress=False, **run_options)
+                       outs=outs, resume=resume, overwrite=not resume, progress=False, preset=c.preset,
+                       **run_options)
     except Exception as exc:  # a failed cell (or group) is reported, the sweep goes on
         return [{"cell": asdict(x), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                  "seconds": time.perf_counter() - started} for x in cells]

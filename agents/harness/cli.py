@@ -78,7 +78,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
             raise ValueError("--seeds resumes unfinished seeds by itself and never overwrites finished ones; "
                              "drop --resume/--overwrite (or use another --out)")
         cfg = {"out": args.out, "envs": [args.env_id], "agents": [args.agent], "memories": [args.memory],
-               "budgets": [args.budget], "items": [args.items], "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
+               "budgets": [args.budget], "items": [args.items], "preset": args.preset, "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
                "stream": parse_assignments(args.stream, "--stream"), "batch_size": args.batch_size,
                "device": args.device, "stack_seeds": not args.no_stack,
                **({"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {})}
@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             stream_kwargs=parse_assignments(args.stream, "--stream"), batch_size=args.batch_size,
             resume=args.resume, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
             progress=("lines" if args.progress is None and not sys.stderr.isatty() else args.progress),
-            log=args.log,
+            log=args.log, preset=args.preset,
         )
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -190,9 +190,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     import cl_env
+    from agents.presets import format_presets
     from agents.registry import agent_class, agent_entry, agent_names
     from memory import memory_names
 
+    if getattr(args, "what", None) == "presets":
+        sys.stdout.write(format_presets())
+        return 0
     print("Environments:")
     for env_id, spec in cl_env.STREAMS.items():
         print(f"  {env_id:24s} {spec.description}")
@@ -205,6 +209,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("\nMemories:")
     for name, path in memory_names().items():
         print(f"  {name:12s} {path}")
+    print("\nPresets: cl-env list presets")
     return 0
 
 
@@ -374,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="incremental storage in effective real examples (C*H*W*8 bits each)")
     r.add_argument("--items", type=int, default=None,
                    help="instead of --budget: exactly N items in a buffer memory (the papers' buffer size)")
+    r.add_argument("--preset", default=None, metavar="NAME",
+                   help="a preset's settings, memory and size (cl-env list presets); explicit options win")
     r.add_argument("--seed", type=int, default=0, help="seeds the model, the memory and every draw (default 0)")
     r.add_argument("--seeds", default=None, metavar="SEEDS",
                    help="several seeds of this configuration, e.g. 0-4 or 0,1,2, each seed's run under "
@@ -409,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", default=None, help="write a retention-vs-storage plot (PNG) here")
     c.set_defaults(func=cmd_compare)
 
-    sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+    ls = sub.add_parser("list", help="registered envs, agents and memories; `list presets`: the presets")
+    ls.add_argument("what", nargs="?", choices=["presets"], help="presets: every preset with its source")
+    ls.set_defaults(func=cmd_list)
     datacmd.add_parser(sub)
 
     rp = sub.add_parser("report", help="self-contained HTML report of a run or sweep directory")

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agents.harness import limits
+from agents.presets import apply_preset
 from agents.registry import agent_class, agent_entry, check_size
 from cl_env import checks
 from cl_env.error import UnknownNameError
@@ -33,7 +34,7 @@ NON_IDENTITY = ("runtime", "derived")
 FIELDS = ("env", "stream_kwargs", "batch_size", "agent", "settings", "memory", "memory_options", "budget",
           "seed", "device")
 # fields added after runs were first recorded: in the identity only when set (older hashes hold)
-OPTIONAL_FIELDS = ("memory_items",)
+OPTIONAL_FIELDS = ("memory_items", "preset")
 
 
 def _finite(obj: Any) -> Any:
@@ -113,6 +114,8 @@ class RunConfig:
         seed: The seed of the agent and of the order of examples.
         device: ``cpu`` or ``cuda[:N]``.
         memory_items: An exact item count instead of ``budget`` (``--items``), or None.
+        preset: The preset's record (:func:`agents.presets.apply_preset`: name, version, source,
+            overridden keys), or None; in the identity (and ``to_dict``) only when given.
     """
 
     env: str
@@ -126,9 +129,10 @@ class RunConfig:
     seed: int
     device: str
     memory_items: int | None = None
+    preset: Mapping[str, Any] | None = None
 
     def __post_init__(self):
-        for name in ("stream_kwargs", "settings", "memory_options"):
+        for name in ("stream_kwargs", "settings", "memory_options", "preset"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
     # ----------------------------------------------------------------- building
@@ -136,7 +140,7 @@ class RunConfig:
     def build(cls, env_id: str, agent: str = "online", memory: str | None = None, budget: float | None = None,
               seed: int = 0, device: str = "cpu", settings: Mapping | None = None,
               stream_kwargs: Mapping | None = None, batch_size: int | None = None,
-              items: int | None = None) -> RunConfig:
+              items: int | None = None, preset: str | None = None) -> RunConfig:
         """The run's identity from what a user gave, every default filled in and every value checked.
 
         Defaults: the stream's options (:func:`cl_env.registration.resolve_stream_kwargs`), the
@@ -166,6 +170,16 @@ class RunConfig:
         if stream_kwargs is not None and not isinstance(stream_kwargs, Mapping):
             raise checks.fail("stream_kwargs", stream_kwargs, "a mapping of stream options",
                               "--stream source=mnist5k")
+        applied = None if preset is None else apply_preset(preset, env_id, agent, memory, budget,
+                                                           settings and dict(settings), stream_kwargs and dict(stream_kwargs))
+        record = None
+        if applied is not None:  # the preset's memory, settings and item count under the explicit ones
+            memory, settings = applied.memory, applied.settings
+            record = dict(applied.record)
+            if items is not None and items != record["items"]:
+                record["overridden"] = [*record["overridden"], "items"]
+            if budget is None and items is None:
+                items = applied.items
         settings = dict(settings or {})
         memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
         klass = agent_class(agent)
@@ -186,7 +200,8 @@ class RunConfig:
         built = cls(env=env_id, stream_kwargs=resolve_stream_kwargs(env_id, stream_kwargs and dict(stream_kwargs)),
                     batch_size=int(batch_size), agent=agent, settings=_plain(resolved), memory=mem,
                     memory_options=_plain(memory_options), budget=None if budget is None else float(budget),
-                    seed=int(seed), device=str(device), memory_items=None if items is None else int(items))
+                    seed=int(seed), device=str(device), memory_items=None if items is None else int(items),
+                    preset=None if applied is None else record)
         limits.check_config(built.to_dict())  # every number in its documented range
         return built
 
@@ -211,6 +226,10 @@ class RunConfig:
         if items is not None and (not isinstance(items, int) or isinstance(items, bool)):
             raise ValueError(f"run configuration key 'memory_items': expected int, got {type(items).__name__}")
         values["memory_items"] = items
+        if config.get("preset") is not None:
+            if not isinstance(config["preset"], Mapping):
+                raise ValueError(f"run configuration key 'preset': expected Mapping, got {type(config['preset']).__name__}")
+            values["preset"] = config["preset"]
         if values["budget"] is not None:
             values["budget"] = float(values["budget"])
         return cls(**values)
@@ -219,7 +238,7 @@ class RunConfig:
     def to_dict(self) -> dict:
         """The plain JSON form (what ``config.json``/``result.json`` hold under ``config``)."""
         out = {name: _thawed(getattr(self, name)) for name in FIELDS}
-        out.update({name: getattr(self, name) for name in OPTIONAL_FIELDS if getattr(self, name) is not None})
+        out.update({name: _thawed(getattr(self, name)) for name in OPTIONAL_FIELDS if getattr(self, name) is not None})
         return out
 
     @cached_property

@@ -49,6 +49,7 @@ def env_page(env_id: str) -> str:
 
 
 def agent_page(name: str) -> str:
+    from agents.presets import reference_lines
     from agents.registry import AGENTS, agent_class
 
     entry, cls = AGENTS[name], agent_class(name)
@@ -66,6 +67,7 @@ def agent_page(name: str) -> str:
         f"- Generative (evaluated by −ELBO and Fréchet distance, not accuracy): {'yes' if gen else 'no'}", "",
         "## What it does", "", _doc(sys.modules[cls.__module__]), "", _doc(cls) or _doc(cls.__mro__[1]), "",
         "## Settings (`--set KEY=VALUE`)", "", *[f"- `{k}` = `{v!r}`" for k, v in settings.items()], "",
+        *reference_lines(name),
         "Memory options go through `--set memory.KEY=VALUE`. See [the agents guide](../agents.md) and the "
         "[measured results](../benchmarks.md).", "",
     ])

@@ -203,11 +203,12 @@ def runtime_info() -> dict:
 def run_config(env_id: str, agent: str = "online", memory: str | None = None, budget: float | None = None,
                seed: int = 0, device: str = "cpu", settings: dict | None = None,
                stream_kwargs: dict | None = None, batch_size: int | None = None,
-               items: int | None = None) -> dict:
+               items: int | None = None, preset: str | None = None) -> dict:
     """The fully resolved identity of a run as a dict: :meth:`RunConfig.build`'s ``to_dict()``
-    (every default filled in, every value checked; see :mod:`agents.harness.config`)."""
+    (every default filled in, every value checked; a ``preset`` fills what the explicit arguments
+    leave out and is recorded; see :mod:`agents.harness.config`)."""
     return RunConfig.build(env_id, agent, memory, budget, seed, device, settings, stream_kwargs, batch_size,
-                           items).to_dict()
+                           items, preset).to_dict()
 
 
 def plain(value: Any) -> Any:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from agents.base import Agent, StreamInfo
 from agents.harness import checkpoint as ckpt
 from agents.harness import results
+from agents.harness.config import RunConfig
 from agents.harness.lock import RunLock
 from agents.harness.logger import Logger, parse_formats
 from agents.registry import agent_class, build_memory
@@ -310,6 +311,7 @@ def run(
     log: str | list[str] | tuple[str, ...] | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
     items: int | None = None,
+    preset: str | None = None,
 ) -> Result:
     """Run one agent on one stream and return its :class:`Result`.
 
@@ -345,6 +347,8 @@ def run(
         on_checkpoint: Called as ``on_checkpoint(out, steps)`` after every checkpoint is on disk
             (its events flushed first), e.g. to copy the run directory to storage other machines
             can reach (what a Ray sweep cell does); not part of the run's identity.
+        preset: A preset's name (``NAME`` or ``NAME@VERSION``, :mod:`agents.presets`): its memory,
+            size and settings, under the explicit ones; recorded in the configuration.
 
     A non-finite loss (checked every step, on the device) or parameter (checked every
     ``log_every`` steps and at task ends) stops the run: the result has ``status="diverged"``,
@@ -353,7 +357,8 @@ def run(
     return run_seeds(env_id, agent, memory, budget, seeds=[seed], device=device, outs=[out], settings=settings,
                      stream_kwargs=stream_kwargs, batch_size=batch_size, resume=resume, overwrite=overwrite,
                      checkpoint_every=checkpoint_every, log_every=log_every, progress=progress,
-                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint, items=items)[0]
+                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint, items=items,
+                     preset=preset)[0]
 
 
 def run_seeds(
@@ -377,6 +382,7 @@ def run_seeds(
     on_checkpoint: Callable[[Path, int], None] | None = None,
     stack: bool = True,
     items: int | None = None,
+    preset: str | None = None,
 ) -> list[Result]:
     """:func:`run` for several seeds of one configuration in this process; one :class:`Result`
     per seed, each written to its own ``outs[k]`` exactly as :func:`run` writes it.
@@ -406,10 +412,16 @@ def run_seeds(
     if checkpoint_every is not None:
         checks.integer("checkpoint_every", checkpoint_every, 1, fix="--checkpoint-every 1000")
     checks.integer("log_every", log_every, 1, fix="log_every=50")
-    opts = _RunOptions(env_id, agent, memory, budget, device, dict(settings or {}), dict(stream_kwargs or {}),
-                       batch_size, checkpoint_every, log_every, parse_formats(log), progress, stop_after_task,
-                       on_checkpoint, started, multi=len(seeds) > 1, items=items)
-    cls = validate(agent, memory, {k: v for k, v in opts.settings.items() if not k.startswith("memory.")})
+    # the identity, built and checked once (a preset filled in under the explicit options); each
+    # seed's configuration is this one with its seed
+    base = RunConfig.build(env_id, agent, memory, budget, seeds[0], device, settings, stream_kwargs, batch_size,
+                           items, preset)
+    cls = validate(agent, base.memory, base.to_dict()["settings"])
+    if cls.batch_sizes and base.batch_size not in cls.batch_sizes:
+        raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
+                         f"got {base.batch_size}; pass --batch-size {cls.batch_sizes[0]}")
+    opts = _RunOptions(base, checkpoint_every, log_every, parse_formats(log), progress, stop_after_task,
+                       on_checkpoint, started, multi=len(seeds) > 1)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
     if (resume or overwrite) and any(o is None for o in outs):
@@ -417,11 +429,7 @@ def run_seeds(
     with contextlib.ExitStack() as held:  # the run directories' locks, released however the call ends
         plans = []
         for seed, out in zip(seeds, outs, strict=True):
-            config = results.run_config(env_id, agent, memory, budget, seed, device, opts.settings,
-                                        opts.stream_kwargs, batch_size, items)
-            if cls.batch_sizes and config["batch_size"] not in cls.batch_sizes:
-                raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
-                                 f"got {config['batch_size']}; pass --batch-size {cls.batch_sizes[0]}")
+            config = base.with_seed(seed).to_dict()
             out = Path(out) if out is not None else None
             from_checkpoint = False
             if out is not None:
@@ -468,16 +476,10 @@ def _run_plans(opts: _RunOptions, cls: type[Agent], plans: list, stack: bool) ->
 
 @dataclass
 class _RunOptions:
-    """What every seed of a :func:`run_seeds` call shares."""
+    """What every seed of a :func:`run_seeds` call shares: the configuration (its seed is the
+    first seed's; each seed's own is ``config.with_seed``) and how the run is driven."""
 
-    env_id: str
-    agent: str
-    memory: str | None
-    budget: float | None
-    device: str
-    settings: dict
-    stream_kwargs: dict
-    batch_size: int | None
+    config: RunConfig
     checkpoint_every: int | None
     log_every: int
     log_formats: list[str]
@@ -486,7 +488,18 @@ class _RunOptions:
     on_checkpoint: Callable[[Path, int], None] | None
     started: float
     multi: bool
-    items: int | None = None
+
+    @property
+    def env_id(self) -> str:
+        return self.config.env
+
+    @property
+    def agent(self) -> str:
+        return self.config.agent
+
+    @property
+    def device(self) -> str:
+        return self.config.device
 
 
 class _Lane:
@@ -504,8 +517,8 @@ class _Lane:
         self.result: Result | None = None
         self.done = False
         agent, env_id, device = o.agent, o.env_id, o.device
-        settings = dict(o.settings)
-        memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
+        plain = o.config.to_dict()  # the configuration's mappings as plain dicts, for the env, memory and agent
+        settings = plain["settings"]
         batch_size = self.batch_size = config["batch_size"]
         self.ckpt_path = out / results.CHECKPOINT_FILE if out is not None else None
         self.chash = chash = results.config_hash(config)
@@ -513,7 +526,8 @@ class _Lane:
             warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")  # float-image notes
             # torch mode on every device: the CPU runs exercise the same code path as CUDA runs,
             # and the batches are prepared on the device once per pass
-            env_kwargs = dict(o.stream_kwargs) if shared is None else {**o.stream_kwargs, "stream": shared[0]}
+            stream_kwargs = plain["stream_kwargs"]
+            env_kwargs = stream_kwargs if shared is None else {**stream_kwargs, "stream": shared[0]}
             self.env = env = gym.make(env_id, batch_size=batch_size, device=device, disable_env_checker=True,
                                       **env_kwargs)
         self.raw = raw = env.unwrapped
@@ -527,8 +541,8 @@ class _Lane:
                                   f"at most {stream.n_train:,} {unit}: {env_id} has {stream.n_train:,} "
                                   "training examples in all, so a larger memory could never fill",
                                   f"{flag} {min(200, stream.n_train)}")
-        mem = build_memory(agent, o.memory, o.budget, info.memory_spec(device), seed=seed, options=memory_options,
-                           items=o.items)
+        mem = build_memory(agent, o.config.memory, o.config.budget, info.memory_spec(device), seed=seed,
+                           options=plain["memory_options"], items=o.config.memory_items)
         _check_holds_an_item(mem, config, env_id)
         self.learner = learner = cls(info, mem, settings, device=device, seed=seed)
         dev = self.dev = torch.device(device)

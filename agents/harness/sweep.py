@@ -26,6 +26,9 @@ A config (YAML or TOML)::
                                    # (instead of budgets: give one or the other)
     seeds: [0, 1, 2]
     settings: [{}, {lr: 0.03}]     # each a --set dict (memory.KEY allowed)
+    preset: null                   # or preset names (cl-env list presets), an axis: a preset
+                                   # runs with its own agent and env only (other pairs skipped);
+                                   # without agents:, each preset's agent
     stream: {}                     # --stream options for every env
     streams: [{}]                  # a grid axis of --stream dicts, each merged over `stream`
                                    # (e.g. [{source: mnist5k}, {source: fashion_mnist}])
@@ -62,10 +65,17 @@ from tqdm.auto import tqdm
 
 from agents.harness import limits, results
 from agents.harness.cells import Cell, execute_seeds, record_of
+from agents.harness.cluster import run_on_ray
+from agents.harness.runner import Result
+from agents.presets import preset_agents, preset_mismatch
+from agents.registry import agent_entry
+from agents.stacked import may_stack
+from cl_env import checks
 from cl_env.checks import shown
 from cl_env.error import UnknownNameError
+from memory import is_memory_name, memory_names
 
-KEYS = {"out", "envs", "agents", "memories", "budgets", "items", "seeds", "settings", "stream", "streams", "batch_size",
+KEYS = {"out", "envs", "agents", "memories", "budgets", "items", "preset", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
         "ship_requirements", "stack_seeds"}
 
@@ -194,8 +204,6 @@ def _as_list(value):
 
 def check_config(cfg: dict, where: str = "sweep config") -> None:
     """Types of every key, before any cell runs (one clear error naming the key and the value)."""
-    from cl_env import checks
-
     def each(key, ok, expected, example):
         for v in _as_list(cfg.get(key, [])):
             if not ok(v):
@@ -211,6 +219,7 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
             v is not None for v in _as_list(cfg.get("budgets", []))):
         raise checks.fail(f"{where}: items", cfg["items"], "items or budgets, not both (each sizes the memory)",
                           "budgets: [null] with items: [200, 500]")
+    each("preset", lambda v: v is None or isinstance(v, str), "preset names or null", "[derpp-seqmnist-500]")
     each("seeds", lambda v: checks.is_int(v) and 0 <= v < 2**32, "non-negative integers", "[0, 1, 2]")
     each("settings", lambda v: isinstance(v, dict), "mappings of --set keys to values (not key=value text)",
          "[{}, {lr: 0.03}]")
@@ -244,27 +253,27 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
 
 def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
     """The grid's cells, and a note for every combination skipped (an agent that cannot use a memory)."""
-    from agents.registry import agent_entry
-
     def listed(key: str, default: list) -> list:
         v = cfg.get(key, default)
         return v if isinstance(v, list) else [v]
 
-    from memory import is_memory_name, memory_names
-
-    axes = [listed("envs", []), listed("streams", [{}]), listed("agents", []), listed("memories", [None]),
-            listed("budgets", [None]), listed("items", [None]), listed("settings", [{}]), listed("seeds", [0])]
+    presets = listed("preset", [None])
+    agents = listed("agents", []) if "agents" in cfg else preset_agents(presets)  # a preset names its agent
+    axes = [listed("envs", []), listed("streams", [{}]), agents, listed("memories", [None]),
+            listed("budgets", [None]), listed("items", [None]), presets, listed("settings", [{}]),
+            listed("seeds", [0])]
     limits.check_seed_count(len(axes[-1]), "sweep config: seeds", "seeds: [0, 1, 2]")
     n = math.prod(len(a) for a in axes)
     if n > limits.MAX_CELLS:
-        from cl_env import checks
-
         raise checks.fail("sweep config", n, f"a grid of at most {limits.MAX_CELLS:,} cells", "fewer values per key")
     for memory in axes[3]:  # a misspelt memory is an error, not a silently skipped cell
         if memory is not None and not is_memory_name(memory):
             raise UnknownNameError("memory (sweep config: memories)", memory, memory_names())
     cells, skipped = [], []
-    for env, stream, agent, memory, budget, items, settings, seed in itertools.product(*axes):
+    for env, stream, agent, memory, budget, items, preset, settings, seed in itertools.product(*axes):
+        if preset is not None and (why := preset_mismatch(preset, env, agent)):
+            skipped.append(why)
+            continue
         entry = agent_entry(agent)  # built in, a plugin's entry point, or package.module:Class
         if memory is not None and memory not in entry.memories:
             skipped.append(f"{agent} + {memory}: the agent accepts {list(entry.memories) or 'no memory'}")
@@ -273,7 +282,7 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
             budget = items = None  # a memoryless agent runs once per remaining combination
         cell = Cell(env, agent, memory, None if budget is None else float(budget), int(seed),
                     dict(settings or {}), {**(cfg.get("stream") or {}), **(stream or {})}, cfg.get("batch_size"),
-                    cfg.get("device", "cpu"), None if items is None else int(items))
+                    cfg.get("device", "cpu"), None if items is None else int(items), preset)
         cell.config()  # every name, setting and stream option checked before any cell runs
         cells.append(cell)
     unique: dict[str, Cell] = {}
@@ -320,8 +329,6 @@ def plan_threads(workers: int | None, n_cells: int, log=print, cpus_per_cell: in
 def seed_groups(cells: list[Cell]) -> list[list[Cell]]:
     """``cells`` as units of work: the seeds of one configuration together where they can be
     stacked (:func:`agents.stacked.may_stack`), every other cell alone; first-seen order."""
-    from agents.stacked import may_stack
-
     groups: dict[str, list[Cell]] = {}
     units: list[list[Cell]] = []
     for c in cells:
@@ -403,8 +410,6 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
     """
     check_config(cfg)
     if workers is not None:
-        from cl_env import checks
-
         checks.integer("workers", workers, 0 if backend == "local" else 1, fix="--workers 2")
     root = Path(cfg.get("out", "runs/sweep"))
     retries = int(cfg.get("retries", 2))
@@ -443,8 +448,6 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         else:
             records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
     elif backend == "ray":
-        from agents.harness.cluster import run_on_ray
-
         records = run_on_ray(todo, root, cfg, address, workers, retries, progress, log)
     else:
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -544,8 +547,6 @@ def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retr
     ``retries`` times with its unfinished cells (they resume from their checkpoints)."""
     import multiprocessing as mp
     from multiprocessing.connection import wait
-
-    from agents.harness.runner import Result
 
     ctx = mp.get_context("spawn")
     pending = deque((unit, 1) for unit in units)
