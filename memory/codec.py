@@ -121,9 +121,9 @@ class Codec(Memory):
         self.limit = budget_bits(budget, spec)
         self.extra_bits = policy_extra_bits(policy, spec)
         self.shared_bits = 8 * coder.shared_bytes
-        floor = self.shared_bits + self.extra_bits + 8
-        if self.limit < floor * (spec.n_tasks if policy == "task_ring" else 1):
-            need = math.ceil(floor * (spec.n_tasks if policy == "task_ring" else 1) / spec.example_bits * 100) / 100
+        floor = self.shared_bits + (self.extra_bits + 8) * (spec.n_tasks if policy == "task_ring" else 1)
+        if self.limit < floor:
+            need = math.ceil(floor / spec.example_bits * 100) / 100
             raise ValueError(f"codec: a budget of {budget} effective examples ({self.limit} bits) holds no item: "
                              f"{codec} keeps {self.shared_bits} bits once and an item needs {self.extra_bits} bits "
                              f"beside its coded bytes; use --budget {need} or more")
@@ -174,7 +174,7 @@ class Codec(Memory):
         :meth:`_regrow` can keep them too when the budget has room."""
         if self.policy in ("reservoir", "logit_reservoir"):
             dst = np.asarray(dst)
-            old = torch.as_tensor(dst[dst < self.items])
+            old = torch.as_tensor([d for d in dst.tolist() if self.x.data[d]], dtype=torch.long)  # held ones
             logits = getattr(self, "logits", None)
             self._displaced = (self.x[old], self.y[old].clone(), self.t[old].clone(),
                                None if logits is None else logits[old].clone())
