@@ -13,8 +13,11 @@ the class-balanced buffer, the oldest of the task for the ring (each task gets `
 the budget). Replay decodes only the items drawn, in one batch.
 
 Quality: MRDC trades quality for quantity and picks ``q`` by a rule instead of by training at
-every ``q``. The default here (JPEG 50 on MNIST-sized images) was chosen by the measured rule in
-``benchmarks/compressed_replay.py --quality-sweep`` (docs/memories.md, "Codec quality").
+every ``q``: the most compressed quality whose coded samples keep the feature-space volume (a DPP
+kernel's log-determinant) of the originals within ``1 - eps``. ``benchmarks/codec_quality.py``
+measures that rule; on MNIST-Rotations at budget 100 (eps 0.05) it picks JPEG quality 20, the
+default here (docs/memories.md, "Choosing the quality", has the table and the retained accuracy
+measured at each quality). Run it on your own stream and pass ``--set memory.quality=Q``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from memory.packed import (
 from memory.quantized import ring_capacities
 
 CODEC_POLICIES = ("reservoir", "logit_reservoir", "class_balanced", "task_ring")
-DEFAULT_QUALITY = 50
+DEFAULT_QUALITY = 20  # benchmarks/codec_quality.py's pick on MNIST-Rotations, budget 100
 
 
 class CodedImages(PackedImages):
@@ -249,6 +252,13 @@ class Codec(Memory):
         self.x.data[last] = b""
         self.capacity = last
         self.evictions += 1
+
+    def padded(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ring's :meth:`padded`, cut to the fullest task's items (the ring's slots are sized
+        for ``max_items``; GEM's per-task gradients then run over the items, not the slots)."""
+        x, y, w = super().padded(tasks)
+        k = max((self.task_items(t) for t in tasks), default=0)
+        return x[:, :k], y[:, :k], w[:, :k]
 
     def _fit_task(self, t: int) -> None:
         """The ring of task ``t`` within ``1 / n_tasks`` of the budget: drop its oldest items."""

@@ -156,3 +156,14 @@ def test_cli_bad_input_is_one_line_and_exit_2(option, match, capsys):
                  "--stream", "train_per_class=10", "--set", f"memory.{option}"])
     err = capsys.readouterr().err
     assert code == 2 and match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("agent", ["er", "gem"])
+def test_resume_after_interrupt_gives_the_same_result(agent, tiny, tmp_path):
+    kw = {"agent": agent, "memory": "codec", "budget": 20, "progress": False, **tiny}
+    full = run(out=tmp_path / "full", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        run(out=tmp_path / "cut", stop_after_task=0, **kw)
+    resumed = run(out=tmp_path / "cut", resume=True, **kw)
+    assert resumed.accuracy_matrix == full.accuracy_matrix and resumed.items == full.items
+    assert resumed.storage_bits == full.storage_bits

@@ -62,7 +62,7 @@ def test_quantiser_round_trip(bits, scale, seed):
 
 def test_eight_bits_full_scale_is_the_real_example_buffer():
     x, y = torch.rand(30, 1, 28, 28), torch.randint(0, 10, (30,))
-    real, q = ReservoirBuffer.for_budget(10, SPEC, seed=3), Quantized.for_budget(10, SPEC, bits=8, seed=3)
+    real, q = ReservoirBuffer.for_budget(10, SPEC, seed=3), Quantized.for_budget(10, SPEC, bits=8, scale=1, seed=3)
     for mem in (real, q):
         mem.observe(x[:15], 0, y[:15])
         mem.observe(x[15:], 1, y[15:])
@@ -74,8 +74,9 @@ def test_eight_bits_full_scale_is_the_real_example_buffer():
 
 def test_the_policies_are_the_buffers_own():
     assert isinstance(Quantized.for_budget(5, SPEC), ReservoirBuffer)
+    assert Quantized.for_budget(5, SPEC).capacity == 5 * 6272 // (196 * 4 + 4 + 3)  # defaults: 4 bits, scale 2
     assert isinstance(Quantized.for_budget(5, SPEC, policy="class_balanced"), ClassBalancedBuffer)
-    ring = Quantized.for_budget(5, SPEC, policy="task_ring")
+    ring = Quantized.for_budget(5, SPEC, bits=4, scale=1, policy="task_ring")
     assert isinstance(ring, TaskRingBuffer) and sum(ring.caps) == 5 * 6272 // (784 * 4 + 4)
     assert Quantized.for_budget(5, SPEC, bits=2, scale=2).capacity == 5 * 6272 // (196 * 2 + 4 + 3)
 
@@ -113,7 +114,7 @@ def test_bad_settings_say_what_and_how(kwargs, match):
 
 def test_budget_too_small_for_one_item():
     with pytest.raises(ValueError, match=r"holds no item of 3143 bits .* use --budget 0.51 or more"):
-        Quantized.for_budget(0.5, SPEC)
+        Quantized.for_budget(0.5, SPEC, bits=4, scale=1)
 
 
 @pytest.mark.parametrize(("option", "match"), [("scale=3", "scale 3 does not divide"), ("bits=12", "bits must be"),
@@ -123,3 +124,14 @@ def test_cli_bad_input_is_one_line_and_exit_2(option, match, capsys):
                  "--stream", "train_per_class=10", "--set", f"memory.{option}"])
     err = capsys.readouterr().err
     assert code == 2 and match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("agent", ["er", "gem"])
+def test_resume_after_interrupt_gives_the_same_result(agent, tiny, tmp_path):
+    kw = {"agent": agent, "memory": "quantized", "budget": 20, "progress": False,
+          "settings": {"memory.bits": 3, "memory.scale": 2}, **tiny}
+    full = run(out=tmp_path / "full", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        run(out=tmp_path / "cut", stop_after_task=0, **kw)
+    resumed = run(out=tmp_path / "cut", resume=True, **kw)
+    assert resumed.accuracy_matrix == full.accuracy_matrix and resumed.items == full.items
