@@ -10,7 +10,11 @@ items (never the ones just written while others remain) the policy's way: a unif
 reservoir (which then keeps ``capacity`` = items held, so later examples enter with probability
 ``items / seen``: reservoir sampling at the size the content allows), one of a largest class for
 the class-balanced buffer, the oldest of the task for the ring (each task gets ``1 / n_tasks`` of
-the budget). Replay decodes only the items drawn, in one batch.
+the budget). When a later write leaves room, the reservoir keeps the item it displaced as well
+(its capacity grows back) and the class-balanced buffer opens a slot. Replay decodes only the
+items drawn, in one batch; nothing decoded is cached (a cache of every item would be the whole
+buffer decoded; ``benchmarks/compressed_replay.py`` measures the decode at ~1 ms per 10 MNIST
+items, well inside the 3x of the reservoir's wall time).
 
 Quality: MRDC trades quality for quantity and picks ``q`` by a rule instead of by training at
 every ``q``: the most compressed quality whose coded samples keep the feature-space volume (a DPP
