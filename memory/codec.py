@@ -69,11 +69,11 @@ class CodedImages(PackedImages):
             self.data[r] = b
 
     def decode(self, payload: list[bytes]) -> torch.Tensor:
-        out = np.zeros((len(payload), *self.image_shape), np.uint8)
-        for i, b in enumerate(payload):
-            if b:
-                out[i] = self.coder.decode(b)
-        return torch.from_numpy(out).to(self.device).float().div_(255.0)
+        out = torch.zeros((len(payload), *self.image_shape), dtype=torch.uint8)
+        held = [i for i, b in enumerate(payload) if b]  # empty rows (GEM's padding) stay zero
+        if held:
+            out[held] = self.coder.decode_many([payload[i] for i in held])
+        return out.to(self.device).float().div_(255.0)
 
     def row_bits(self, rows: np.ndarray) -> int:
         return 8 * sum(len(self.data[r]) for r in rows.tolist())

@@ -18,6 +18,7 @@ import importlib.util
 import io
 
 import numpy as np
+import torch
 from PIL import Image, features
 
 EXTRA = "pip install 'cl-env[codecs]' (or pip install imagecodecs)"
@@ -69,7 +70,8 @@ def _to_pil(image: np.ndarray) -> Image.Image:
 
 
 def _from_pil(im: Image.Image, channels: int) -> np.ndarray:
-    a = np.asarray(im.convert(_mode(channels)))
+    mode = _mode(channels)
+    a = np.asarray(im if im.mode == mode else im.convert(mode))
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
 
 
@@ -93,6 +95,12 @@ class Coder:
 
     def decode(self, data: bytes) -> np.ndarray:
         raise NotImplementedError
+
+    def decode_many(self, items: list[bytes]) -> torch.Tensor:
+        """Decode a replay batch: ``uint8 (n, C, H, W)``. (torchvision's batched ``decode_jpeg``
+        measured 5x faster on 28x28 items, but its image codecs are deprecated since torchvision
+        0.29; Pillow, image by image, keeps replay within 2x of the reservoir's wall time.)"""
+        return torch.from_numpy(np.stack([self.decode(b) for b in items]))
 
 
 class JpegCoder(Coder):
@@ -122,9 +130,12 @@ class JpegCoder(Coder):
             raise RuntimeError("codec: JPEG headers differ between items; cannot share them")
         return data[len(self.header):-2]  # the entropy-coded scan (EOI dropped)
 
+    def _stream(self, data: bytes) -> bytes:
+        """An item's scan back in a whole JPEG file: SOI, APP0, the shared tables, SOF, SOS, scan, EOI."""
+        return self._head + self.tables[2:-2] + self._tail + data + b"\xff\xd9"
+
     def decode(self, data: bytes) -> np.ndarray:
-        stream = self._head + self.tables[2:-2] + self._tail + data + b"\xff\xd9"
-        return _from_pil(Image.open(io.BytesIO(stream)), self.shape[0])
+        return _from_pil(Image.open(io.BytesIO(self._stream(data)), formats=["JPEG"]), self.shape[0])
 
 
 class WebpCoder(Coder):
@@ -138,7 +149,7 @@ class WebpCoder(Coder):
         return buf.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
-        return _from_pil(Image.open(io.BytesIO(data)), self.shape[0])
+        return _from_pil(Image.open(io.BytesIO(data), formats=["WEBP"]), self.shape[0])
 
 
 class ImagecodecsCoder(Coder):

@@ -167,3 +167,4 @@ def test_resume_after_interrupt_gives_the_same_result(agent, tiny, tmp_path):
     resumed = run(out=tmp_path / "cut", resume=True, **kw)
     assert resumed.accuracy_matrix == full.accuracy_matrix and resumed.items == full.items
     assert resumed.storage_bits == full.storage_bits
+
