@@ -113,6 +113,7 @@ class Codec(Memory):
     """
 
     name = "codec"
+    stackable = True  # reads no model: seeds can be stacked (agents.stacked)
 
     def __new__(cls, *args, **kwargs):
         if cls is Codec:  # the policy's class (copies and unpickling pass no arguments)

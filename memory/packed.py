@@ -186,7 +186,8 @@ def compose(mixin: type, policy: str) -> type:
     if key not in _CLASSES:
         base = POLICIES[policy]
         name = f"{mixin.__name__}{base.__name__}"
+        # stackable (agents.stacked): the coded buffers never read the model, as their policies
         cls = type(name, (mixin, base), {"__module__": mixin.__module__, "__doc__": mixin.__doc__,
-                                         "name": mixin.name, "stackable": False})
+                                         "name": mixin.name, "stackable": True})
         _CLASSES[key] = cls
     return _CLASSES[key]

@@ -144,6 +144,7 @@ class Quantized(Memory):
     """
 
     name = "quantized"
+    stackable = True  # reads no model: seeds can be stacked (agents.stacked)
 
     def __new__(cls, *args, **kwargs):
         if cls is Quantized:  # the policy's class (copies and unpickling pass no arguments)
