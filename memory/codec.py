@@ -259,11 +259,23 @@ class Codec(Memory):
         self.evictions += 1
 
     def padded(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The ring's :meth:`padded`, cut to the fullest task's items (the ring's slots are sized
-        for ``max_items``; GEM's per-task gradients then run over the items, not the slots)."""
-        x, y, w = super().padded(tasks)
-        k = max((self.task_items(t) for t in tasks), default=0)
-        return x[:, :k], y[:, :k], w[:, :k]
+        """The ring's :meth:`padded` (GEM's per-task gradients) over the items held, not the
+        slots: the ring's slots are sized for ``max_items``, so only the held rows are decoded,
+        in one batch, into ``(T, most items of a task, C, H, W)``."""
+        w = self.x.lead[1]
+        counts = [self.task_items(t) for t in tasks]
+        width = max(counts, default=0)
+        rows = np.concatenate([t * w + np.arange(k) for t, k in zip(tasks, counts, strict=True)]).astype(np.int64)
+        x = self.x.decode(self.x.payload(rows))
+        dev = x.device
+        xs = x.new_zeros(len(tasks), width, *self.spec.image_shape)
+        ys = torch.zeros(len(tasks), width, dtype=self.y.dtype, device=dev)
+        ws = torch.zeros(len(tasks), width, device=dev)
+        start = 0
+        for i, (t, k) in enumerate(zip(tasks, counts, strict=True)):
+            xs[i, :k], ys[i, :k], ws[i, :k] = x[start:start + k], self.y[t, :k].to(dev), 1.0
+            start += k
+        return xs, ys, ws
 
     def _fit_task(self, t: int) -> None:
         """The ring of task ``t`` within ``1 / n_tasks`` of the budget: drop its oldest items."""

@@ -129,7 +129,7 @@ class PackedImages(ABC):
         images = value.reshape(-1, *self.image_shape)
         if len(images) != len(flat):  # a broadcast write (the policies never do one)
             raise ValueError(f"{len(images)} images for {len(flat)} rows")
-        # a batch may write a row twice (reservoir ties are resolved before, rings never repeat)
+        # the policies never write a row twice in one call (reservoir_slots resolves ties first)
         self.encode(flat, images.detach().to("cpu", torch.uint8))
         self.last_written = flat.copy()
 

@@ -149,7 +149,8 @@ class Quantized(Memory):
     def __new__(cls, *args, **kwargs):
         if cls is Quantized:  # the policy's class (copies and unpickling pass no arguments)
             policy = kwargs.get("policy", args[5] if len(args) > 5 else "reservoir")
-            cls = compose(Quantized, check_policy(policy, "quantized") and policy)
+            check_policy(policy, "quantized")
+            cls = compose(Quantized, policy)
         return super().__new__(cls)
 
     def __init__(self, spec: MemorySpec, capacity, bits: int = 4, scale: int = 2, mode: str = "bilinear",

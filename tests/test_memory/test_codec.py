@@ -168,3 +168,15 @@ def test_resume_after_interrupt_gives_the_same_result(agent, tiny, tmp_path):
     assert resumed.accuracy_matrix == full.accuracy_matrix and resumed.items == full.items
     assert resumed.storage_bits == full.storage_bits
 
+
+
+def test_gem_padded_memories_are_the_held_items_only():
+    mem = Codec.for_budget(20, SPEC, policy="task_ring")
+    for t in range(3):
+        mem.observe(_digits(12, t), t, torch.full((12,), t))
+    x, y, w = mem.padded([0, 2])
+    k = [mem.task_items(0), mem.task_items(2)]
+    assert x.shape == (2, max(k), 1, 28, 28) and w.sum(1).tolist() == k
+    for i, t in enumerate([0, 2]):
+        whole = mem.sample_task(t)
+        assert torch.equal(x[i, :k[i]], whole.x) and (y[i, :k[i]] == t).all()
