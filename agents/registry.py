@@ -37,28 +37,46 @@ class AgentEntry:
     memory_kwargs: dict = field(default_factory=dict)
 
 
+# Compressed real examples (memory.quantized, memory.codec) run the buffers' own write policies:
+# each learner gets the policy its own memory uses (memory_kwargs), overridable with
+# --set memory.policy=NAME. They cannot serve learners whose memory is not a buffer of examples:
+# arm/adi (self_recall: the model's own recall), recall (distilled memories), lvae/vae/ewc_vae
+# (a generative teacher), and codec cannot serve icarl (see its row).
+COMPRESSED = ("quantized", "codec")
+
+
+def compressed(policy: str) -> dict:
+    """``memory_kwargs`` giving both compressed memories ``policy``."""
+    return {name: {"policy": policy} for name in COMPRESSED}
+
+
 AGENTS: dict[str, AgentEntry] = {
     "online": AgentEntry("agents.online:Online", description="online SGD, no memory (lower bound)"),
-    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher", "addressable"), "reservoir", 200,
+    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher", "addressable",
+                                                         *COMPRESSED), "reservoir", 200,
                      "experience replay: current batch + replay batch (Chaudhry et al. 2019); "
                      "with --memory teacher, generative replay (GEN)"),
-    "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm", "addressable"), "task_ring", None,
+    "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm", "addressable", *COMPRESSED), "task_ring", None,
                       "Gradient Episodic Memory, QP projection (Lopez-Paz & Ranzato 2017)",
-                      {"srm": {"policy": "task_ring"}}),
-    "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir"), "task_ring", None,
-                       "Averaged GEM: one reference gradient (Chaudhry et al. 2019)"),
-    "der": AgentEntry("agents.der:DER", ("logit_reservoir",), "logit_reservoir", 200,
-                      "Dark Experience Replay: replay of stored logits (Buzzega et al. 2020)"),
-    "derpp": AgentEntry("agents.der:DERPP", ("logit_reservoir",), "logit_reservoir", 200,
-                        "DER++: stored logits and labels replayed (Buzzega et al. 2020)"),
-    "er_ace": AgentEntry("agents.replay:ERACE", ("reservoir", "task_ring", "class_balanced"), "reservoir", 200,
-                         "ER with asymmetric cross-entropy (Caccia et al. 2022)"),
-    "mir": AgentEntry("agents.replay:MIR", ("reservoir", "task_ring", "class_balanced"), "reservoir", 200,
+                      {"srm": {"policy": "task_ring"}, **compressed("task_ring")}),
+    "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir", *COMPRESSED), "task_ring", None,
+                       "Averaged GEM: one reference gradient (Chaudhry et al. 2019)", compressed("task_ring")),
+    "der": AgentEntry("agents.der:DER", ("logit_reservoir", *COMPRESSED), "logit_reservoir", 200,
+                      "Dark Experience Replay: replay of stored logits (Buzzega et al. 2020)",
+                      compressed("logit_reservoir")),
+    "derpp": AgentEntry("agents.der:DERPP", ("logit_reservoir", *COMPRESSED), "logit_reservoir", 200,
+                        "DER++: stored logits and labels replayed (Buzzega et al. 2020)", compressed("logit_reservoir")),
+    "er_ace": AgentEntry("agents.replay:ERACE", ("reservoir", "task_ring", "class_balanced", *COMPRESSED),
+                         "reservoir", 200, "ER with asymmetric cross-entropy (Caccia et al. 2022)"),
+    "mir": AgentEntry("agents.replay:MIR", ("reservoir", "task_ring", "class_balanced", *COMPRESSED), "reservoir", 200,
                       "Maximally Interfered Retrieval on ER (Aljundi et al. 2019)"),
-    "icarl": AgentEntry("agents.icarl:ICaRL", ("herding",), "herding", 200,
-                        "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)"),
-    "gdumb": AgentEntry("agents.gdumb:GDumb", ("class_balanced",), "class_balanced", 200,
-                        "GDumb: class-balanced memory, retrained from scratch to evaluate (Prabhu et al. 2020)"),
+    # codec cannot serve iCaRL: herding keeps a fixed count per class, a byte budget cannot promise one
+    "icarl": AgentEntry("agents.icarl:ICaRL", ("herding", "quantized"), "herding", 200,
+                        "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)",
+                        {"quantized": {"policy": "herding"}}),
+    "gdumb": AgentEntry("agents.gdumb:GDumb", ("class_balanced", *COMPRESSED), "class_balanced", 200,
+                        "GDumb: class-balanced memory, retrained from scratch to evaluate (Prabhu et al. 2020)",
+                        compressed("class_balanced")),
     "ewc": AgentEntry("agents.ewc:EWC", description="Elastic Weight Consolidation, diagonal Fisher"),
     "si": AgentEntry("agents.importance:SI", description="Synaptic Intelligence: path-integral importance (Zenke et al. 2017)"),
     "mas": AgentEntry("agents.importance:MAS", description="Memory Aware Synapses: output-sensitivity importance (Aljundi et al. 2018)"),
