@@ -13,8 +13,8 @@ import pytest
 import torch
 from _robust import copy_run, one_line
 
-from agents.harness import checkpoint
 from agents.harness.cli import main
+from agents.harness.run import checkpoint
 from agents.harness.runner import run
 
 RUN = ["run", "MNISTRotations-v0", "--agent", "er", "--budget", "20", "--no-progress"]

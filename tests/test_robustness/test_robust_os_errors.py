@@ -16,8 +16,8 @@ import pytest
 import torch
 from _robust import one_line
 
-from agents.harness import checkpoint
 from agents.harness.cli import ENVIRONMENT_EXIT, main
+from agents.harness.run import checkpoint
 
 RUN = ["run", "MNISTRotations-v0", "--agent", "er", "--budget", "20", "--no-progress"]
 

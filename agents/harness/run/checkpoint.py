@@ -132,7 +132,7 @@ def load(path: str | Path, what: str = "checkpoint") -> Any:
     return decode(raw)
 
 
-# what a run's checkpoint holds (agents.harness.runner._Lane.checkpoint)
+# what a run's checkpoint holds (agents.harness.run.lane.Lane.checkpoint)
 RUN_KEYS = ("agent", "R", "V", "baseline", "gen_log", "correct", "steps", "config", "config_hash", "resumes",
             "elapsed")
 
