@@ -4,13 +4,13 @@ stepped by :func:`agents.harness.run.loop.drive`."""
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
+from types import MappingProxyType
 
 import gymnasium as gym
 import numpy as np
@@ -22,8 +22,18 @@ from agents.harness import results
 from agents.harness.evaluators import feature_classifier
 from agents.harness.logger import Logger
 from agents.harness.run import checkpoint as ckpt
+from agents.harness.run.callbacks import (
+    Callback,
+    LoggingCallback,
+    ProgressLines,
+    TaskEnd,
+    TrainStep,
+    frozen_array,
+    frozen_numbers,
+)
 from agents.harness.run.divergence import nonfinite_parameters
 from agents.harness.run.evaluation import evaluate, evaluate_generative
+from agents.harness.run.memory_size import check_fits_the_stream, check_holds_an_item
 from agents.harness.run.options import RunOptions
 from agents.harness.run.progress import slow_note
 from agents.harness.run.result import Result
@@ -64,12 +74,7 @@ class Lane:
         if cls.needs_task_labels and not raw.task_labels:
             raise ValueError(f"agent {agent!r} needs task labels; do not pass task_labels=False")
         self.info = info = StreamInfo.from_stream(stream)
-        for key, unit, flag in (("budget", "effective examples", "--budget"), ("memory_items", "items", "--items")):
-            if config.get(key) is not None and config[key] > stream.n_train:
-                raise checks.fail(key if key == "budget" else "items", config[key],
-                                  f"at most {stream.n_train:,} {unit}: {env_id} has {stream.n_train:,} "
-                                  "training examples in all, so a larger memory could never fill",
-                                  f"{flag} {min(200, stream.n_train)}")
+        check_fits_the_stream(config, env_id, stream.n_train)
         mem = build_memory(agent, o.config.memory, o.config.budget, info.memory_spec(device), seed=seed,
                            options=plain["memory_options"], items=o.config.memory_items)
         check_holds_an_item(mem, config, env_id)
@@ -132,18 +137,15 @@ class Lane:
         steps = self.steps
         # one x-axis for everything: examples seen; a resumed run drops what the killed one logged
         # after its checkpoint (the checkpoint's own evaluation, at exactly that step, is kept)
-        self.logger = logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None,
-                                      formats=o.log_formats,
-                                      run_name=f"{agent}-{config['memory'] or 'none'}-{env_id}-seed{seed}")
-        if not steps:
-            logger.text("config", "```json\n" + json.dumps(config, indent=2, default=str) + "\n```")
-            logger.hparams(results.hparams_of(config),
-                           ["final/neg_test_elbo", "final/frechet_distance"] if gen else
-                           ["final/retained_accuracy", "final/backward_transfer", "final/forgetting",
-                            "final/online_accuracy"])
+        logger = Logger(out, purge_step=steps * batch_size + 1 if steps else None, formats=o.log_formats,
+                        run_name=f"{agent}-{config['memory'] or 'none'}-{env_id}-seed{seed}")
+        # what reports the run: read-only views to the logger, the per-task lines, the user's callbacks
+        self.callbacks: list[Callback] = [LoggingCallback(logger, gen),
+                                          *([ProgressLines()] if o.progress == "lines" else []), *o.callbacks]
+        for cb in self.callbacks:
+            cb.on_start(MappingProxyType(config), steps)
         self.started_loop, self.session_steps = time.perf_counter(), steps  # the ETA: this process's steps only
         self.checkpoints = 0
-        self.lines = o.progress == "lines"
         show = sys.stderr.isatty() if o.progress is None else (o.progress is True)
         note = slow_note(agent, config["memory"], device, raw.n_batches * batch_size)
         if first and note is not None and o.progress is not False and steps < raw.n_batches:
@@ -176,7 +178,8 @@ class Lane:
     def checkpoint(self) -> None:
         if self.ckpt_path is None:
             return
-        self.logger.flush()  # events up to the checkpoint reach the disk before it does
+        for cb in self.callbacks:  # events up to the checkpoint reach the disk before it does
+            cb.before_checkpoint()
         ckpt.save({"agent": self.learner.state_dict(), "R": self.R, "V": self.V, "baseline": self.baseline,
                    "gen_log": self.gen_log, "correct": self.correct, "steps": self.steps,
                    "config": results.identity(self.config), "config_hash": self.chash, "resumes": self.resumes,
@@ -224,7 +227,7 @@ class Lane:
 
     def after_step(self, losses: dict[str, torch.Tensor]) -> None:
         """Everything after the learner's step: divergence, logs, task-end evaluation, checkpoints."""
-        o, raw, learner, logger, T = self.o, self.raw, self.learner, self.logger, self.T
+        o, raw, learner = self.o, self.raw, self.learner
         if self.on_cpu:
             if not all(math.isfinite(float(v.sum())) for v in losses.values()):
                 self.finite.fill_(False)
@@ -249,7 +252,9 @@ class Lane:
                 self.done = True
                 return
         if steps % o.log_every == 0:
-            logger.scalars(losses, examples, "train/")
+            view = TrainStep(self.seed, steps, examples, frozen_numbers(losses))
+            for cb in self.callbacks:
+                cb.on_train_step(view)
         if raw.last_task_end:
             t = raw.last_t
             learner.end_task(t)
@@ -259,43 +264,20 @@ class Lane:
                 return
             self.flush_correct()
             R, tests = self.R, self.tests
+            generative = None
             if self.gen:
                 R[t], union_elbo, fd = evaluate_generative(learner, tests, t, self.net)
                 cons = learner.memory.consistency_history[-1]
                 self.gen_log["neg_test_elbo"].append(union_elbo)
                 self.gen_log["frechet_distance"].append(fd)
                 self.gen_log["zd_consistency"].append(cons)
-                logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/neg_elbo/")
-                logger.scalars({"neg_test_elbo": union_elbo, "frechet_distance": fd,
-                                **({} if cons is None else {"zd_consistency": cons})}, examples, "eval/")
+                generative = MappingProxyType({"neg_test_elbo": union_elbo, "frechet_distance": fd,
+                                               "zd_consistency": cons})
             else:
                 R[t] = evaluate(learner, tests)
-                logger.scalars({f"task_{j}": R[t, j] for j in range(T)}, examples, "eval/accuracy/")
                 if self.vals is not None:
                     self.V[t] = evaluate(learner, self.vals)
-                    logger.scalars({"retained_accuracy": self.V[t, : t + 1].mean(),
-                                    **{f"accuracy/task_{j}": self.V[t, j] for j in range(T)}}, examples, "val/")
-                logger.scalars({"retained_accuracy": R[t, : t + 1].mean(),
-                                "online_accuracy": self.correct / (steps * self.batch_size), "task": t}, examples, "eval/")
-                logger.accuracy_matrix(R, examples, figure=self.terminated)
-            if self.lines:
-                now = time.perf_counter()
-                rate = (now - self.started_loop) / max(1, steps - self.session_steps)
-                score = (f"-ELBO {self.gen_log['neg_test_elbo'][-1]:.1f}" if self.gen
-                         else f"retained acc. {R[t, : t + 1].mean():.4f}")
-                who = f" (seed {self.seed})" if o.multi else ""
-                print(f"[task {t + 1}/{T}] {o.agent} on {o.env_id}{who}: {examples:,} examples, {score}, "
-                      f"elapsed {self.elapsed_before + now - self.started:.0f} s, "
-                      f"ETA {rate * (raw.n_batches - steps):.0f} s", file=sys.stderr, flush=True)
-            logger.scalars(learner.storage(), examples, "storage/")
-            logger.scalars(learner.summary(), examples)
-            visuals = dict(learner.visuals())
-            if learner.memory is not None:
-                visuals.update(learner.memory.visuals())
-                probe = torch.cat([x[:100] for x, _ in tests[: t + 1]]).float().div_(255.0)
-                logger.scalars(learner.memory.report(probe), examples)
-            for tag, images in visuals.items():
-                logger.images(tag, images, examples)
+            self.report_task_end(t, generative)
             self.checkpoint()
             if o.stop_after_task is not None and t >= o.stop_after_task and not self.terminated:
                 self.stopped = self.done = True
@@ -311,6 +293,29 @@ class Lane:
         if steps >= raw.n_batches:
             self.done = True
 
+    def report_task_end(self, t: int, generative) -> None:
+        """Every callback's :meth:`Callback.on_task_end`, with a read-only view of this task end."""
+        learner, tests, steps, raw = self.learner, self.tests, self.steps, self.raw
+        visuals = dict(learner.visuals())
+        report: dict = {}
+        if learner.memory is not None:
+            visuals.update(learner.memory.visuals())
+            probe = torch.cat([x[:100] for x, _ in tests[: t + 1]]).float().div_(255.0)
+            report = learner.memory.report(probe)
+        now = time.perf_counter()
+        rate = (now - self.started_loop) / max(1, steps - self.session_steps)
+        view = TaskEnd(
+            env=self.o.env_id, agent=self.o.agent, seed=self.seed, multi=self.o.multi, task=t, n_tasks=self.T,
+            steps=steps, total_steps=raw.n_batches, examples=steps * self.batch_size,
+            accuracy=frozen_array(self.R), validation=frozen_array(self.V) if self.vals is not None else None,
+            online_accuracy=None if self.gen else self.correct / (steps * self.batch_size),
+            generative=generative, last=bool(self.terminated), storage=frozen_numbers(learner.storage()),
+            summary=frozen_numbers(learner.summary()), memory_report=frozen_numbers(report),
+            visuals=MappingProxyType({k: v if v is None else v.detach().clone() for k, v in visuals.items()}),
+            elapsed_s=self.elapsed_before + now - self.started, eta_s=rate * (raw.n_batches - steps))
+        for cb in self.callbacks:
+            cb.on_task_end(view)
+
     # ----------------------------------------------------------------- the end
     def finish(self, stacked_seeds: int = 1) -> None:
         """The run's :class:`Result` (written to ``result.json``) once the loop is over."""
@@ -322,7 +327,8 @@ class Lane:
         divergence = self.divergence
         self.flush_correct()
         if self.stopped:
-            self.logger.close()
+            for cb in self.callbacks:
+                cb.close()
             raise KeyboardInterrupt(f"stopped after task {o.stop_after_task} (checkpoint in {self.out})")
 
         wall = self.elapsed_before + time.perf_counter() - self.started
@@ -377,24 +383,9 @@ class Lane:
                   "frechet_distance": (self.gen_log["frechet_distance"] or [None])[-1]} if gen else
                  {k: result.__dict__[k] for k in ("retained_accuracy", "backward_transfer", "forgetting",
                                                    "online_accuracy")})
-        self.logger.scalars({k: v for k, v in final.items() if v is not None}, steps * batch_size, "final/")
-        self.logger.end_session(status)
-        self.logger.close()
+        for cb in self.callbacks:
+            cb.on_end(MappingProxyType(final), steps * batch_size, status)
+            cb.close()
         if self.out is not None:
             result.to_json(self.out / results.RESULT_FILE)
         self.result = result
-
-
-def check_holds_an_item(mem, config: dict, env_id: str) -> None:
-    """Refuse a budget too small for even one item of the memory (it would run with an empty
-    memory, silently): a buffer of capacity 0, or a per-task ring with 0 slots in all."""
-    if mem is None or config.get("budget") is None:
-        return
-    slots = getattr(mem, "capacity", None)
-    caps = getattr(mem, "caps", None)
-    if slots is None and caps is not None:
-        slots = int(sum(int(c) for c in caps))
-    if isinstance(slots, int) and slots == 0:
-        raise checks.fail("budget", config["budget"],
-                          f"a budget that holds at least one item of memory {config['memory']!r} on {env_id} "
-                          "(this one holds none: the run would replay nothing)", "--budget 1")

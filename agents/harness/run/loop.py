@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ import torch
 from agents.base import Agent
 from agents.harness.config import RunConfig
 from agents.harness.logger import parse_formats
+from agents.harness.run.callbacks import Callback
 from agents.harness.run.divergence import is_overflow
 from agents.harness.run.lane import Lane
 from agents.harness.run.options import RunOptions
@@ -95,6 +96,7 @@ def run(
     stop_after_task: int | None = None,
     log: str | list[str] | tuple[str, ...] | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
+    callbacks: Sequence[Callback] = (),
     items: int | None = None,
     preset: str | None = None,
 ) -> Result:
@@ -129,6 +131,9 @@ def run(
             with elapsed time and ETA (what ``cl-env run`` prints when stderr is not a terminal);
             None: a bar on an interactive terminal, else nothing.
         stop_after_task: Stop (as if killed) after this task's checkpoint; for tests and demos.
+        callbacks: Read-only observers of the run (:class:`agents.harness.run.callbacks.Callback`:
+            training losses, task ends with their evaluation, the end), called after the run's own
+            logging; they see copies and cannot change training. Not part of the run's identity.
         on_checkpoint: Called as ``on_checkpoint(out, steps)`` after every checkpoint is on disk
             (its events flushed first), e.g. to copy the run directory to storage other machines
             can reach (what a Ray sweep cell does); not part of the run's identity.
@@ -142,7 +147,8 @@ def run(
     return run_seeds(env_id, agent, memory, budget, seeds=[seed], device=device, outs=[out], settings=settings,
                      stream_kwargs=stream_kwargs, batch_size=batch_size, resume=resume, overwrite=overwrite,
                      checkpoint_every=checkpoint_every, log_every=log_every, progress=progress,
-                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint, items=items,
+                     stop_after_task=stop_after_task, log=log, on_checkpoint=on_checkpoint, callbacks=callbacks,
+                     items=items,
                      preset=preset)[0]
 
 
@@ -165,6 +171,7 @@ def run_seeds(
     stop_after_task: int | None = None,
     log: str | list[str] | tuple[str, ...] | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
+    callbacks: Sequence[Callback] = (),
     stack: bool = True,
     items: int | None = None,
     preset: str | None = None,
@@ -206,7 +213,7 @@ def run_seeds(
         raise ValueError(f"agent {agent!r} runs with batch_size in {list(cls.batch_sizes)}, "
                          f"got {base.batch_size}; pass --batch-size {cls.batch_sizes[0]}")
     opts = RunOptions(base, checkpoint_every, log_every, parse_formats(log), progress, stop_after_task,
-                       on_checkpoint, started, multi=len(seeds) > 1)
+                       on_checkpoint, started, multi=len(seeds) > 1, callbacks=tuple(callbacks))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
     if (resume or overwrite) and any(o is None for o in outs):

@@ -23,6 +23,7 @@ class RunOptions:
     on_checkpoint: Callable[[Path, int], None] | None
     started: float
     multi: bool
+    callbacks: tuple = ()  # the user's callbacks (agents.harness.run.callbacks.Callback), after the run's own
 
     @property
     def env_id(self) -> str:
