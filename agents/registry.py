@@ -37,7 +37,7 @@ class AgentEntry:
 
 AGENTS: dict[str, AgentEntry] = {
     "online": AgentEntry("agents.online:Online", description="online SGD, no memory (lower bound)"),
-    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher", "addressable"), "reservoir", 200,
+    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher", "addressable", "latent"), "reservoir", 200,
                      "experience replay: current batch + replay batch (Chaudhry et al. 2019); "
                      "with --memory teacher, generative replay (GEN)"),
     "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm", "addressable"), "task_ring", None,
@@ -45,14 +45,19 @@ AGENTS: dict[str, AgentEntry] = {
                       {"srm": {"policy": "task_ring"}}),
     "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir"), "task_ring", None,
                        "Averaged GEM: one reference gradient (Chaudhry et al. 2019)"),
-    "der": AgentEntry("agents.der:DER", ("logit_reservoir",), "logit_reservoir", 200,
-                      "Dark Experience Replay: replay of stored logits (Buzzega et al. 2020)"),
-    "derpp": AgentEntry("agents.der:DERPP", ("logit_reservoir",), "logit_reservoir", 200,
-                        "DER++: stored logits and labels replayed (Buzzega et al. 2020)"),
+    "der": AgentEntry("agents.der:DER", ("logit_reservoir", "latent"), "logit_reservoir", 200,
+                      "Dark Experience Replay: replay of stored logits (Buzzega et al. 2020)",
+                      {"latent": {"logits": True}}),
+    "derpp": AgentEntry("agents.der:DERPP", ("logit_reservoir", "latent"), "logit_reservoir", 200,
+                        "DER++: stored logits and labels replayed (Buzzega et al. 2020)",
+                        {"latent": {"logits": True}}),
     "er_ace": AgentEntry("agents.replay:ERACE", ("reservoir", "task_ring", "class_balanced"), "reservoir", 200,
                          "ER with asymmetric cross-entropy (Caccia et al. 2022)"),
     "mir": AgentEntry("agents.replay:MIR", ("reservoir", "task_ring", "class_balanced"), "reservoir", 200,
                       "Maximally Interfered Retrieval on ER (Aljundi et al. 2019)"),
+    "remind": AgentEntry("agents.remind:Remind", ("pq",), "pq", 100,
+                         "REMIND: frozen lower layers after base init, replay of product-quantised features "
+                         "(Hayes et al. 2020)"),
     "icarl": AgentEntry("agents.icarl:ICaRL", ("herding",), "herding", 200,
                         "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)"),
     "gdumb": AgentEntry("agents.gdumb:GDumb", ("class_balanced",), "class_balanced", 200,

@@ -1,0 +1,355 @@
+"""REMIND's memory (Hayes, Kafle, Shrestha, Acharya & Kanan, "REMIND Your Neural Network to
+Prevent Catastrophic Forgetting", ECCV 2020, §3): features of a frozen lower network stored as
+product-quantisation codes, replayed reconstructed.
+
+A feature tensor of the learner's cut (``(C,)`` for an MLP layer, ``(C, H, W)`` for a CNN stage)
+is read as one ``C``-dimensional vector per spatial position, as REMIND's code quantises each of
+the 7x7 positions of its ResNet-18 features (``REMINDModel.fit_incremental_batch``); each vector is
+split into ``m`` sub-vectors of ``C / m`` values and each sub-vector stored as the index of its
+nearest centroid among ``2**nbits`` (Jégou et al. 2011's product quantiser; REMIND: m = 32,
+256 centroids, 49 x 32 bytes = 1,568 bytes per ImageNet example). The codebooks are fitted on the
+base initialisation's features and never change.
+
+Two quantiser backends fit the codebooks: ``faiss`` (faiss-cpu's ``ProductQuantizer``, REMIND's
+choice, the optional extra ``pip install 'cl-env[pq]'``) and ``kmeans`` (Lloyd's k-means in torch
+here, seeded, always available). Encoding and decoding are the same torch code for both.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits, to_uint8
+
+BACKENDS = ("kmeans", "faiss")
+
+
+# ----------------------------------------------------------------- the maths (pure functions)
+def to_vectors(z: torch.Tensor) -> torch.Tensor:
+    """``(n, C)`` or ``(n, C, *spatial)`` features -> ``(n * S, C)`` vectors, one per position."""
+    if z.ndim == 2:
+        return z
+    return z.flatten(2).transpose(1, 2).reshape(-1, z.shape[1])
+
+
+def from_vectors(v: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Inverse of :func:`to_vectors` for features of per-item ``shape``."""
+    if len(shape) == 1:
+        return v.reshape(-1, *shape)
+    c, spatial = shape[0], shape[1:]
+    return v.reshape(-1, math.prod(spatial), c).transpose(1, 2).reshape(-1, *shape)
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> torch.Tensor:
+    """Lloyd's k-means of the rows of ``x`` into ``k`` centroids (``(k, d)``).
+
+    Initialised on ``k`` distinct rows drawn with ``generator`` (as faiss does); a centroid left
+    empty by an iteration moves to a row drawn at random.
+    """
+    n = len(x)
+    c = x[torch.randperm(n, generator=generator)[:k]].clone()
+    for _ in range(iters):
+        assign = torch.cdist(x, c).argmin(1)
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(c).index_add_(0, assign, x)
+        empty = counts == 0
+        c = torch.where(empty[:, None], c, sums / counts.clamp_min(1)[:, None])
+        if empty.any():
+            c[empty] = x[torch.randint(0, n, (int(empty.sum()),), generator=generator)]
+    return c
+
+
+def fit_codebooks(x: torch.Tensor, m: int, nbits: int, backend: str = "kmeans", seed: int = 0,
+                  iters: int = 25) -> torch.Tensor:
+    """Fit a product quantiser on the rows of ``x`` (``(n, C)``): ``(m, 2**nbits, C // m)``
+    float32 centroids, sub-vector ``j`` being columns ``[j * C/m, (j + 1) * C/m)``.
+
+    ``backend="faiss"`` trains ``faiss.ProductQuantizer(C, m, nbits)`` (``seed`` and ``iters``
+    set on its clustering parameters, one thread); ``"kmeans"`` runs :func:`kmeans` per sub-space.
+    """
+    n, d = x.shape
+    k = 2**nbits
+    if d % m:
+        raise ValueError(f"m={m} does not divide the feature size {d}")
+    if n < k:
+        raise ValueError(f"the product quantiser needs at least {k} training vectors for {k} centroids, "
+                         f"got {n}: lengthen the base phase or lower memory.nbits")
+    x = x.detach().float().cpu()
+    if backend == "faiss":
+        faiss = require_faiss()
+        faiss.omp_set_num_threads(1)
+        pq = faiss.ProductQuantizer(d, m, nbits)
+        pq.cp.seed, pq.cp.niter, pq.cp.min_points_per_centroid = int(seed), int(iters), 1
+        pq.train(np.ascontiguousarray(x.numpy()))
+        return torch.from_numpy(faiss.vector_to_array(pq.centroids).reshape(m, k, d // m).copy())
+    if backend != "kmeans":
+        raise ValueError(f"memory.backend must be one of {BACKENDS}, got {backend!r}")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.stack([kmeans(sub.contiguous(), k, iters, gen) for sub in x.split(d // m, dim=1)])
+
+
+def pq_encode(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """``(n, C)`` vectors -> ``(n, m)`` codes: each sub-vector's nearest centroid (L2)."""
+    m, k, ds = centroids.shape
+    subs = x.float().reshape(len(x), m, ds).transpose(0, 1)  # (m, n, ds)
+    codes = torch.cdist(subs, centroids.to(x.device)).argmin(2).T
+    return codes.to(torch.uint8 if k <= 256 else torch.int64)
+
+
+def pq_decode(codes: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`pq_encode`: ``(n, m)`` codes -> ``(n, C)`` reconstructed vectors."""
+    m = centroids.shape[0]
+    cent = centroids.to(codes.device)
+    parts = cent[torch.arange(m, device=codes.device)[None, :], codes.long()]  # (n, m, ds)
+    return parts.reshape(len(codes), -1)
+
+
+def require_faiss():
+    """The ``faiss`` module, or one clear error naming the extra that installs it."""
+    if importlib.util.find_spec("faiss") is None:
+        raise ValueError("memory.backend='faiss' needs faiss-cpu, which is not installed: "
+                         "pip install 'cl-env[pq]' (or pip install faiss-cpu), or --set memory.backend=kmeans")
+    import faiss
+
+    return faiss
+
+
+def evict_largest_class(labels: np.ndarray, rng: np.random.Generator) -> int:
+    """REMIND's replacement when the memory is full: a uniformly drawn slot of the class holding
+    the most items (ties between classes broken at random)."""
+    counts = np.bincount(labels)
+    largest = np.flatnonzero(counts == counts.max())
+    victim = largest[rng.integers(len(largest))]
+    slots = np.flatnonzero(labels == victim)
+    return int(slots[rng.integers(len(slots))])
+
+
+# ----------------------------------------------------------------- the memory
+class PQMemory(Memory):
+    """Product-quantised features of the learner's cut ``layer`` (REMIND's memory).
+
+    Two phases, driven by the ``remind`` agent:
+
+    1. Base initialisation: the memory holds the base examples themselves (``uint8`` images,
+       counted at 8 bits per pixel with label and task id, up to ``base_limit`` of them, a
+       reservoir beyond) so the agent can train on them and the quantiser can be fitted on the
+       features of the *final* lower network. REMIND does the same offline (its base
+       initialisation sees the whole base set); this is the only time the memory exceeds the
+       budget, and it ends at the base phase's end.
+    2. :meth:`fit` (called by the agent once the lower part is frozen): the codebooks are fitted
+       on the base examples' features, the examples are encoded and kept as codes, the images
+       dropped. From then on every new example is stored as codes; when full, a random item of
+       the class holding most is replaced (REMIND's code).
+
+    Storage per item after the base phase: ``S * m * nbits`` bits of codes (``S`` spatial
+    positions, 1 for an MLP layer) plus its label and task id. The codebooks,
+    ``2**nbits * C * codebook_bits`` bits, are reported as ``overhead_bits`` and must fit the
+    budget together with the codes: the capacity is ``(budget - codebook) // item bits``, and a
+    budget that cannot hold the codebook is refused when the learner is built.
+
+    Args:
+        spec: The stream's shape.
+        budget: Storage budget in bits.
+        layer: Cut point of the learner's model (see ``agents.models.cut_points``).
+        m: Sub-vectors per feature vector (must divide the channel count ``C``).
+        nbits: Bits per code (``2**nbits`` centroids per sub-space; REMIND: 8).
+        codebook_bits: Bits each stored centroid value takes (16: float16; 32: float32).
+        backend: ``kmeans`` (torch, always available) or ``faiss`` (the ``pq`` extra).
+        iters: k-means iterations (25, faiss's default).
+        base_limit: Base examples held at most during base initialisation.
+        seed: Seeds the write policy and the quantiser's fit.
+    """
+
+    name = "pq"
+    static_items = True
+
+    def __init__(self, spec: MemorySpec, budget: int, layer: str = "hidden1", m: int = 10, nbits: int = 8,
+                 codebook_bits: int = 16, backend: str = "kmeans", iters: int = 25, base_limit: int = 5000,
+                 seed: int = 0):
+        super().__init__(spec)
+        if backend not in BACKENDS:
+            raise ValueError(f"memory.backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "faiss":
+            require_faiss()
+        for key, value, low, high in (("m", m, 1, None), ("nbits", nbits, 1, 16), ("iters", iters, 1, None),
+                                      ("base_limit", base_limit, 1, None)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+                raise ValueError(f"memory.{key} must be an integer in [{low}, {high or 'inf'}), got {value!r}")
+        if codebook_bits not in (16, 32):
+            raise ValueError(f"memory.codebook_bits must be 16 (float16) or 32 (float32), got {codebook_bits!r}")
+        self.budget, self.layer, self.m, self.nbits = int(budget), str(layer), m, nbits
+        self.codebook_bits, self.backend, self.iters, self.base_limit = codebook_bits, backend, iters, base_limit
+        self.seed, self.rng = seed, np.random.default_rng(seed)
+        self.shape: tuple[int, ...] | None = None
+        self.centroids: torch.Tensor | None = None
+        self.capacity = self.held = self.base_seen = 0
+        dev = spec.device
+        self.base_x = torch.zeros(0, *spec.image_shape, dtype=torch.uint8, device=dev)
+        self.base_y = torch.zeros(0, dtype=torch.int64, device=dev)
+        self.base_t = torch.zeros(0, dtype=torch.int64, device=dev)
+
+    @classmethod
+    def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> PQMemory:
+        return cls(spec, budget_bits(budget, spec), **kwargs)
+
+    # ----------------------------------------------------------------- sizing
+    def bind(self, ctx: Any) -> None:
+        """Check the cut point, ``m`` and the budget against the learner's model; size the store."""
+        ctx.split(self.layer)
+        c, h, w = self.spec.image_shape
+        self.shape = tuple(ctx.features(torch.zeros(1, c, h, w, device=self.spec.device), self.layer).shape[1:])
+        channels, positions = self.shape[0], math.prod(self.shape[1:])
+        if channels % self.m:
+            divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+            raise ValueError(f"memory.m={self.m} does not divide the feature size {channels} at cut {self.layer!r}; "
+                             f"m must be one of {divisors}")
+        if self.codebook_overhead > self.budget:
+            ex = self.spec.example_bits
+            raise ValueError(f"budget too small for the pq codebook: {2**self.nbits} centroids x {channels} values x "
+                             f"{self.codebook_bits} bits = {self.codebook_overhead} bits "
+                             f"({self.codebook_overhead / ex:.1f} effective examples) > budget {self.budget} bits; "
+                             f"raise --budget to at least {math.ceil(self.codebook_overhead / ex) + 1}, or lower "
+                             "memory.nbits / memory.codebook_bits, or cut where there are fewer channels")
+        self.positions = positions
+        self.capacity = (self.budget - self.codebook_overhead) // self.item_bits
+        dev = self.spec.device
+        self.codes = torch.zeros(self.capacity, positions, self.m,
+                                 dtype=torch.uint8 if self.nbits <= 8 else torch.int64, device=dev)
+        self.y = torch.zeros(self.capacity, dtype=torch.int64, device=dev)
+        self.t = torch.zeros(self.capacity, dtype=torch.int64, device=dev)
+
+    @property
+    def codebook_overhead(self) -> int:
+        """Bits of the codebooks: ``2**nbits`` centroids x ``C`` values x ``codebook_bits``."""
+        return 2**self.nbits * self.shape[0] * self.codebook_bits
+
+    @property
+    def item_bits(self) -> int:
+        """Bits of one stored item: its codes, label and task id."""
+        return math.prod(self.shape[1:]) * self.m * self.nbits + self.spec.label_bits + self.spec.task_bits
+
+    @property
+    def fitted(self) -> bool:
+        return self.centroids is not None
+
+    # ----------------------------------------------------------------- codec
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """Features ``(n, *shape)`` -> codes ``(n, S, m)``."""
+        return pq_encode(to_vectors(z), self.centroids).reshape(len(z), -1, self.m)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``(n, S, m)`` -> reconstructed float32 features ``(n, *shape)``."""
+        return from_vectors(pq_decode(codes.reshape(-1, self.m), self.centroids), self.shape)
+
+    def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
+        """``decode(encode(z))``: what REMIND trains and predicts on (its new examples and test
+        features go through the quantiser too)."""
+        return self.decode(self.encode(z))
+
+    # ----------------------------------------------------------------- protocol
+    def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
+        """Base phase: hold the images (reservoir beyond ``base_limit``); then store codes."""
+        if self.shape is None:
+            self.bind(ctx)
+        if not self.fitted:
+            self._hold_base(x, t, y)
+            return
+        codes = self.encode(ctx.features(x, self.layer)).to(self.codes.device)
+        for i in range(len(x)):
+            slot = self.held if self.held < self.capacity else None
+            if slot is None:
+                if self.capacity == 0:
+                    return
+                slot = evict_largest_class(self.y[: self.held].cpu().numpy(), self.rng)
+            else:
+                self.held += 1
+            self.codes[slot], self.y[slot], self.t[slot] = codes[i], y[i], int(t)
+
+    def _hold_base(self, x: torch.Tensor, t: int, y: torch.Tensor) -> None:
+        x8 = to_uint8(x).to(self.base_x.device)
+        for i in range(len(x)):
+            self.base_seen += 1
+            if len(self.base_x) < self.base_limit:
+                self.base_x = torch.cat([self.base_x, x8[i:i + 1]])
+                self.base_y = torch.cat([self.base_y, y[i:i + 1].to(self.base_y.device)])
+                self.base_t = torch.cat([self.base_t, self.base_t.new_full((1,), int(t))])
+            else:
+                j = int(self.rng.integers(self.base_seen))
+                if j < self.base_limit:
+                    self.base_x[j], self.base_y[j], self.base_t[j] = x8[i], y[i], int(t)
+
+    def base_examples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The base examples held during base initialisation: float images in [0, 1], labels, task ids."""
+        return self.base_x.float().div(255.0), self.base_y, self.base_t
+
+    def fit(self, ctx: Any, batch: int = 500) -> None:
+        """End of the base phase: fit the codebooks on the base examples' features (the lower part
+        as it is now, frozen), store the examples as codes (REMIND's base-initialisation codes join
+        its memory) and drop the images."""
+        if self.shape is None:
+            self.bind(ctx)
+        x, y, t = self.base_examples()
+        feats = torch.cat([ctx.features(x[i:i + batch], self.layer) for i in range(0, len(x), batch)])
+        self.centroids = fit_codebooks(to_vectors(feats), self.m, self.nbits, self.backend, self.seed, self.iters)
+        if self.codebook_bits == 16:
+            self.centroids = self.centroids.half().float()  # what is stored is what is decoded
+        self.centroids = self.centroids.to(self.spec.device)
+        order = torch.from_numpy(self.rng.permutation(len(x))).to(x.device)
+        for ti in sorted(set(t.tolist())):  # in stream order of tasks, each task's examples shuffled
+            idx = order[t[order] == ti]
+            for i in range(0, len(idx), batch):
+                self.observe(x[idx[i:i + batch]], ti, y[idx[i:i + batch]], ctx)
+        self.base_x, self.base_y, self.base_t = self.base_x[:0], self.base_y[:0], self.base_t[:0]
+
+    def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        """``n`` items drawn uniformly with replacement, decoded (``layer`` set: features)."""
+        if self.held == 0:
+            return None
+        idx = torch.randint(0, self.held, (n,), generator=generator,
+                            device=generator.device if generator else "cpu").to(self.codes.device)
+        return ReplayBatch(self.decode(self.codes[idx]), self.t[idx], self.y[idx], layer=self.layer)
+
+    def tasks(self) -> list[int]:
+        return sorted(set(self.t[: self.held].tolist()))
+
+    @property
+    def items(self) -> int:
+        return self.held + len(self.base_x)
+
+    @property
+    def storage_bits(self) -> int:
+        per_image = self.spec.example_bits + self.spec.label_bits + self.spec.task_bits
+        return len(self.base_x) * per_image + (self.held * self.item_bits if self.shape else 0)
+
+    @property
+    def overhead_bits(self) -> int:
+        return self.codebook_overhead if self.fitted else 0
+
+    def counters(self) -> dict[str, int]:
+        return {"pq_base_examples_seen": self.base_seen}
+
+    def state_dict(self) -> dict:
+        state = {"base_x": self.base_x, "base_y": self.base_y, "base_t": self.base_t, "base_seen": self.base_seen,
+                 "held": self.held, "rng": self.rng.bit_generator.state}
+        if self.shape is not None:
+            state.update(codes=self.codes, y=self.y, t=self.t)
+        if self.fitted:
+            state["centroids"] = self.centroids
+        return state
+
+    def load_state_dict(self, state: dict, ctx: Any = None) -> None:
+        if self.shape is None and ctx is not None:
+            self.bind(ctx)
+        self.base_x, self.base_y, self.base_t = state["base_x"], state["base_y"], state["base_t"]
+        self.base_seen, self.held = int(state["base_seen"]), int(state["held"])
+        self.rng.bit_generator.state = state["rng"]
+        if "codes" in state:
+            self.codes.copy_(state["codes"])
+            self.y.copy_(state["y"])
+            self.t.copy_(state["t"])
+        self.centroids = state.get("centroids")
