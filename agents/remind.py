@@ -93,6 +93,7 @@ class Remind(Agent):
         self.base_done = False
         self.seen: set[int] = set()
         self.np_rng = np.random.default_rng(self.seed + 2)
+        self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def cut(self) -> str:
@@ -102,7 +103,8 @@ class Remind(Agent):
         """After base initialisation, images go ``G`` -> PQ encode/decode -> ``F`` (REMIND's
         training and prediction path); replayed features (``layer``) go through ``F`` only."""
         if self.base_done and layer is None and model is None:
-            z = self.memory.reconstruct(self.features(x, self.cut))
+            z, codes = self.memory.reconstruct(self.features(x, self.cut))
+            self._codes = (x, codes)  # the batch's codes, stored by learn without encoding it twice
             return super().forward(z, t, layer=self.cut)
         return super().forward(x, t, model, layer)
 
@@ -132,7 +134,9 @@ class Remind(Agent):
             out["replay_loss"] = r_items.mean().detach()
             items = torch.cat([items, r_items])
         self.sgd_step(items.mean())
-        self.memory.observe(x.detach(), t if t is not None else 0, y, ctx=self)
+        codes = self._codes[1] if self._codes is not None and self._codes[0] is x else None
+        self._codes = None
+        self.memory.observe(x.detach(), t if t is not None else 0, y, ctx=self, codes=codes)
         return out
 
     def on_task_end(self, t: int) -> None:

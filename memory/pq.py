@@ -94,11 +94,15 @@ def fit_codebooks(x: torch.Tensor, m: int, nbits: int, backend: str = "kmeans", 
 
 
 def pq_encode(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """``(n, C)`` vectors -> ``(n, m)`` codes: each sub-vector's nearest centroid (L2)."""
+    """``(n, C)`` vectors -> ``(n, m)`` codes: each sub-vector's nearest centroid (L2).
+
+    The distance is expanded as faiss computes it, ``||c||^2 - 2 <x, c>`` (``||x||^2`` does not
+    change the argmin), one batched matrix product over the ``m`` sub-spaces."""
     m, k, ds = centroids.shape
+    cent = centroids.to(x.device)
     subs = x.float().reshape(len(x), m, ds).transpose(0, 1)  # (m, n, ds)
-    codes = torch.cdist(subs, centroids.to(x.device)).argmin(2).T
-    return codes.to(torch.uint8 if k <= 256 else torch.int64)
+    scores = cent.pow(2).sum(2)[:, None, :] - 2 * torch.bmm(subs, cent.transpose(1, 2))  # (m, n, k)
+    return scores.argmin(2).T.to(torch.uint8 if k <= 256 else torch.int64)
 
 
 def pq_decode(codes: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -119,14 +123,20 @@ def require_faiss():
     return faiss
 
 
-def evict_largest_class(labels: np.ndarray, rng: np.random.Generator) -> int:
-    """REMIND's replacement when the memory is full: a uniformly drawn slot of the class holding
-    the most items (ties between classes broken at random)."""
-    counts = np.bincount(labels)
+def evict_largest_class(labels: np.ndarray, incoming: int, rng: np.random.Generator) -> int:
+    """REMIND's replacement when the memory is full (its ``fit_incremental_batch``): the incoming
+    example of class ``incoming`` joins, then one uniformly drawn item of the class holding the
+    most (the incoming one included; ties between classes broken at random) leaves.
+
+    Returns:
+        The slot the incoming example overwrites, or -1 when it is the one that leaves.
+    """
+    counts = np.bincount(np.append(labels, incoming))
     largest = np.flatnonzero(counts == counts.max())
     victim = largest[rng.integers(len(largest))]
     slots = np.flatnonzero(labels == victim)
-    return int(slots[rng.integers(len(slots))])
+    pick = int(rng.integers(len(slots) + (victim == incoming)))
+    return int(slots[pick]) if pick < len(slots) else -1
 
 
 # ----------------------------------------------------------------- the memory
@@ -246,29 +256,38 @@ class PQMemory(Memory):
         """Codes ``(n, S, m)`` -> reconstructed float32 features ``(n, *shape)``."""
         return from_vectors(pq_decode(codes.reshape(-1, self.m), self.centroids), self.shape)
 
-    def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
-        """``decode(encode(z))``: what REMIND trains and predicts on (its new examples and test
-        features go through the quantiser too)."""
-        return self.decode(self.encode(z))
+    def reconstruct(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(decode(encode(z)), codes)``: what REMIND trains and predicts on (its new examples
+        and test features go through the quantiser too), and the codes to store."""
+        codes = self.encode(z)
+        return self.decode(codes), codes
 
     # ----------------------------------------------------------------- protocol
-    def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
-        """Base phase: hold the images (reservoir beyond ``base_limit``); then store codes."""
+    def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None,
+                codes: torch.Tensor | None = None) -> None:
+        """Base phase: hold the images (reservoir beyond ``base_limit``); then store codes
+        (``codes``: the batch's, when the learner has just encoded it; else encoded here)."""
         if self.shape is None:
             self.bind(ctx)
         if not self.fitted:
             self._hold_base(x, t, y)
             return
-        codes = self.encode(ctx.features(x, self.layer)).to(self.codes.device)
-        for i in range(len(x)):
-            slot = self.held if self.held < self.capacity else None
-            if slot is None:
-                if self.capacity == 0:
-                    return
-                slot = evict_largest_class(self.y[: self.held].cpu().numpy(), self.rng)
-            else:
-                self.held += 1
-            self.codes[slot], self.y[slot], self.t[slot] = codes[i], y[i], int(t)
+        if codes is None:
+            codes = self.encode(ctx.features(x, self.layer))
+        codes, y = codes.to(self.codes.device), y.to(self.y.device)
+        free = min(len(x), self.capacity - self.held)
+        if free > 0:  # free slots: written in one go
+            self.codes[self.held:self.held + free], self.y[self.held:self.held + free] = codes[:free], y[:free]
+            self.t[self.held:self.held + free] = int(t)
+            self.held += free
+        if free == len(x) or self.capacity == 0:
+            return
+        labels = self.y[: self.held].cpu().numpy()
+        for i in range(max(free, 0), len(x)):  # full: REMIND's replacement, one example at a time
+            slot = evict_largest_class(labels, int(y[i]), self.rng)
+            if slot >= 0:
+                self.codes[slot], self.y[slot], self.t[slot] = codes[i], y[i], int(t)
+                labels[slot] = int(y[i])
 
     def _hold_base(self, x: torch.Tensor, t: int, y: torch.Tensor) -> None:
         x8 = to_uint8(x).to(self.base_x.device)

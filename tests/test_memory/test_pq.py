@@ -92,10 +92,13 @@ def test_too_few_training_vectors_is_refused():
         fit_codebooks(torch.randn(100, 8), 2, 8)
 
 
-def test_eviction_takes_a_slot_of_the_largest_class():
+def test_eviction_takes_a_slot_of_the_largest_class_counting_the_incoming_one():
     labels = np.array([0, 1, 1, 2, 1, 0])
     rng = np.random.default_rng(0)
-    assert all(labels[evict_largest_class(labels, rng)] == 1 for _ in range(20))
+    assert all(labels[evict_largest_class(labels, 2, rng)] == 1 for _ in range(20))
+    # an incoming 1 makes class 1 the largest: it or one of the held 1s leaves
+    picks = [evict_largest_class(labels, 1, rng) for _ in range(200)]
+    assert set(picks) == {-1, 1, 2, 4}
 
 
 class _Ctx:
@@ -133,7 +136,7 @@ def test_bits_codebook_overhead_and_capacity():
     batch = mem.sample(7, generator=torch.Generator().manual_seed(0))
     assert batch.layer == "hidden1" and batch.x.shape == (7, 20)
     z = ctx.features(x, "hidden1")
-    rel = (mem.reconstruct(z) - z).pow(2).mean() / z.pow(2).mean()
+    rel = (mem.reconstruct(z)[0] - z).pow(2).mean() / z.pow(2).mean()
     assert rel < 0.2
 
 
@@ -150,3 +153,18 @@ def test_bad_input_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(pqmod.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"pip install 'cl-env\[pq\]'"):
         PQMemory(SPEC, 1000, backend="faiss")
+
+
+def test_full_memory_replaces_items_of_the_largest_class():
+    ctx = _Ctx(d=20)
+    codebook = 256 * 20 * 16
+    mem = PQMemory(SPEC, codebook + 30 * 37, m=4)  # room for exactly 30 items beside the codebook
+    mem.bind(ctx)
+    assert mem.capacity == 30
+    g = torch.Generator().manual_seed(0)
+    mem.observe(torch.rand(300, 1, 28, 28, generator=g), 0, torch.zeros(300, dtype=torch.long), ctx)
+    mem.fit(ctx)
+    assert mem.items == 30 and (mem.y[:30] == 0).all()
+    mem.observe(torch.rand(20, 1, 28, 28, generator=g), 1, torch.ones(20, dtype=torch.long), ctx)
+    assert mem.items == 30 and mem.storage_bits + mem.overhead_bits <= codebook + 30 * 37
+    assert int((mem.y == 1).sum()) == 15 and int((mem.y == 0).sum()) == 15  # balanced by REMIND's rule
