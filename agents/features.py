@@ -27,7 +27,7 @@ def lower_features(lower: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def slow_below(lower: nn.Module, optimizer: torch.optim.Optimizer | None, factor: float) -> bool:
     """Freeze ``lower`` (``factor == 0``) or train it at ``factor`` times the learning rate.
 
-    Latent replay (Pellegrini et al. 2020, §3): "slow-down learning at all the layers below the
+    Latent replay (Pellegrini et al. 2020, abstract and method section): "slow-down learning at all the layers below the
     latent replay one, leaving the layers above free to learn at full pace"; frozen is the limit.
     Frozen parameters stop requiring gradients (the optimiser then skips them); slowed ones move
     to a parameter group of their own whose ``lr`` is ``factor`` times their group's.

@@ -47,20 +47,20 @@ def mixup_loss(logits: torch.Tensor, ya: torch.Tensor, yb: torch.Tensor, lam: fl
 class Remind(Agent):
     """REMIND: base initialisation, then a frozen lower network and replay of PQ codes (ECCV 2020).
 
-    1. Base initialisation (§3, "base initialization"): during the first ``base_tasks`` tasks
+    1. Base initialisation (the paper's method section; the code's ``fit_pq``): during the first ``base_tasks`` tasks
        (or until ``base_classes`` classes have been seen, when > 0) the whole network trains on
        the stream as online SGD does; the ``pq`` memory holds the base examples. At the base
        phase's end the network takes ``base_epochs - 1`` more shuffled passes over them (REMIND
        trains its base offline for many epochs; 1 keeps the single online pass), the layers below
        the memory's cut ``memory.layer`` (REMIND's ``G``) are frozen, and the memory fits its
        product quantiser on their features and stores the base examples as codes.
-    2. Streaming (§3; the reference code's ``fit_incremental_batch``): each batch's features go
+    2. Streaming (the reference code's ``fit_incremental_batch``): each batch's features go
        through the frozen ``G``, are PQ-encoded and decoded (the new examples are trained on as
        reconstructed, and so are test examples: REMIND predicts on reconstructions), and join
        ``replay_batch`` reconstructed replay items; the upper layers (``F``) take one SGD step on
        the mean loss over the joined batch; then the new examples' codes are stored.
 
-    Augmentation of the reconstructed replay features (§3, "augmentation during replay"):
+    Augmentation of the reconstructed replay features (the paper's replay augmentation):
     random resized crops (scale ``(crop_min, 1)``) where the features are maps (CNN cuts); for
     an MLP cut (a vector) cropping has no meaning and is skipped. Manifold mixup (``mixup_alpha``
     > 0) applies to both: two replay batches are drawn and mixed with ``lam ~ Beta(alpha,

@@ -2,7 +2,7 @@
 Continual Learning", IROS 2020): a reservoir of activations at an intermediate layer of the
 learner's model instead of images.
 
-The paper (§3, Algorithm 1) stores the activation volumes of the examples it keeps at the
+The paper (its method section, *Latent Replay*, and Algorithm 1) stores the activation volumes of the examples it keeps at the
 *latent replay layer* and concatenates them, as the layer's output, with the current batch's
 activations; the layers below the cut are frozen or learn at a slowed rate so the stored
 activations stay valid, the layers above learn at full pace. Here the stored activations are
@@ -84,7 +84,7 @@ class LatentReplay(Memory):
 
     At the end of the first task the layers below the cut are frozen (``lower_lr=0``, the
     paper's choice for its real-time experiments) or train at ``lower_lr`` times the learning
-    rate from then on (the paper's slowed variant, §3). Activations written while the lower part
+    rate from then on (the paper's slowed variant). Activations written while the lower part
     still learns (the first task, or always with ``lower_lr > 0``) are those of the lower part at
     write time: the paper accepts this staleness, which ``lower_lr`` trades against plasticity.
 

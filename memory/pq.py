@@ -1,5 +1,5 @@
 """REMIND's memory (Hayes, Kafle, Shrestha, Acharya & Kanan, "REMIND Your Neural Network to
-Prevent Catastrophic Forgetting", ECCV 2020, §3): features of a frozen lower network stored as
+Prevent Catastrophic Forgetting", ECCV 2020, method section *REMIND*): features of a frozen lower network stored as
 product-quantisation codes, replayed reconstructed.
 
 A feature tensor of the learner's cut (``(C,)`` for an MLP layer, ``(C, H, W)`` for a CNN stage)

@@ -128,3 +128,22 @@ def test_er_and_derpp_learn_with_latent_replay(agent, tiny, tmp_path):
     r = run(agent=agent, memory="latent", budget=5, out=tmp_path, **tiny)
     assert r.retained_accuracy > 0.3 and r.items > 0
     assert r.storage_bits <= 5 * 784 * 8
+
+
+@pytest.mark.parametrize("lower_lr", [0.0, 0.1])
+def test_checkpoint_round_trip_keeps_the_lower_part_and_the_store(lower_lr, tiny):
+    from agents import agent_class
+    from agents.registry import build_memory
+
+    agent = next(a for a, _ in drive("er", "latent", 5, tiny, options={"lower_lr": lower_lr}))
+    fresh = agent_class("er")(agent.info, build_memory("er", "latent", 5, agent.info.memory_spec("cpu"),
+                                                         options={"lower_lr": lower_lr}))
+    fresh.load_state_dict(agent.state_dict())
+    assert fresh.lower == agent.lower == ("hidden1", lower_lr)
+    assert [g["lr"] for g in fresh.optimizer.param_groups] == [g["lr"] for g in agent.optimizer.param_groups]
+    assert fresh.memory.items == agent.memory.items > 0
+    gen = torch.Generator().manual_seed(0)
+    a, b = agent.memory.sample(8, generator=gen), fresh.memory.sample(8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.x, b.x) and a.layer == b.layer == "hidden1"
+    x = torch.rand(5, 1, 28, 28)
+    assert torch.equal(agent.predict(x), fresh.predict(x))
