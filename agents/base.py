@@ -20,16 +20,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents import settings
-from agents.features import lower_features, slow_below
+from agents.features import CutPoints
 from agents.info import RecentWindow, StreamInfo
-from agents.models import build_model, default_init, default_model, split_model
+from agents.models import build_model, default_init, default_model
 from agents.optim import PlainSGD
 from memory.base import Memory
 
 __all__ = ["Agent", "PlainSGD", "RecentWindow", "StreamInfo"]
 
 
-class Agent:
+class Agent(CutPoints):
     """Base learner.
 
     Args:
@@ -112,9 +112,7 @@ class Agent:
         self.class_mask = mask.to(self.device)
         self.masked = head == "masked"
         self._cache: tuple[Any, torch.Tensor, int | None, torch.Tensor] | None = None
-        self._splits: dict[str, tuple[nn.Module, nn.Module]] = {}
-        self.lower: tuple[str, float] | None = None  # (cut, lr factor) once slowed/frozen below a cut
-        self._frozen_cut: str | None = None
+        self.init_cuts()
         if memory is not None:
             memory.bind(self)
 
@@ -215,8 +213,7 @@ class Agent:
         if layer is not None:
             logits = self.split(layer, model)[1](x)
         elif model is None and self._frozen_cut is not None:
-            lower, upper = self.split(self._frozen_cut)
-            logits = upper(lower_features(lower, x))
+            logits = self.split(self._frozen_cut)[1](self.frozen_lower(x))
         else:
             logits = (self.model if model is None else model)(x)
         if self.masked and t is not None:
@@ -225,31 +222,6 @@ class Agent:
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y)
-
-    # ----------------------------------------------------------------- cut points (feature replay)
-    def split(self, layer: str, model: nn.Module | None = None) -> tuple[nn.Module, nn.Module]:
-        """``(lower, upper)`` of ``model`` (default the agent's) at cut point ``layer``
-        (:func:`agents.models.split_model`; an unknown name raises with the model's cut points)."""
-        if model is not None and model is not self.model:
-            return split_model(model, layer)
-        if layer not in self._splits:
-            self._splits[layer] = split_model(self.model, layer)
-        return self._splits[layer]
-
-    def features(self, x: torch.Tensor, layer: str) -> torch.Tensor:
-        """Activations of the agent's model at cut point ``layer`` for inputs ``x``: no gradient,
-        the lower part in eval mode (what a feature memory stores; the model is never changed)."""
-        return lower_features(self.split(layer)[0], x.to(self.device))
-
-    def slow_lower(self, layer: str, factor: float) -> None:
-        """Freeze the layers below cut ``layer`` (``factor == 0``) or train them at ``factor``
-        times the learning rate (latent replay's two variants); feature memories call it at the
-        end of the first task. Kept in checkpoints and re-applied on resume."""
-        if self.lower is not None:
-            return
-        frozen = slow_below(self.split(layer)[0], self.optimizer, factor)
-        self.lower = (layer, float(factor))
-        self._frozen_cut = layer if frozen else None
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:

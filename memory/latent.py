@@ -173,7 +173,7 @@ class LatentReplay(Memory):
             return
         src_t = torch.as_tensor(src, device=x.device)
         dst_t = torch.as_tensor(dst, device=self.codes.device)
-        codes, ranges = self._encode(ctx.features(x[src_t], self.layer))
+        codes, ranges = self._encode(ctx.features(x, self.layer)[src_t])
         self.codes[dst_t] = codes.to(self.codes.device)
         self.ranges[dst_t] = ranges.to(self.ranges.device)
         self.y[dst_t] = y[src_t].to(self.y.device)
