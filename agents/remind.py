@@ -90,6 +90,11 @@ class Remind(Agent):
             raise ValueError("agent 'remind' needs the pq memory (--memory pq)")
         if not 0 < self.settings["crop_min"] <= 1:
             raise ValueError(f"setting crop_min of agent 'remind' must be in (0, 1], got {self.settings['crop_min']}")
+        for key, limit, what in (("base_tasks", self.info.n_tasks, "tasks"), ("base_classes", self.info.n_classes,
+                                                                             "classes")):
+            if self.settings[key] > limit:
+                raise ValueError(f"setting {key}={self.settings[key]} of agent 'remind' exceeds the stream's {limit} "
+                                 f"{what}: the base phase would never end (--set {key}=1..{limit})")
         self.base_done = False
         self.seen: set[int] = set()
         self.np_rng = np.random.default_rng(self.seed + 2)

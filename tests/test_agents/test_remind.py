@@ -64,6 +64,7 @@ def test_remind_on_a_resnet_cut_with_crops(image_root, tmp_path):
     (["--set", "memory.layer=conv9"], "hidden1, hidden2"),
     (["--set", "memory.m=7"], "m=7 does not divide the feature size 100"),
     (["--budget", "20"], "budget too small for the pq codebook"),
+    (["--set", "base_tasks=3"], "base_tasks=3 of agent 'remind' exceeds the stream's 2 tasks"),
 ])
 def test_cli_bad_input_exit_2(args, needle, mnist_root, tmp_path, capsys):
     from agents.harness.cli import main
@@ -74,3 +75,14 @@ def test_cli_bad_input_exit_2(args, needle, mnist_root, tmp_path, capsys):
     rc = main(base + (args if "--budget" in args else ["--budget", "100", *args]))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize(("settings", "fitted_after_first"), [({"base_tasks": 2}, False), ({"base_classes": 5}, True),
+                                                             ({"base_classes": 10}, True)])
+def test_base_phase_ends_by_tasks_or_classes(settings, fitted_after_first, tiny):
+    states = [(a.base_done, a.memory.fitted, a.lower) for a, _ in
+              drive("remind", "pq", 100, tiny, options=TINY_PQ, settings={"replay_batch": 5, **settings})]
+    assert states[0][:2] == (fitted_after_first, fitted_after_first)
+    assert (states[0][2] is not None) == fitted_after_first  # frozen exactly when the base phase ends
+    if settings.get("base_tasks") == 2:
+        assert states[1][:2] == (True, True) and states[1][2] == ("hidden1", 0.0)
