@@ -14,13 +14,19 @@ The inputs are random tensors of the stream's shape (content does not change the
 ``mlp`` uses SplitMNIST's 1x28x28 and the MLP 784-100-100-10 cut at ``hidden1``;
 ``reduced_resnet18`` CIFAR's 3x32x32 and GEM's reduced ResNet-18 cut at ``--resnet-cut``.
 
+``--fit`` instead times the product quantiser's fit with each backend (``kmeans``, and
+``faiss`` when faiss-cpu is installed) on ReLU features of the two cuts' sizes, with the
+reconstruction's relative squared error.
+
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/feature_replay.py [--models mlp reduced_resnet18] [--repeats 3]
+    OMP_NUM_THREADS=1 python benchmarks/feature_replay.py --fit
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 
@@ -28,6 +34,7 @@ import torch
 
 from agents import StreamInfo, agent_class
 from agents.registry import build_memory
+from memory.pq import fit_codebooks, pq_decode, pq_encode
 
 SHAPES = {"mlp": (1, 28, 28), "reduced_resnet18": (3, 32, 32)}
 
@@ -69,6 +76,25 @@ def step_time(model: str, agent: str, memory: str, settings: dict, options: dict
     return (time.perf_counter() - start) / steps
 
 
+def fit_times(repeats: int) -> None:
+    """The quantiser's fit per backend: 800 vectors of 100 (an MLP cut over a SplitMNIST base
+    task) and 19,200 of 80 (300 CIFAR images' 8x8 positions at the reduced ResNet's stage 3)."""
+    backends = ["kmeans"] + (["faiss"] if importlib.util.find_spec("faiss") else [])
+    print("| vectors x size, m | backend | fit s | relative squared error |")
+    print("|---|---|---|---|")
+    g = torch.Generator().manual_seed(0)
+    for n, d, m in ((800, 100, 10), (19200, 80, 8)):
+        x = torch.relu(torch.randn(n, d, generator=g) @ torch.randn(d, d, generator=g) * 0.3)
+        for backend in backends:
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                cb = fit_codebooks(x, m, 8, backend, seed=0)
+                times.append(time.perf_counter() - start)
+            err = float((pq_decode(pq_encode(x, cb), cb) - x).pow(2).mean() / x.pow(2).mean())
+            print(f"| {n} x {d}, m={m} | {backend} | {statistics.median(times):.2f} | {err:.4f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=["mlp", "reduced_resnet18"], choices=sorted(SHAPES))
@@ -77,8 +103,12 @@ def main() -> None:
     p.add_argument("--fill", type=int, default=60, help="first-task batches (the pq base set: fill x 10 examples)")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--budget", type=float, default=200)
+    p.add_argument("--fit", action="store_true", help="time the quantiser's fit per backend instead")
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.fit:
+        fit_times(args.repeats)
+        return
     print(f"one thread; medians of {args.repeats}; {args.steps} steps of batch 10 after a first task of "
           f"{args.fill} batches; budget {args.budget:g}\n")
     print("| model (cut) | configuration | ms / step | vs image replay |")
