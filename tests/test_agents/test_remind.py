@@ -86,3 +86,18 @@ def test_base_phase_ends_by_tasks_or_classes(settings, fitted_after_first, tiny)
     assert (states[0][2] is not None) == fitted_after_first  # frozen exactly when the base phase ends
     if settings.get("base_tasks") == 2:
         assert states[1][:2] == (True, True) and states[1][2] == ("hidden1", 0.0)
+
+
+@pytest.mark.parametrize(("agent", "memory", "settings"), [
+    ("remind", "pq", {"memory.nbits": 6, "replay_batch": 5}),
+    ("er", "latent", {"memory.lower_lr": 0.1}),
+])
+def test_resume_after_the_first_task_gives_the_same_result(agent, memory, settings, tiny, tmp_path):
+    kw = {"agent": agent, "memory": memory, "budget": 20, "settings": settings, **tiny}
+    full = run(out=tmp_path / "full", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        run(out=tmp_path / "cut", stop_after_task=0, **kw)
+    resumed = run(out=tmp_path / "cut", resume=True, **kw)
+    assert resumed.accuracy_matrix == full.accuracy_matrix
+    assert (resumed.items, resumed.storage_bits, resumed.overhead_bits) == (full.items, full.storage_bits,
+                                                                            full.overhead_bits)
