@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits, to_uint8
+from memory.buffers import reservoir_slots
 
 BACKENDS = ("kmeans", "faiss")
 
@@ -206,7 +207,7 @@ class PQMemory(Memory):
         self.seed, self.rng = seed, np.random.default_rng(seed)
         self.shape: tuple[int, ...] | None = None
         self.centroids: torch.Tensor | None = None
-        self.capacity = self.held = self.base_seen = 0
+        self.capacity = self.held = self.base_seen = self.base_held = 0
         dev = spec.device
         self.base_x = torch.zeros(0, *spec.image_shape, dtype=torch.uint8, device=dev)
         self.base_y = torch.zeros(0, dtype=torch.int64, device=dev)
@@ -299,21 +300,32 @@ class PQMemory(Memory):
                 labels[slot] = int(y[i])
 
     def _hold_base(self, x: torch.Tensor, t: int, y: torch.Tensor) -> None:
-        x8 = to_uint8(x).to(self.base_x.device)
-        for i in range(len(x)):
-            self.base_seen += 1
-            if len(self.base_x) < self.base_limit:
-                self.base_x = torch.cat([self.base_x, x8[i:i + 1]])
-                self.base_y = torch.cat([self.base_y, y[i:i + 1].to(self.base_y.device)])
-                self.base_t = torch.cat([self.base_t, self.base_t.new_full((1,), int(t))])
-            else:
-                j = int(self.rng.integers(self.base_seen))
-                if j < self.base_limit:
-                    self.base_x[j], self.base_y[j], self.base_t[j] = x8[i], y[i], int(t)
+        """Hold base examples in ``base_limit`` preallocated slots, by reservoir sampling beyond."""
+        if self.base_x.shape[0] == 0:
+            dev = self.base_x.device
+            self.base_x = torch.zeros(self.base_limit, *self.spec.image_shape, dtype=torch.uint8, device=dev)
+            self.base_y = torch.zeros(self.base_limit, dtype=torch.int64, device=dev)
+            self.base_t = torch.zeros(self.base_limit, dtype=torch.int64, device=dev)
+        src, dst = reservoir_slots(self.base_seen, len(x), self.base_limit, self.rng)
+        self.base_seen += len(x)
+        self.base_held = min(self.base_seen, self.base_limit)
+        if len(src):
+            src_t, dst_t = torch.as_tensor(src, device=x.device), torch.as_tensor(dst, device=self.base_x.device)
+            self.base_x[dst_t] = to_uint8(x[src_t]).to(self.base_x.device)
+            self.base_y[dst_t] = y[src_t].to(self.base_y.device)
+            self.base_t[dst_t] = int(t)
+
+    def _hold_base_state(self, state: dict) -> None:
+        n, dev = self.base_held, self.base_x.device
+        self.base_x = torch.zeros(self.base_limit, *self.spec.image_shape, dtype=torch.uint8, device=dev)
+        self.base_y = torch.zeros(self.base_limit, dtype=torch.int64, device=dev)
+        self.base_t = torch.zeros(self.base_limit, dtype=torch.int64, device=dev)
+        self.base_x[:n], self.base_y[:n], self.base_t[:n] = state["base_x"], state["base_y"], state["base_t"]
 
     def base_examples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The base examples held during base initialisation: float images in [0, 1], labels, task ids."""
-        return self.base_x.float().div(255.0), self.base_y, self.base_t
+        n = self.base_held
+        return self.base_x[:n].float().div(255.0), self.base_y[:n], self.base_t[:n]
 
     def fit(self, ctx: Any, batch: int = 500) -> None:
         """End of the base phase: fit the codebooks on the base examples' features (the lower part
@@ -333,6 +345,7 @@ class PQMemory(Memory):
             for i in range(0, len(idx), batch):
                 self.observe(x[idx[i:i + batch]], ti, y[idx[i:i + batch]], ctx)
         self.base_x, self.base_y, self.base_t = self.base_x[:0], self.base_y[:0], self.base_t[:0]
+        self.base_held = 0
 
     def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
         """``n`` items drawn uniformly with replacement, decoded (``layer`` set: features)."""
@@ -347,12 +360,12 @@ class PQMemory(Memory):
 
     @property
     def items(self) -> int:
-        return self.held + len(self.base_x)
+        return self.held + self.base_held
 
     @property
     def storage_bits(self) -> int:
         per_image = self.spec.example_bits + self.spec.label_bits + self.spec.task_bits
-        return len(self.base_x) * per_image + (self.held * self.item_bits if self.shape else 0)
+        return self.base_held * per_image + (self.held * self.item_bits if self.shape else 0)
 
     @property
     def overhead_bits(self) -> int:
@@ -362,7 +375,9 @@ class PQMemory(Memory):
         return {"pq_base_examples_seen": self.base_seen}
 
     def state_dict(self) -> dict:
-        state = {"base_x": self.base_x, "base_y": self.base_y, "base_t": self.base_t, "base_seen": self.base_seen,
+        n = self.base_held
+        state = {"base_x": self.base_x[:n], "base_y": self.base_y[:n], "base_t": self.base_t[:n],
+                 "base_seen": self.base_seen,
                  "held": self.held, "rng": self.rng.bit_generator.state}
         if self.shape is not None:
             state.update(codes=self.codes, y=self.y, t=self.t)
@@ -373,8 +388,11 @@ class PQMemory(Memory):
     def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         if self.shape is None and ctx is not None:
             self.bind(ctx)
-        self.base_x, self.base_y, self.base_t = state["base_x"], state["base_y"], state["base_t"]
         self.base_seen, self.held = int(state["base_seen"]), int(state["held"])
+        self.base_held = len(state["base_y"])
+        self.base_x, self.base_y, self.base_t = state["base_x"][:0], state["base_y"][:0], state["base_t"][:0]
+        if self.base_held:  # back into preallocated slots
+            self._hold_base_state(state)
         self.rng.bit_generator.state = state["rng"]
         if "codes" in state:
             self.codes.copy_(state["codes"])

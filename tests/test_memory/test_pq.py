@@ -168,3 +168,18 @@ def test_full_memory_replaces_items_of_the_largest_class():
     mem.observe(torch.rand(20, 1, 28, 28, generator=g), 1, torch.ones(20, dtype=torch.long), ctx)
     assert mem.items == 30 and mem.storage_bits + mem.overhead_bits <= codebook + 30 * 37
     assert int((mem.y == 1).sum()) == 15 and int((mem.y == 0).sum()) == 15  # balanced by REMIND's rule
+
+
+def test_base_phase_holds_at_most_base_limit_and_survives_a_checkpoint():
+    ctx = _Ctx(d=20)
+    mem = PQMemory(SPEC, 60 * 784 * 8, m=4, base_limit=50)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        mem.observe(torch.rand(10, 1, 28, 28, generator=g), 0, torch.randint(0, 10, (10,), generator=g), ctx)
+    assert mem.items == 50 and mem.storage_bits == 50 * (784 * 8 + 5) and mem.counters()["pq_base_examples_seen"] == 300
+    other = PQMemory(SPEC, 60 * 784 * 8, m=4, base_limit=50)
+    other.load_state_dict(mem.state_dict(), ctx)
+    for a, b in zip(mem.base_examples(), other.base_examples(), strict=True):
+        assert torch.equal(a, b)
+    other.observe(torch.rand(10, 1, 28, 28), 0, torch.zeros(10, dtype=torch.long), ctx)  # still writable
+    assert other.items == 50
