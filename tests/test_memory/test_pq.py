@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from memory import pq as pqmod
+from memory import product_quantiser as pqmod
 from memory.base import MemorySpec
 from memory.pq import (
     PQMemory,
