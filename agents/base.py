@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents import settings
+from agents.features import CutPoints
 from agents.info import RecentWindow, StreamInfo
 from agents.models import build_model, default_init, default_model
 from agents.optim import PlainSGD
@@ -28,7 +29,7 @@ from memory.base import Memory
 __all__ = ["Agent", "PlainSGD", "RecentWindow", "StreamInfo"]
 
 
-class Agent:
+class Agent(CutPoints):
     """Base learner.
 
     Args:
@@ -111,6 +112,9 @@ class Agent:
         self.class_mask = mask.to(self.device)
         self.masked = head == "masked"
         self._cache: tuple[Any, torch.Tensor, int | None, torch.Tensor] | None = None
+        self.init_cuts()
+        if memory is not None:
+            memory.bind(self)
 
     def make_model(self) -> nn.Module:
         """The network, built under the agent's seed (override for other kinds of model)."""
@@ -196,10 +200,22 @@ class Agent:
         return settings.resolve_settings(cls, given)
 
     # ----------------------------------------------------------------- model
-    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None, model: nn.Module | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None, model: nn.Module | None = None,
+                layer: str | None = None) -> torch.Tensor:
         """Logits of ``model`` (default the agent's), masked to the task's classes when the head
-        is masked and ``t`` (an int, or one task id per row) is known."""
-        logits = (self.model if model is None else model)(x)
+        is masked and ``t`` (an int, or one task id per row) is known.
+
+        One path for images and features: with ``layer`` (a cut point; a feature memory's
+        ``ReplayBatch.layer``), ``x`` holds activations at that cut and only the layers above it
+        run. Once the layers below a cut are frozen (:meth:`slow_lower`), images run the lower
+        part without gradient and in eval mode, then the upper part as replayed features do.
+        """
+        if layer is not None:
+            logits = self.split(layer, model)[1](x)
+        elif model is None and self._frozen_cut is not None:
+            logits = self.split(self._frozen_cut)[1](self.frozen_lower(x))
+        else:
+            logits = (self.model if model is None else model)(x)
         if self.masked and t is not None:
             logits = logits.masked_fill(~self.class_mask[t], float("-inf"))
         return logits
@@ -336,10 +352,13 @@ class Agent:
             "memory": None if self.memory is None else self.memory.state_dict(),
             "generator": self.generator.get_state(),
             "extra": self.extra_state(),
+            "lower": None if self.lower is None else list(self.lower),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if state.get("lower") is not None:  # the optimiser's groups depend on it: before loading them
+            self.slow_lower(state["lower"][0], state["lower"][1])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:

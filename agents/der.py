@@ -24,6 +24,8 @@ class DER(Agent):
 
     Storage: every item costs its example, label and task id plus ``32 * n_classes`` bits of
     float32 logits (``memory.LogitReservoir``): at equal budget DER holds fewer items than ER.
+    With ``--memory latent`` the items are activations at a cut point with their logits; every
+    forward here goes through :meth:`Agent.forward`, which runs them above the cut only.
 
     Settings:
         alpha: Weight of the logit-matching term (0.3).
@@ -36,18 +38,18 @@ class DER(Agent):
     SETTING_RULES = {"alpha": "non-negative", "beta": "non-negative", "replay_batch": "count"}
 
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
-        raw = self.model(x) if self.masked and t is not None else logits
+        raw = self.forward(x, None) if self.masked and t is not None else logits
         loss = self.loss(logits, y)
         out = {"loss": loss.detach()}
         n = self.settings["replay_batch"]
         mem = self.memory.sample(n, ctx=self, generator=self.generator)
         if mem is not None:
-            match = F.mse_loss(self.model(mem.x), mem.extras["logits"])
+            match = F.mse_loss(self.forward(mem.x, None, layer=mem.layer), mem.extras["logits"])
             loss = loss + self.settings["alpha"] * match
             out["logit_loss"] = match.detach()
             if self.settings["beta"] > 0:
                 mem2 = self.memory.sample(n, ctx=self, generator=self.generator)
-                r_loss = self.loss(self.forward(mem2.x, mem2.t if self.masked else None), mem2.y)
+                r_loss = self.loss(self.forward(mem2.x, mem2.t if self.masked else None, layer=mem2.layer), mem2.y)
                 loss = loss + self.settings["beta"] * r_loss
                 out["replay_loss"] = r_loss.detach()
         self.sgd_step(loss)

@@ -185,3 +185,63 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     finally:
         handle.remove()
     return captured["z"]
+
+
+# ----------------------------------------------------------------- cut points (latent replay, REMIND)
+def model_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model as named consecutive stages whose composition is its forward pass.
+
+    The stages share the model's modules (no copy). A cut point is the output of every stage but
+    the last: for :class:`MLP` after each hidden layer's ReLU (``hidden1``, ``hidden2``, …); for
+    :class:`ResNet18` after the stem (``stem``) and after each residual stage (``stage1`` …
+    ``stage4``); for :class:`ConvNet` after each conv block (``block1`` …). A user's model exposes
+    its own by defining ``stages() -> list[(name, module)]`` with the same meaning.
+
+    Raises:
+        TypeError: The model declares no stages.
+    """
+    if isinstance(model, MLP):
+        mods, stages, current, k = list(model.net), [], [], 0
+        for m in mods:
+            current.append(m)
+            if isinstance(m, nn.ReLU):
+                k += 1
+                stages.append((f"hidden{k}", nn.Sequential(*current)))
+                current = []
+        return [*stages, ("logits", nn.Sequential(*current))]
+    if isinstance(model, ResNet18):
+        stem = nn.Sequential(model.conv1, model.bn1, nn.ReLU())
+        stages = [(f"stage{i + 1}", layer) for i, layer in enumerate(model.layers)]
+        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), model.linear)
+        return [("stem", stem), *stages, ("head", head)]
+    if isinstance(model, ConvNet):
+        feats = list(model.features)
+        blocks = [(f"block{i // 4 + 1}", nn.Sequential(*feats[i:i + 4])) for i in range(0, len(feats), 4)]
+        return [*blocks, ("head", nn.Sequential(nn.Flatten(), model.classifier))]
+    stages_fn = getattr(model, "stages", None)
+    if callable(stages_fn):
+        return list(stages_fn())
+    raise TypeError(f"model {type(model).__name__} exposes no cut points: use mlp, mlp400, reduced_resnet18, "
+                    "resnet18 or convnet, or define stages() -> [(name, module), ...] on it")
+
+
+def cut_points(model: nn.Module) -> list[str]:
+    """Names of the places ``model`` can be split (every stage's output but the last's)."""
+    return [name for name, _ in model_stages(model)[:-1]]
+
+
+def split_model(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module]:
+    """``(lower, upper)`` with ``upper(lower(x)) == model(x)``, cut after stage ``layer``.
+
+    Both share the model's parameters (training either trains the model).
+
+    Raises:
+        ValueError: ``layer`` is not one of :func:`cut_points` (they are listed).
+    """
+    stages = model_stages(model)
+    names = [name for name, _ in stages[:-1]]
+    if layer not in names:
+        raise ValueError(f"layer {layer!r} is not a cut point of {type(model).__name__}; its cut points: "
+                         f"{', '.join(names)} (--set memory.layer=NAME)")
+    i = names.index(layer) + 1
+    return nn.Sequential(*[m for _, m in stages[:i]]), nn.Sequential(*[m for _, m in stages[i:]])

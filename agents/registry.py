@@ -53,7 +53,7 @@ def compressed(policy: str) -> dict:
 AGENTS: dict[str, AgentEntry] = {
     "online": AgentEntry("agents.online:Online", description="online SGD, no memory (lower bound)"),
     "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher", "addressable",
-                                                         *COMPRESSED), "reservoir", 200,
+                                                         "latent", *COMPRESSED), "reservoir", 200,
                      "experience replay: current batch + replay batch (Chaudhry et al. 2019); "
                      "with --memory teacher, generative replay (GEN)"),
     "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm", "addressable", *COMPRESSED), "task_ring", None,
@@ -61,15 +61,19 @@ AGENTS: dict[str, AgentEntry] = {
                       {"srm": {"policy": "task_ring"}, **compressed("task_ring")}),
     "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir", *COMPRESSED), "task_ring", None,
                        "Averaged GEM: one reference gradient (Chaudhry et al. 2019)", compressed("task_ring")),
-    "der": AgentEntry("agents.der:DER", ("logit_reservoir", *COMPRESSED), "logit_reservoir", 200,
+    "der": AgentEntry("agents.der:DER", ("logit_reservoir", "latent", *COMPRESSED), "logit_reservoir", 200,
                       "Dark Experience Replay: replay of stored logits (Buzzega et al. 2020)",
-                      compressed("logit_reservoir")),
-    "derpp": AgentEntry("agents.der:DERPP", ("logit_reservoir", *COMPRESSED), "logit_reservoir", 200,
-                        "DER++: stored logits and labels replayed (Buzzega et al. 2020)", compressed("logit_reservoir")),
+                      {"latent": {"logits": True}, **compressed("logit_reservoir")}),
+    "derpp": AgentEntry("agents.der:DERPP", ("logit_reservoir", "latent", *COMPRESSED), "logit_reservoir", 200,
+                        "DER++: stored logits and labels replayed (Buzzega et al. 2020)",
+                        {"latent": {"logits": True}, **compressed("logit_reservoir")}),
     "er_ace": AgentEntry("agents.replay:ERACE", ("reservoir", "task_ring", "class_balanced", *COMPRESSED),
                          "reservoir", 200, "ER with asymmetric cross-entropy (Caccia et al. 2022)"),
     "mir": AgentEntry("agents.replay:MIR", ("reservoir", "task_ring", "class_balanced", *COMPRESSED), "reservoir", 200,
                       "Maximally Interfered Retrieval on ER (Aljundi et al. 2019)"),
+    "remind": AgentEntry("agents.remind:Remind", ("pq",), "pq", 100,
+                         "REMIND: frozen lower layers after base init, replay of product-quantised features "
+                         "(Hayes et al. 2020)"),
     # codec cannot serve iCaRL: herding keeps a fixed count per class, a byte budget cannot promise one
     "icarl": AgentEntry("agents.icarl:ICaRL", ("herding", "quantized"), "herding", 200,
                         "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)",

@@ -12,7 +12,9 @@ class ExperienceReplay(Agent):
     """Each step trains on the current batch joined with ``replay_batch`` items from the memory.
 
     The memory sees the batch after the step, so a batch never replays itself. With a memory
-    that returns soft targets (probabilities), the replayed part uses soft cross-entropy.
+    that returns soft targets (probabilities), the replayed part uses soft cross-entropy. With a
+    feature memory (``latent``) the replayed items are activations at a cut point
+    (``ReplayBatch.layer``): the same forward runs them through the layers above the cut only.
 
     Settings:
         replay_batch: Items replayed per step (10).
@@ -27,7 +29,7 @@ class ExperienceReplay(Agent):
         out = {"loss": loss.detach()}
         mem = self.memory.sample(self.settings["replay_batch"], ctx=self, generator=self.generator)
         if mem is not None:
-            r_logits = self.forward(mem.x, mem.t if self.masked else None)
+            r_logits = self.forward(mem.x, mem.t if self.masked else None, layer=mem.layer)
             if mem.y.dtype.is_floating_point:  # soft targets
                 r_loss = -(mem.y * r_logits.log_softmax(1)).sum(1).mean()
             else:

@@ -27,6 +27,8 @@ MEMORIES: dict[str, str] = {
     "addressable": "memory.addressable:Addressable",
     "quantized": "memory.quantized:Quantized",
     "codec": "memory.codec:Codec",
+    "latent": "memory.latent:LatentReplay",
+    "pq": "memory.pq:PQMemory",
 }
 
 

@@ -18,12 +18,18 @@ import torch
 
 class ReplayBatch(NamedTuple):
     """A replay batch: inputs (float32 in [0, 1]), task ids, labels or soft targets, and optional
-    per-item extras a memory keeps beside them (e.g. the logits DER++ stores, the slot indices)."""
+    per-item extras a memory keeps beside them (e.g. the logits DER++ stores, the slot indices).
+
+    ``layer`` is None for images; a feature memory (``latent``, ``pq``) sets it to the cut point
+    of the learner's model whose activations ``x`` holds, and the learner's forward
+    (``Agent.forward(x, t, layer=batch.layer)``) then runs ``x`` through the layers above it only.
+    """
 
     x: torch.Tensor
     t: torch.Tensor
     y: torch.Tensor
     extras: dict[str, torch.Tensor] | None = None
+    layer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,11 @@ class Memory(ABC):
 
     def end_task(self, t: int, ctx: Any = None) -> None:  # noqa: B027 - optional hook
         """Task-boundary work (nothing for plain buffers)."""
+
+    def bind(self, ctx: Any) -> None:  # noqa: B027 - optional hook
+        """Called once by the learner ``ctx`` when it is built, before any batch: memories whose
+        size or validity depends on the learner's model (feature memories: the cut point exists,
+        the feature size fixes the capacity) check and size themselves here. Nothing by default."""
 
     def tasks(self) -> list[int]:
         """Tasks with items held."""

@@ -32,7 +32,9 @@ RESULT_KEYS = {
 
 # small settings so that the SB3 algorithms update within a 200-example task
 TINY_SETTINGS = {"sb3": {"algo_kwargs": {"n_steps": 32, "batch_size": 32, "learning_rate": 3e-3}},
-                 "recall": {"memory.iterations": 10, "memory.inner_steps": 5, "epochs": 30}}
+                 "recall": {"memory.iterations": 10, "memory.inner_steps": 5, "epochs": 30},
+                 # 64 centroids: fitted on a 100-200-example base task, the codebook fits a budget of 20
+                 "remind": {"memory.nbits": 6}}
 # classifiers (the generative agents have their own tests: tests/test_agents/test_generative_agents.py)
 CLASSIFIERS = [a for a in AGENTS if not agent_class(a).generative]
 

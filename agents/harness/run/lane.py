@@ -77,8 +77,8 @@ class Lane:
         check_fits_the_stream(config, env_id, stream.n_train)
         mem = build_memory(agent, o.config.memory, o.config.budget, info.memory_spec(device), seed=seed,
                            options=plain["memory_options"], items=o.config.memory_items)
-        check_holds_an_item(mem, config, env_id)
         self.learner = learner = cls(info, mem, settings, device=device, seed=seed)
+        check_holds_an_item(mem, config, env_id)  # after the agent bound its memory (feature memories size then)
         dev = self.dev = torch.device(device)
         if shared is None:
             tests = [(t.test_x.to(dev), t.test_y.to(dev)) for t in stream.tasks]
