@@ -4,9 +4,9 @@ Learning*): a discrete VAE plus an index buffer of bit-packed codes.
 Each replayable item is a code of ``c`` categorical variables of ``l`` categories, stored at
 ``k = c * ceil(log2 l)`` bits (appendix, "binary representation"), with its label (and, for the
 reservoir policy, its task id) in the same packed row of a :class:`memory.bitstore.BitStore`.
-With ``entropy_coding``
-(beyond the paper, :mod:`memory.srm.entropy`) each code is instead range-coded under a categorical
-prior fitted on the codes seen so far, and the store holds as many items as their coded bits allow.
+With ``entropy_coding`` (beyond the paper, :mod:`memory.srm.entropy`) each code is instead
+range-coded under a categorical prior fitted on the codes seen so far, and the same bits hold as
+many items as their coded sizes allow.
 Recollections are the current decoder's reconstructions of the stored codes. Algorithm 1's
 stabilisation runs in :meth:`SRM.observe`: ``N`` recollection sets, ``N`` autoencoder steps on
 each set joined with the incoming batch, then the batch is encoded and written.
