@@ -11,7 +11,9 @@ holds more recollections.
   bytes put back before decoding give the very same words). Range coding was chosen over
   constriction's ANS coder because one short message per item pays ANS's flushed 64-bit state:
   measured on 100 variables of 4 categories at 1.49 bits of entropy each, ANS 1.85 bits a code,
-  the range coder 1.64, zlib's raw deflate of the packed codes 2.16 (docs/memories.md).
+  the range coder 1.64, zlib's raw deflate of the packed codes 2.16 (docs/memories.md). Where the
+  message would be no shorter than the packed code (near-uniform codes: the flush costs ~15-20
+  bits a message), the item is stored packed instead; one bit per item says which.
 - **Prior.** Counts of every code written (per variable, ``(c, l)``, or one distribution shared by
   all variables, ``(1, l)``), smoothed by one, stored as 16-bit fixed-point weights
   (:func:`fit_prior`); the model is rebuilt from those stored integers alone, so the coded bits
@@ -27,6 +29,8 @@ holds more recollections.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -82,13 +86,39 @@ def decode_codes(blob: bytes, probs: np.ndarray) -> np.ndarray:
     return constriction.stream.queue.RangeDecoder(words).decode(_model(), probs).astype(np.int64)
 
 
+def pack_codes(codes: np.ndarray, width: int) -> bytes:
+    """A code ``(c,)`` at ``width`` bits a variable, little-endian bits (the packed row's code)."""
+    bits = (np.asarray(codes, dtype=np.int64)[:, None] >> np.arange(width)) & 1
+    return np.packbits(bits.astype(np.uint8).ravel(), bitorder="little").tobytes()
+
+
+def unpack_codes(blob: bytes, c: int, width: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`."""
+    bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), bitorder="little")[: c * width]
+    return (bits.reshape(c, width).astype(np.int64) << np.arange(width)).sum(1)
+
+
+def encode_item(codes: np.ndarray, probs: np.ndarray, width: int) -> tuple[bytes, bool]:
+    """The smaller of the range-coded message and the packed code: ``(bytes, raw)``."""
+    coded = encode_codes(codes, probs)
+    if 8 * len(coded) < len(codes) * width:
+        return coded, False
+    return pack_codes(codes, width), True
+
+
+def decode_item(blob: bytes, raw: bool, probs: np.ndarray, width: int) -> np.ndarray:
+    """Inverse of :func:`encode_item`."""
+    return unpack_codes(blob, len(probs), width) if raw else decode_codes(blob, probs)
+
+
 class CodedStore:
     """Variable-sized entropy-coded items (code, label, task id) within a bit budget.
 
     Args:
         c: Variables per code.
         l: Categories per variable.
-        extra_bits: Bits of each item's label and task id (stored at their packed widths).
+        extra_bits: Bits of each item's label and task id (stored at their packed widths); one
+            more bit says whether the item is range-coded or packed (:func:`encode_item`).
         budget_bits: The most ``storage_bits`` may reach (coded items, their labels and task ids,
             and the prior).
         prior: ``"variable"`` (one distribution per variable) or ``"shared"``.
@@ -98,16 +128,19 @@ class CodedStore:
     def __init__(self, c: int, l: int, extra_bits: int, budget_bits: int, prior: str,  # noqa: E741
                  rng: np.random.Generator):
         require_coder()
-        self.c, self.l, self.extra_bits, self.budget_bits = c, l, int(extra_bits), int(budget_bits)
+        self.c, self.l, self.extra_bits, self.budget_bits = c, l, int(extra_bits) + 1, int(budget_bits)
+        self.width = max(1, math.ceil(math.log2(l)))
         self.prior, self.rng = prior, rng
         rows = c if prior == "variable" else 1
         self.counts = np.zeros((rows, l), dtype=np.int64)
         self.weights = fit_prior(self.counts)  # uniform until the first refit
         self._probs = prior_probs(self.weights, c)
         self.blobs: list[bytes] = []
+        self.raw: list[bool] = []  # packed at `width` bits a variable, not range-coded
+        self.sizes: list[int] = []  # bits of each code: 8 * bytes coded, c * width packed
         self.labels: list[int] = []
         self.tasks: list[int] = []
-        self.coded_bits = 0  # 8 * bytes of the held messages
+        self.coded_bits = 0  # the sum of sizes
         self.n_seen = 0
         self.next_refit = 64
         self.recodes = 0  # refits that recoded the buffer, and the items they recoded
@@ -133,13 +166,16 @@ class CodedStore:
     # ----------------------------------------------------------------- writing
     def _evict(self, j: int) -> None:
         last = len(self.blobs) - 1
-        self.coded_bits -= 8 * len(self.blobs[j])
-        for seq in (self.blobs, self.labels, self.tasks):
+        self.coded_bits -= self.sizes[j]
+        for seq in (self.blobs, self.raw, self.sizes, self.labels, self.tasks):
             seq[j] = seq[last]
             seq.pop()
 
-    def _fits(self, nbytes: int) -> bool:
-        return self.storage_bits + 8 * nbytes + self.extra_bits <= self.budget_bits
+    def _size(self, blob: bytes, raw: bool) -> int:
+        return self.c * self.width if raw else 8 * len(blob)
+
+    def _fits(self, bits: int) -> bool:
+        return self.storage_bits + bits + self.extra_bits <= self.budget_bits
 
     def add(self, codes: np.ndarray, labels: np.ndarray, task: int) -> None:
         """Code and write a batch of codes ``(b, c)`` with their labels, under the write policy."""
@@ -147,19 +183,20 @@ class CodedStore:
         hist = (codes[:, :, None] == np.arange(self.l)).sum(0)
         self.counts += hist if self.prior == "variable" else hist.sum(0, keepdims=True)
         for code, label in zip(codes, np.asarray(labels).tolist(), strict=True):
-            blob = encode_codes(code, self._probs)
+            blob, raw = encode_item(code, self._probs, self.width)
+            size = self._size(blob, raw)
             self.n_seen += 1
-            if not self._fits(len(blob)):
+            if not self._fits(size):
                 _, dst = reservoir_slots(self.n_seen - 1, 1, self.items, self.rng)
-                if not len(dst) or self.prior_bits + 8 * len(blob) + self.extra_bits > self.budget_bits:
+                if not len(dst) or self.prior_bits + size + self.extra_bits > self.budget_bits:
                     continue  # not sampled into the reservoir (or larger than the whole budget)
                 self._evict(int(dst[0]))
-                while not self._fits(len(blob)):
+                while not self._fits(size):
                     self._evict(int(self.rng.integers(self.items)))
-            self.blobs.append(blob)
-            self.labels.append(int(label))
-            self.tasks.append(int(task))
-            self.coded_bits += 8 * len(blob)
+            for seq, v in ((self.blobs, blob), (self.raw, raw), (self.sizes, size), (self.labels, int(label)),
+                           (self.tasks, int(task))):
+                seq.append(v)
+            self.coded_bits += size
         if self.n_seen >= self.next_refit:
             self.refit()
 
@@ -171,9 +208,12 @@ class CodedStore:
         if np.array_equal(weights, self.weights):
             return
         old, new = self._probs, prior_probs(weights, self.c)
-        self.blobs = [encode_codes(decode_codes(b, old), new) for b in self.blobs]
+        items = [encode_item(decode_item(b, r, old, self.width), new, self.width)
+                 for b, r in zip(self.blobs, self.raw, strict=True)]
+        self.blobs, self.raw = [b for b, _ in items], [r for _, r in items]
+        self.sizes = [self._size(b, r) for b, r in items]
         self.weights, self._probs = weights, new
-        self.coded_bits = 8 * sum(len(b) for b in self.blobs)
+        self.coded_bits = sum(self.sizes)
         self.recodes += 1
         self.recoded_items += self.items
         while self.items and self.storage_bits > self.budget_bits:
@@ -184,7 +224,7 @@ class CodedStore:
         """Decode ``rows``: ``(n, c + 2)`` int64 of code, label, task id (BitStore's layout)."""
         out = np.empty((len(rows), self.c + 2), dtype=np.int64)
         for i, r in enumerate(np.asarray(rows).tolist()):
-            out[i, : self.c] = decode_codes(self.blobs[r], self._probs)
+            out[i, : self.c] = decode_item(self.blobs[r], self.raw[r], self._probs, self.width)
             out[i, self.c], out[i, self.c + 1] = self.labels[r], self.tasks[r]
         return out
 
@@ -192,6 +232,7 @@ class CodedStore:
     def state_dict(self) -> dict:
         lengths = np.array([len(b) for b in self.blobs], dtype=np.int64)
         return {"bytes": np.frombuffer(b"".join(self.blobs), dtype=np.uint8).copy(), "lengths": lengths,
+                "raw": np.array(self.raw, dtype=bool),
                 "labels": np.array(self.labels, dtype=np.int64), "tasks": np.array(self.tasks, dtype=np.int64),
                 "weights": self.weights.astype(np.int64), "counts": self.counts.copy(), "n_seen": self.n_seen,
                 "next_refit": self.next_refit, "recodes": self.recodes, "recoded_items": self.recoded_items}
@@ -204,10 +245,12 @@ class CodedStore:
         data, ends = bytes(np.asarray(state["bytes"], dtype=np.uint8)), np.cumsum(state["lengths"])
         self.blobs = [data[s:e] for s, e in zip(np.concatenate([[0], ends[:-1]]).tolist(), ends.tolist(),
                                                   strict=True)]
+        self.raw = [bool(v) for v in state["raw"]]
+        self.sizes = [self._size(b, r) for b, r in zip(self.blobs, self.raw, strict=True)]
         self.labels = [int(v) for v in state["labels"]]
         self.tasks = [int(v) for v in state["tasks"]]
         self.weights, self._probs = weights, prior_probs(weights, self.c)
         self.counts = np.asarray(state["counts"], dtype=np.int64).copy()
-        self.coded_bits = 8 * len(data)
+        self.coded_bits = sum(self.sizes)
         self.n_seen, self.next_refit = int(state["n_seen"]), int(state["next_refit"])
         self.recodes, self.recoded_items = int(state["recodes"]), int(state["recoded_items"])

@@ -15,7 +15,15 @@ from agents.harness.checkpoint import decode, encode
 from agents.harness.cliargs import parse_assignments
 from memory import MemorySpec
 from memory.srm import SRM
-from memory.srm.entropy import CodedStore, decode_codes, encode_codes, fit_prior, prior_probs
+from memory.srm.entropy import (
+    CodedStore,
+    decode_codes,
+    decode_item,
+    encode_codes,
+    encode_item,
+    fit_prior,
+    prior_probs,
+)
 
 MNIST = MemorySpec((1, 28, 28), 10, 20)
 SKEW = np.array([0.7, 0.2, 0.07, 0.03])  # 1.25 bits of entropy per variable of 4 categories
@@ -40,6 +48,18 @@ def test_the_range_coder_round_trips_exactly_under_any_stored_prior(case):
     assert np.array_equal(decode_codes(blob, probs), codes)
     # the model is rebuilt from the stored integer weights alone: a copy decodes the same
     assert np.array_equal(decode_codes(bytes(blob), prior_probs(weights.copy(), len(codes))), codes)
+    width = max(1, int(np.ceil(np.log2(weights.shape[1]))))
+    item, raw = encode_item(codes, probs, width)  # the smaller of coded and packed, exact either way
+    assert np.array_equal(decode_item(item, raw, probs, width), codes)
+    assert (len(item) == -(-len(codes) * width // 8)) if raw else (8 * len(item) < len(codes) * width)
+
+
+def test_near_uniform_codes_fall_back_to_packed_and_never_cost_more_than_a_flag_bit():
+    store = CodedStore(100, 4, 9, 10**6, "variable", np.random.default_rng(0))
+    codes = np.random.default_rng(3).integers(0, 4, (200, 100))  # uniform: nothing to gain
+    store.add(codes, np.zeros(200, dtype=np.int64), 0)
+    assert sum(store.raw) > 150 and max(store.sizes) <= 200  # never above the packed 200 bits
+    assert np.array_equal(store.read(np.arange(200))[:, :100], codes)
 
 
 def test_fit_prior_is_smoothed_16_bit_and_follows_the_counts():
@@ -66,7 +86,8 @@ def test_storage_never_exceeds_the_budget_under_random_code_distributions(seed, 
     alpha = float(rng.choice([0.1, 1.0, 10.0]))  # from very skewed to near uniform, drifting per batch
     _fill(store, rng, lambda b: rng.dirichlet(np.full(l, alpha), b), 30, task_every=7)
     assert store.items > 0 and store.n_seen == 300
-    assert store.storage_bits == store.coded_bits + 9 * store.items + 16 * store.weights.size
+    # each item: its code's bits, 9 label/task bits and the coded-or-packed flag; then the prior
+    assert store.storage_bits == sum(store.sizes) + 10 * store.items + 16 * store.weights.size
 
 
 def _skewed_srm(entropy_coding: bool, capacity: int = 300, c: int = 100):
