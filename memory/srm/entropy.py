@@ -22,6 +22,10 @@ holds more recollections.
 - **Refits.** The prior is refitted when the number of codes written has doubled since the last
   refit, and at every task end; each refit recodes every held item under the new prior (decode
   with the old, encode with the new), which can only be exact because both priors are known then.
+- **When it pays.** Only while the codes are skewed: a trained autoencoder spreads each variable
+  over its categories almost evenly (1.979 bits of 2 per variable over the 20,000 codes of
+  MNISTRotations-v0 at budget 100), and then the prior's bits outweigh what coding saves;
+  docs/memories.md has the measurements.
 - **Write policy.** Reservoir sampling over variable-sized items: a new item is appended while it
   fits; otherwise it takes a reservoir slot (:func:`memory.buffers.reservoir_slots` over the items
   held) or is dropped, and the slot's item, then further uniformly drawn items, are evicted until
