@@ -188,3 +188,17 @@ def test_cli_bad_entropy_input_exits_2_with_one_line(value, text, tiny, capsys, 
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and "Traceback" not in err and len(lines) == 1 and text in lines[0], err
+
+
+def test_a_killed_entropy_coded_run_resumes_to_the_uninterrupted_result(tiny, tmp_path):
+    from agents import run
+
+    kw = {"agent": "er", "memory": "srm", "budget": 1, "env_id": tiny["env_id"],
+          "stream_kwargs": {**tiny["stream_kwargs"], "train_per_task": 100},  # 200 examples > 150 packed rows
+          "settings": {"memory.items": 150, "memory.n_sets": 1, "memory.entropy_coding": True}}
+    whole = run(out=tmp_path / "whole", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        run(out=tmp_path / "cut", stop_after_task=0, **kw)
+    resumed = run(out=tmp_path / "cut", resume=True, **kw)
+    assert resumed.accuracy_matrix == whole.accuracy_matrix and resumed.storage_bits == whole.storage_bits
+    assert resumed.items == whole.items and 0 < whole.storage_bits <= 784 * 8  # budget 1 example: c = 18
