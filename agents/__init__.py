@@ -8,7 +8,7 @@ from cl_env.install import require_own_packages
 require_own_packages()  # another distribution's `agents` merged into this folder: say so, and the fix
 
 from agents.base import Agent, StreamInfo  # noqa: E402
-from agents.harness.runner import Result, run, run_seeds  # noqa: E402
+from agents.harness.run import Result, run, run_seeds  # noqa: E402
 from agents.registry import AGENTS, agent_class  # noqa: E402
 
 __all__ = ["AGENTS", "Agent", "Result", "StreamInfo", "agent_class", "run", "run_seeds"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agents.base import Agent
+from cl_env import checks
 from cl_env.error import UnknownNameError
 from memory import MEMORIES, is_memory_name, load_object, memory_class, memory_names, plugin_names
+from memory.base import Memory
 
 __all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory"]
 
@@ -35,28 +37,46 @@ class AgentEntry:
     memory_kwargs: dict = field(default_factory=dict)
 
 
+# Compressed real examples (memory.quantized, memory.codec) run the buffers' own write policies:
+# each learner gets the policy its own memory uses (memory_kwargs), overridable with
+# --set memory.policy=NAME. They cannot serve learners whose memory is not a buffer of examples:
+# arm/adi (self_recall: the model's own recall), recall (distilled memories), lvae/vae/ewc_vae
+# (a generative teacher), and codec cannot serve icarl (see its row).
+COMPRESSED = ("quantized", "codec")
+
+
+def compressed(policy: str) -> dict:
+    """``memory_kwargs`` giving both compressed memories ``policy``."""
+    return {name: {"policy": policy} for name in COMPRESSED}
+
+
 AGENTS: dict[str, AgentEntry] = {
     "online": AgentEntry("agents.online:Online", description="online SGD, no memory (lower bound)"),
-    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher", "addressable"), "reservoir", 200,
+    "er": AgentEntry("agents.replay:ExperienceReplay", ("reservoir", "task_ring", "srm", "teacher", "addressable",
+                                                         *COMPRESSED), "reservoir", 200,
                      "experience replay: current batch + replay batch (Chaudhry et al. 2019); "
                      "with --memory teacher, generative replay (GEN)"),
-    "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm", "addressable"), "task_ring", None,
+    "gem": AgentEntry("agents.gem:GEM", ("task_ring", "srm", "addressable", *COMPRESSED), "task_ring", None,
                       "Gradient Episodic Memory, QP projection (Lopez-Paz & Ranzato 2017)",
-                      {"srm": {"policy": "task_ring"}}),
-    "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir"), "task_ring", None,
-                       "Averaged GEM: one reference gradient (Chaudhry et al. 2019)"),
-    "der": AgentEntry("agents.der:DER", ("logit_reservoir",), "logit_reservoir", 200,
-                      "Dark Experience Replay: replay of stored logits (Buzzega et al. 2020)"),
-    "derpp": AgentEntry("agents.der:DERPP", ("logit_reservoir",), "logit_reservoir", 200,
-                        "DER++: stored logits and labels replayed (Buzzega et al. 2020)"),
-    "er_ace": AgentEntry("agents.replay:ERACE", ("reservoir", "task_ring", "class_balanced"), "reservoir", 200,
-                         "ER with asymmetric cross-entropy (Caccia et al. 2022)"),
-    "mir": AgentEntry("agents.replay:MIR", ("reservoir", "task_ring", "class_balanced"), "reservoir", 200,
+                      {"srm": {"policy": "task_ring"}, **compressed("task_ring")}),
+    "agem": AgentEntry("agents.gem:AGEM", ("task_ring", "reservoir", *COMPRESSED), "task_ring", None,
+                       "Averaged GEM: one reference gradient (Chaudhry et al. 2019)", compressed("task_ring")),
+    "der": AgentEntry("agents.der:DER", ("logit_reservoir", *COMPRESSED), "logit_reservoir", 200,
+                      "Dark Experience Replay: replay of stored logits (Buzzega et al. 2020)",
+                      compressed("logit_reservoir")),
+    "derpp": AgentEntry("agents.der:DERPP", ("logit_reservoir", *COMPRESSED), "logit_reservoir", 200,
+                        "DER++: stored logits and labels replayed (Buzzega et al. 2020)", compressed("logit_reservoir")),
+    "er_ace": AgentEntry("agents.replay:ERACE", ("reservoir", "task_ring", "class_balanced", *COMPRESSED),
+                         "reservoir", 200, "ER with asymmetric cross-entropy (Caccia et al. 2022)"),
+    "mir": AgentEntry("agents.replay:MIR", ("reservoir", "task_ring", "class_balanced", *COMPRESSED), "reservoir", 200,
                       "Maximally Interfered Retrieval on ER (Aljundi et al. 2019)"),
-    "icarl": AgentEntry("agents.icarl:ICaRL", ("herding",), "herding", 200,
-                        "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)"),
-    "gdumb": AgentEntry("agents.gdumb:GDumb", ("class_balanced",), "class_balanced", 200,
-                        "GDumb: class-balanced memory, retrained from scratch to evaluate (Prabhu et al. 2020)"),
+    # codec cannot serve iCaRL: herding keeps a fixed count per class, a byte budget cannot promise one
+    "icarl": AgentEntry("agents.icarl:ICaRL", ("herding", "quantized"), "herding", 200,
+                        "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)",
+                        {"quantized": {"policy": "herding"}}),
+    "gdumb": AgentEntry("agents.gdumb:GDumb", ("class_balanced", *COMPRESSED), "class_balanced", 200,
+                        "GDumb: class-balanced memory, retrained from scratch to evaluate (Prabhu et al. 2020)",
+                        compressed("class_balanced")),
     "ewc": AgentEntry("agents.ewc:EWC", description="Elastic Weight Consolidation, diagonal Fisher"),
     "si": AgentEntry("agents.importance:SI", description="Synaptic Intelligence: path-integral importance (Zenke et al. 2017)"),
     "mas": AgentEntry("agents.importance:MAS", description="Memory Aware Synapses: output-sensitivity importance (Aljundi et al. 2018)"),
@@ -120,22 +140,55 @@ def agent_class(name: str):
     return _plugin_class(name)[1]
 
 
+def takes_items(cls) -> bool:
+    """Whether a memory class can be sized by an exact item count (it overrides ``for_items``)."""
+    return any("for_items" in vars(k) for k in cls.__mro__ if k is not Memory)
+
+
+def check_size(budget: float | None, items: int | None, options: dict | None, cls=None) -> None:
+    """A memory's size is given once: ``--budget`` (effective examples) or ``--items`` (an exact
+    item count), never ``--set memory.capacity`` (the item count's internal name).
+
+    Raises:
+        ValueError: Both sizes, ``--items`` for a memory without an item count, or
+            ``memory.capacity`` (the message says what to write instead).
+    """
+    name = getattr(cls, "name", None) or "this memory"
+    by_items = cls is None or takes_items(cls)
+    if options and "capacity" in options:
+        n = checks.shown(options["capacity"], 24)  # never the whole of a huge value
+        instead = (f"--items {n} (exact items; its bits are reported)" if by_items else
+                   f"--set memory.items={n} (the items {name} keeps; --budget sets their bits)")
+        raise checks.InvalidValueError(f"--set memory.capacity={n} is not an option of {name}: write {instead}")
+    if budget is not None and items is not None:
+        raise ValueError(f"give --budget ({budget:g} effective examples) or --items ({items} items), not both: "
+                         "each sets the memory's size")
+    if items is not None and not by_items:
+        cls.for_items(items, None)  # raises its own one-line reason
+
+
 def build_memory(agent: str, memory: str | None, budget: float | None, spec, seed: int = 0,
-                 options: dict | None = None):
+                 options: dict | None = None, items: int | None = None):
     """The memory an agent runs with, validated against what it accepts.
+
+    ``budget`` sizes it in effective real examples (:meth:`memory.base.Memory.for_budget`),
+    ``items`` as an exact item count (:meth:`memory.base.Memory.for_items`); neither: the agent's
+    default budget, else the memory's own default size.
 
     Raises:
         UnknownNameError: ``memory`` is not registered.
-        ValueError: The agent cannot use ``memory`` (lists those it can), or takes none.
+        ValueError: The agent cannot use ``memory`` (lists those it can), or takes none; both
+            ``budget`` and ``items``; ``memory.capacity`` among the options.
     """
     entry = agent_entry(agent)
     if memory is not None and not is_memory_name(memory):
         raise UnknownNameError("memory", memory, memory_names())
     if not entry.memories:
-        if memory is not None or budget is not None:
-            raise ValueError(f"agent {agent!r} uses no memory; drop --memory/--budget "
+        if memory is not None or budget is not None or items is not None:
+            raise ValueError(f"agent {agent!r} uses no memory; drop --memory/--budget/--items "
                              f"(agents with memories: {[a for a, e in AGENTS.items() if e.memories]})")
         return None
+    check_size(budget, items, options, memory_class(memory or entry.default_memory))
     name = memory or entry.default_memory
     if name not in entry.memories:
         raise ValueError(f"agent {agent!r} cannot use memory {name!r}; it accepts: {list(entry.memories)}")
@@ -144,6 +197,8 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
     kwargs.update(entry.memory_kwargs.get(name, {}))
     kwargs.update(options or {})
     _check_options(cls, name, options or {})
+    if items is not None:
+        return cls.for_items(items, spec, **kwargs)
     if budget is None and entry.default_budget is None:
         return cls.default(spec, **kwargs)  # the protocol's own size (GEM: 256 items per task)
     return cls.for_budget(budget if budget is not None else entry.default_budget, spec, **kwargs)
@@ -162,7 +217,8 @@ def _check_options(cls, name: str, options: dict) -> None:
 
     valid = set()
     for fn in (cls.__init__, cls.for_budget):
-        valid |= {k for k in inspect.signature(fn).parameters if k not in ("self", "spec", "budget", "kwargs")}
+        valid |= {k for k in inspect.signature(fn).parameters
+                  if k not in ("self", "spec", "budget", "kwargs", "capacity")}  # capacity: --items
     for key in options:
         if key not in valid:
             raise UnknownNameError(f"option of memory {name!r} (--set memory.KEY=...)", key, valid)

@@ -10,6 +10,7 @@ every bad input reads the same way::
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 from cl_env.error import CLEnvError
@@ -19,9 +20,23 @@ class InvalidValueError(CLEnvError, ValueError):
     """A user-supplied value of the wrong type or outside its range."""
 
 
+_REPR = reprlib.Repr()  # (keyword arguments need Python 3.12)
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 2, 50, 40, 50
+_REPR.maxtuple = _REPR.maxlist = _REPR.maxarray = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 4
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A bounded rendering of a user value: never the whole of a huge or deeply nested value
+    (:mod:`reprlib` limits what is rendered before the text is cut to ``limit`` characters)."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails is still named by its type
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _shown(value: Any) -> str:
-    text = repr(value)
-    return (text if len(text) <= 60 else text[:57] + "...") + f" ({type(value).__name__})"
+    return f"{shown(value)} ({type(value).__name__})"
 
 
 def fail(name: str, value: Any, expected: str, fix: str | None = None) -> InvalidValueError:
@@ -36,6 +51,13 @@ def is_int(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite(value: Any) -> bool:
+    """Whether a number is finite; an int too large for a float is finite (no OverflowError)."""
+    if is_int(value):
+        return True
+    return is_number(value) and math.isfinite(value)
 
 
 def integer(name: str, value: Any, minimum: int | None = None, maximum: int | None = None,
@@ -55,14 +77,17 @@ def number(name: str, value: Any, minimum: float | None = None, maximum: float |
     low = "" if minimum is None else (f" > {minimum:g}" if strict_minimum else f" >= {minimum:g}")
     high = "" if maximum is None else f" <= {maximum:g}"
     expected = f"a finite number{low}{' and' if low and high else ''}{high}"
-    if not is_number(value) or not math.isfinite(float(value)):
+    if not is_number(value) or not is_finite(value):
         raise fail(name, value, expected, fix)
-    v = float(value)
-    if minimum is not None and (v <= minimum if strict_minimum else v < minimum):
+    # compared exactly (int against float), so an int too large for a float is refused, not an OverflowError
+    if minimum is not None and (value <= minimum if strict_minimum else value < minimum):
         raise fail(name, value, expected, fix)
-    if maximum is not None and v > maximum:
+    if maximum is not None and value > maximum:
         raise fail(name, value, expected, fix)
-    return v
+    try:
+        return float(value)
+    except OverflowError:
+        raise fail(name, value, f"{expected} (representable as a float)", fix) from None
 
 
 def boolean(name: str, value: Any, fix: str | None = None) -> bool:

@@ -6,7 +6,11 @@ Every error says what was wrong, what was expected and how to fix it.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
+
+_NAME = reprlib.Repr()
+_NAME.maxstring, _NAME.maxother, _NAME.maxlevel = 60, 60, 1
 
 
 class CLEnvError(Exception):
@@ -50,13 +54,16 @@ class UnknownNameError(CLEnvError, KeyError):
 
     def __init__(self, kind: str, name: str, choices: Iterable[str], note: str | None = None):
         choices = sorted(choices)
-        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+        # a huge or non-string name (a YAML value) is rendered in part, never whole
+        short = isinstance(name, str) and len(name) <= 200
+        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5) if short else []
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         self.kind, self.name, self.choices = kind, name, choices
+        shown = _NAME.repr(name)
         if note is not None:  # a plugin path that did not import: say why, then the choices
-            msg = f"unknown {kind} {name!r}: {note}. Valid choices: {', '.join(choices)}, or package.module:Class"
+            msg = f"unknown {kind} {shown}: {note}. Valid choices: {', '.join(choices)}, or package.module:Class"
         else:
-            msg = f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}"
+            msg = f"unknown {kind} {shown}.{hint} Valid choices: {', '.join(choices)}"
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would otherwise print the repr of the message

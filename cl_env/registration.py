@@ -29,6 +29,9 @@ class StreamSpec:
             fix every example's task, like the CIFAR splits).
         channels: Image channels whatever the options, where the protocol fixes them (None: not
             declared); lets a sweep know the default model without loading the data.
+        source_kwargs: Protocol defaults that depend on the data source, over ``kwargs`` when
+            ``source`` is that source and the caller did not set the key (SplitMNIST on full MNIST
+            is the DER paper's Seq-MNIST: every training image).
     """
 
     entry_point: str
@@ -36,6 +39,13 @@ class StreamSpec:
     description: str = ""
     seed_dependent: bool = True
     channels: int | None = None
+    source_kwargs: dict = field(default_factory=dict)
+
+    def protocol_kwargs(self, kwargs: dict, defaults: dict) -> dict:
+        """The protocol defaults for a call with ``kwargs``: :attr:`kwargs`, then those of
+        :attr:`source_kwargs` for the source asked for (``kwargs``, else the defaults')."""
+        source = kwargs.get("source", self.kwargs.get("source", defaults.get("source")))
+        return {**self.kwargs, **self.source_kwargs.get(source, {})}
 
 
 STREAMS: dict[str, StreamSpec] = {
@@ -60,8 +70,10 @@ STREAMS: dict[str, StreamSpec] = {
     "SplitMNIST-v0": StreamSpec(
         "cl_env.streams.mnist:split",
         {"classes_per_task": 2, "train_per_class": 500},
-        "MNIST-5k-5: 5 tasks of 2 digits, class-incremental single head (MIR / ARM Table 6)",
+        "MNIST-5k-5: 5 tasks of 2 digits, class-incremental single head (MIR / ARM Table 6); "
+        "source=mnist: Seq-MNIST, all 60,000 (DER)",
         channels=1,
+        source_kwargs={"mnist": {"train_per_class": None}},
     ),
     "IncCIFAR100-v0": StreamSpec(
         "cl_env.streams.images:inc_cifar100", {"grouping": "fine"},
@@ -138,13 +150,14 @@ def make_stream(env_id: str, **kwargs) -> TaskStream:
         valid = sorted({*(k for k in params if k != "env_id"), *STREAM_OPTIONS})
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
     defaults, _ = _builder_defaults(builder)
-    check_stream_kwargs(env_id, kwargs, {**STREAM_OPTIONS, **defaults, **spec.kwargs})
+    protocol = spec.protocol_kwargs(kwargs, defaults)
+    check_stream_kwargs(env_id, kwargs, {**STREAM_OPTIONS, **defaults, **protocol})
     if "validation_fraction" in params:  # the protocol holds out its own split (SplitCIFAR10's 5 %)
-        return builder(env_id=env_id, **{**spec.kwargs, **kwargs})
+        return builder(env_id=env_id, **{**protocol, **kwargs})
     kwargs = dict(kwargs)
     fraction = float(kwargs.pop("validation_fraction", 0.0))
-    stream = builder(env_id=env_id, **{**spec.kwargs, **kwargs})
-    seed = {**defaults, **spec.kwargs, **kwargs}.get("seed", 0)
+    stream = builder(env_id=env_id, **{**protocol, **kwargs})
+    seed = {**defaults, **protocol, **kwargs}.get("seed", 0)
     return with_validation(stream, fraction, seed=int(seed or 0))
 
 
@@ -245,7 +258,7 @@ def resolve_stream_kwargs(env_id: str, kwargs: dict | None = None) -> dict:
     if bad:
         valid = sorted({*defaults, *ENV_OPTIONS, *STREAM_OPTIONS})
         raise TypeError(f"{env_id} does not take {bad}; valid options: {valid}")
-    base = {**STREAM_OPTIONS, **defaults, **spec.kwargs, **ENV_OPTIONS}
+    base = {**STREAM_OPTIONS, **defaults, **spec.protocol_kwargs(kwargs, defaults), **ENV_OPTIONS}
     check_stream_kwargs(env_id, kwargs, base)
     for k, v in kwargs.items():  # an int where the default is a float is that float (one identity)
         if isinstance(base.get(k), float) and isinstance(v, int) and not isinstance(v, bool):

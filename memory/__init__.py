@@ -25,6 +25,8 @@ MEMORIES: dict[str, str] = {
     "srm": "memory.srm:SRM",
     "teacher": "memory.generative:GenerativeTeacher",
     "addressable": "memory.addressable:Addressable",
+    "quantized": "memory.quantized:Quantized",
+    "codec": "memory.codec:Codec",
 }
 
 

@@ -138,6 +138,18 @@ class Memory(ABC):
         """A module whose storage never exceeds ``budget`` effective real examples."""
 
     @classmethod
+    def for_items(cls, items: int, spec: MemorySpec, **kwargs) -> Memory:
+        """A module holding at most exactly ``items`` replayable items (``--items N``: the papers'
+        "buffer 500"); its bits are reported as for any size. Memories whose items are not a
+        fixed count of stored examples size themselves by a budget instead.
+
+        Raises:
+            ValueError: This memory has no item count to set (the message says to use a budget).
+        """
+        raise ValueError(f"memory {cls.name!r} is not sized by an item count (--items is for buffers of real "
+                         "examples); size it with --budget B (effective real examples of storage)")
+
+    @classmethod
     def default(cls, spec: MemorySpec, **kwargs) -> Memory:
         """The module at its protocol's own size, when no budget is given."""
         raise NotImplementedError(f"memory {cls.name!r} needs a budget")

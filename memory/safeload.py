@@ -9,6 +9,7 @@ empty, truncated or foreign file, with the fix.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,12 @@ def describe_load_error(exc: Exception) -> tuple[bool, str]:
         return True, f"refused to call {found.group(1)}"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for i, ln in enumerate(lines):
-        if ln.startswith("WeightsUnpickler error:"):
-            rest = ln.split(":", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else "")
+        if "WeightsUnpickler error:" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else "")
             return False, f"{type(exc).__name__}: {rest[:200]}"
-    return False, f"{type(exc).__name__}: {(lines[0] if lines else '')[:200]}"
+    # never torch's advice to re-run with weights_only=False: that is what would run a payload
+    kept = [ln for ln in lines if "weights_only" not in ln]
+    return False, f"{type(exc).__name__}: {(kept[0] if kept else 'not loadable with weights_only=True')[:200]}"
 
 
 def load_weights_only(path: str | Path, what: str, fix: str) -> Any:
@@ -49,7 +52,9 @@ def load_weights_only(path: str | Path, what: str, fix: str) -> Any:
     if path.stat().st_size == 0:
         raise UnsafeFileError(f"{what} {path} is empty (0 bytes); {fix}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on foreign pickle protocols: the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure is one clear line
         crafted, reason = describe_load_error(exc)
         if crafted:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from hypothesis import settings
 
@@ -11,6 +14,32 @@ from cl_env.data import fixtures
 # loaded 2-core machine
 settings.register_profile("cl-env", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("cl-env")
+
+
+FAULTS = Path(__file__).resolve().parent / "faults"  # test-side fault injection (sitecustomize)
+
+
+def fault_env(spec: str) -> dict[str, str]:
+    """Environment variables that make every Python process started with them SIGKILL itself
+    after a checkpoint (``tests/faults/kill_after_checkpoint.py`` says how ``spec`` reads)."""
+    path = os.pathsep.join([str(FAULTS), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {"CL_ENV_TEST_KILL_AFTER_CHECKPOINT": spec, "PYTHONPATH": path}
+
+
+@pytest.fixture
+def kill_after_checkpoint(monkeypatch):
+    """``arm(spec)``: processes this test starts from now on (sweep workers, CLI runs) kill
+    themselves at a known checkpoint; ``arm(spec, inherit=False)`` only returns the variables, for
+    one process's environment. This process itself is never armed."""
+
+    def arm(spec: str, inherit: bool = True) -> dict[str, str]:
+        env = fault_env(spec)
+        if inherit:
+            for key, value in env.items():
+                monkeypatch.setenv(key, value)
+        return env
+
+    return arm
 
 
 @pytest.fixture

@@ -55,3 +55,23 @@ def test_speed_table_is_written_between_the_markers(tmp_path):
     text = page.read_text()
     assert "old" not in text and text.startswith("head\n") and text.endswith("tail\n")
     assert "| er | reservoir | 199 | 1.00 | 2,000 | 2.0 | 50.0 % |" in text
+
+
+def test_codec_quality_volume_is_the_dpp_l_ensemble_log_determinant():
+    """MRDC's rule (benchmarks/codec_quality.py) reads log det(I + Phi Phi^T) over the samples
+    through its d x d form (Sylvester's identity); a copy of the samples adds volume, a shrunk
+    feature set loses it."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import codec_quality
+    finally:
+        sys.path.pop(0)
+    phi = torch.randn(30, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    unit = torch.nn.functional.normalize(phi, dim=1)
+    direct = float(torch.logdet(torch.eye(30, dtype=torch.float64) + unit @ unit.T))
+    assert codec_quality.feature_volume(phi) == pytest.approx(direct, rel=1e-9)
+    assert codec_quality.feature_volume(phi[:10]) < codec_quality.feature_volume(phi)
+    same_direction = phi[:1].repeat(30, 1)  # no diversity: the volume of one point, repeated
+    assert codec_quality.feature_volume(same_direction) < codec_quality.feature_volume(phi)

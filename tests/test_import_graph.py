@@ -56,13 +56,18 @@ def test_no_module_of_any_package_imports_upward():
     assert upward == []
 
 
+# modules still importing inside functions while they are split into packages (issue 30)
+NOT_YET_CLEAN = {"agents/harness/_ray_entry.py", "agents/harness/cells.py", "agents/harness/cli.py",
+                 "agents/harness/cluster.py", "agents/harness/cluster_task.py", "agents/harness/results.py"}
+
+
 def test_no_project_import_hides_inside_a_function():
     """No lazy project imports: a module that needs another imports it at the top, so the import
     graph in the source is the real one (a circle shows as a circle, not as a late import)."""
     lazy = [f"{path.relative_to(ROOT)}:{line} imports {name} inside a function"
             for path in _package_modules()
             for line, name, in_function in _project_imports(path)
-            if in_function and not path.relative_to(ROOT).parts[:2] == ("agents", "harness")]
+            if in_function and path.relative_to(ROOT).as_posix() not in NOT_YET_CLEAN]
     assert lazy == []
 
 CHECK = (

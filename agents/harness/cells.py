@@ -24,11 +24,13 @@ class Cell:
     stream: dict = field(default_factory=dict)
     batch_size: int | None = None
     device: str = "cpu"
+    items: int | None = None  # an exact item count instead of a budget (--items)
+    preset: str | None = None
 
     def config(self) -> dict:
         """The run's resolved configuration (what its ``result.json`` will carry)."""
         return results.run_config(self.env, self.agent, self.memory, self.budget, self.seed, self.device,
-                                  self.settings, self.stream, self.batch_size)
+                                  self.settings, self.stream, self.batch_size, self.items, preset=self.preset)
 
     def config_hash(self) -> str:
         return results.config_hash(self.config())
@@ -36,14 +38,16 @@ class Cell:
     def directory(self, root: Path) -> Path:
         cfg = self.config()
         budget = "default" if cfg["budget"] is None else f"{cfg['budget']:g}"
-        name = f"{cfg['agent']}-{cfg['memory'] or 'none'}-b{budget}-{results.group_hash(cfg)[:8]}"
+        size = f"i{cfg['memory_items']}" if cfg.get("memory_items") is not None else f"b{budget}"
+        name = f"{cfg['agent']}-{cfg['memory'] or 'none'}-{size}-{results.group_hash(cfg)[:8]}"
         return Path(root) / self.env / name / f"seed{self.seed}"
 
     def describe(self) -> str:
         cfg = self.config()
         budget = "default" if cfg["budget"] is None else f"{cfg['budget']:g}"
+        size = f"items={cfg['memory_items']}" if cfg.get("memory_items") is not None else f"budget={budget}"
         extra = (f" stream={self.stream}" if self.stream else "") + (f" {self.settings}" if self.settings else "")
-        return f"{self.env} {self.agent} memory={cfg['memory']} budget={budget} seed={self.seed}{extra}"
+        return f"{self.env} {self.agent} memory={cfg['memory']} {size} seed={self.seed}{extra}"
 
 
 def record_of(c: Cell, r, started: float) -> dict:
@@ -81,9 +85,11 @@ def execute_seeds(cells: list[Cell], outs: list[Path], resume: bool, started: fl
     c = cells[0]
     torch.manual_seed(c.seed)
     try:
-        rs = run_seeds(c.env, agent=c.agent, memory=c.memory, budget=c.budget, seeds=[x.seed for x in cells],
+        rs = run_seeds(c.env, agent=c.agent, memory=c.memory, budget=c.budget, items=c.items,
+                       seeds=[x.seed for x in cells],
                        settings=c.settings, stream_kwargs=c.stream, batch_size=c.batch_size, device=c.device,
-                       outs=outs, resume=resume, overwrite=not resume, progress=False, **run_options)
+                       outs=outs, resume=resume, overwrite=not resume, progress=False, preset=c.preset,
+                       **run_options)
     except Exception as exc:  # a failed cell (or group) is reported, the sweep goes on
         return [{"cell": asdict(x), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                  "seconds": time.perf_counter() - started} for x in cells]

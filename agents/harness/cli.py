@@ -3,11 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
+from agents.harness import datacmd
+
 # re-exported: tests, benchmarks and scripts import them from here
 from agents.harness.cliargs import DIVERGED_EXIT, parse_assignments, parse_seeds  # noqa: F401
+
+ENVIRONMENT_EXIT = 74  # the machine failed a write or read (disk full, quota, file-size limit, I/O error): EX_IOERR
+# operating-system errors that are the machine's, not a path the user can fix
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.ENOMEM, errno.EMFILE,
+                      errno.ENFILE, errno.ENOLCK}
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space there or write elsewhere (--out)",
+    errno.EDQUOT: "the disk quota is used up: free space there or write elsewhere (--out)",
+    errno.EFBIG: "the file outgrew a file-size limit (ulimit -f) or the filesystem's",
+    errno.EIO: "an I/O error of the device: check the disk",
+    errno.EROFS: "the filesystem is read-only: choose a writable directory",
+    errno.EACCES: "permission denied: choose a directory you can write",
+    errno.EPERM: "not permitted: choose a directory you can write",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a file is in the way where a directory is needed",
+    errno.EISDIR: "it is a directory where a file is needed",
+    errno.ENAMETOOLONG: "the name is too long for the filesystem: choose a shorter path",
+    errno.ENOENT: "no such file or directory: create the directory first or fix the path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: the path(s), the cause and what to do."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None) or "a file"
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    hint = _OS_HINTS.get(exc.errno)
+    return f"{paths}: {cause}" + (f" ({hint})" if hint and hint.split(":")[0].lower() != cause.lower() else "")
+
+
+def os_error_exit(exc: OSError) -> int:
+    """Print :func:`describe_os_error` on stderr; the exit code: :data:`ENVIRONMENT_EXIT` for the
+    machine's failures (disk full, quota, file-size limit, I/O), 2 for a path the user can fix."""
+    print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+    return ENVIRONMENT_EXIT if exc.errno in ENVIRONMENT_ERRNOS else 2
 
 
 def _check_options(args: argparse.Namespace, positive: tuple = (), counts: tuple = ()) -> None:
@@ -41,7 +78,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
             raise ValueError("--seeds resumes unfinished seeds by itself and never overwrites finished ones; "
                              "drop --resume/--overwrite (or use another --out)")
         cfg = {"out": args.out, "envs": [args.env_id], "agents": [args.agent], "memories": [args.memory],
-               "budgets": [args.budget], "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
+               "budgets": [args.budget], "items": [args.items], "preset": args.preset, "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
                "stream": parse_assignments(args.stream, "--stream"), "batch_size": args.batch_size,
                "device": args.device, "stack_seeds": not args.no_stack,
                **({"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {})}
@@ -79,12 +116,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message=".* diverged at step", category=RuntimeWarning)  # said below
     try:
         result = run(
-            args.env_id, agent=args.agent, memory=args.memory, budget=args.budget, seed=args.seed,
+            args.env_id, agent=args.agent, memory=args.memory, budget=args.budget, items=args.items, seed=args.seed,
             device=args.device, out=args.out, settings=parse_assignments(args.set, "--set"),
             stream_kwargs=parse_assignments(args.stream, "--stream"), batch_size=args.batch_size,
             resume=args.resume, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
             progress=("lines" if args.progress is None and not sys.stderr.isatty() else args.progress),
-            log=args.log,
+            log=args.log, preset=args.preset,
         )
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -134,21 +171,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(results.to_markdown(tables))
     if args.csv:
-        Path(args.csv).write_text(results.to_csv(tables))
+        results.write_text_atomic(args.csv, results.to_csv(tables))
         print(f"wrote {args.csv}", file=sys.stderr)
     if args.plot:
+        import io
+
+        import matplotlib.pyplot as plt
+
         from agents.harness.report import retention_vs_storage
 
-        retention_vs_storage(runs, args.plot)
+        fig, buf = retention_vs_storage(runs), io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        results.write_bytes_atomic(args.plot, buf.getvalue())  # never half a PNG
         print(f"wrote {args.plot} (retained accuracy against incremental storage)", file=sys.stderr)
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     import cl_env
+    from agents.presets import format_presets
     from agents.registry import agent_class, agent_entry, agent_names
     from memory import memory_names
 
+    if getattr(args, "what", None) == "presets":
+        sys.stdout.write(format_presets())
+        return 0
     print("Environments:")
     for env_id, spec in cl_env.STREAMS.items():
         print(f"  {env_id:24s} {spec.description}")
@@ -161,6 +209,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("\nMemories:")
     for name, path in memory_names().items():
         print(f"  {name:12s} {path}")
+    print("\nPresets: cl-env list presets")
     return 0
 
 
@@ -254,7 +303,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"{len(cells)} cells")
             return 0
         records = sweep(cfg, workers=args.workers, backend=args.backend, address=args.address)
-    except (CLEnvError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = [r for r in records if r["status"] == "failed"]
@@ -328,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the agent's memory (default: the agent's own): {_names('memory')}")
     r.add_argument("--budget", type=float, default=None,
                    help="incremental storage in effective real examples (C*H*W*8 bits each)")
+    r.add_argument("--items", type=int, default=None,
+                   help="instead of --budget: exactly N items in a buffer memory (the papers' buffer size)")
+    r.add_argument("--preset", default=None, metavar="NAME",
+                   help="a preset's settings, memory and size (cl-env list presets); explicit options win")
     r.add_argument("--seed", type=int, default=0, help="seeds the model, the memory and every draw (default 0)")
     r.add_argument("--seeds", default=None, metavar="SEEDS",
                    help="several seeds of this configuration, e.g. 0-4 or 0,1,2, each seed's run under "
@@ -363,7 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", default=None, help="write a retention-vs-storage plot (PNG) here")
     c.set_defaults(func=cmd_compare)
 
-    sub.add_parser("list", help="registered envs, agents and memories").set_defaults(func=cmd_list)
+    ls = sub.add_parser("list", help="registered envs, agents and memories; `list presets`: the presets")
+    ls.add_argument("what", nargs="?", choices=["presets"], help="presets: every preset with its source")
+    ls.set_defaults(func=cmd_list)
+    datacmd.add_parser(sub)
 
     rp = sub.add_parser("report", help="self-contained HTML report of a run or sweep directory")
     rp.add_argument("dir")
@@ -441,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     except CLEnvError as exc:  # a user error raised where no subcommand caught it: still one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that cannot be written or read, a full disk: one line, no traceback
+        return os_error_exit(exc)
     except KeyboardInterrupt:
         print("interrupted (a run's last checkpoint is kept: continue it with --resume)", file=sys.stderr)
         return 130

@@ -21,16 +21,20 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from agents.registry import agent_class, agent_entry
+from agents.harness import limits
+from agents.presets import apply_preset
+from agents.registry import agent_class, agent_entry, check_size
 from cl_env import checks
 from cl_env.error import UnknownNameError
 from cl_env.registration import _plain, resolve_stream_kwargs
-from memory import is_memory_name, memory_names
+from memory import is_memory_name, memory_class, memory_names
 
 # the keys of result.json's / config.json's "config" that are not the identity
 NON_IDENTITY = ("runtime", "derived")
 FIELDS = ("env", "stream_kwargs", "batch_size", "agent", "settings", "memory", "memory_options", "budget",
           "seed", "device")
+# fields added after runs were first recorded: in the identity only when set (older hashes hold)
+OPTIONAL_FIELDS = ("memory_items", "preset")
 
 
 def _finite(obj: Any) -> Any:
@@ -109,6 +113,9 @@ class RunConfig:
         budget: Incremental storage in effective real examples, or None (the memory's default).
         seed: The seed of the agent and of the order of examples.
         device: ``cpu`` or ``cuda[:N]``.
+        memory_items: An exact item count instead of ``budget`` (``--items``), or None.
+        preset: The preset's record (:func:`agents.presets.apply_preset`: name, version, source,
+            overridden keys), or None; in the identity (and ``to_dict``) only when given.
     """
 
     env: str
@@ -121,16 +128,19 @@ class RunConfig:
     budget: float | None
     seed: int
     device: str
+    memory_items: int | None = None
+    preset: Mapping[str, Any] | None = None
 
     def __post_init__(self):
-        for name in ("stream_kwargs", "settings", "memory_options"):
+        for name in ("stream_kwargs", "settings", "memory_options", "preset"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
     # ----------------------------------------------------------------- building
     @classmethod
     def build(cls, env_id: str, agent: str = "online", memory: str | None = None, budget: float | None = None,
               seed: int = 0, device: str = "cpu", settings: Mapping | None = None,
-              stream_kwargs: Mapping | None = None, batch_size: int | None = None) -> RunConfig:
+              stream_kwargs: Mapping | None = None, batch_size: int | None = None,
+              items: int | None = None, preset: str | None = None) -> RunConfig:
         """The run's identity from what a user gave, every default filled in and every value checked.
 
         Defaults: the stream's options (:func:`cl_env.registration.resolve_stream_kwargs`), the
@@ -153,11 +163,23 @@ class RunConfig:
                           fix="--budget 200 (effective real examples of storage)")
         if batch_size is not None:
             checks.integer("batch_size", batch_size, 1, fix="--batch-size 10")
+        if items is not None:
+            checks.integer("items", items, 1, fix="--items 500 (replayable items the memory holds)")
         if settings is not None and not isinstance(settings, Mapping):
             raise checks.fail("settings", settings, "a mapping of setting names to values", "--set lr=0.05")
         if stream_kwargs is not None and not isinstance(stream_kwargs, Mapping):
             raise checks.fail("stream_kwargs", stream_kwargs, "a mapping of stream options",
                               "--stream source=mnist5k")
+        applied = None if preset is None else apply_preset(preset, env_id, agent, memory, budget,
+                                                           settings and dict(settings), stream_kwargs and dict(stream_kwargs))
+        record = None
+        if applied is not None:  # the preset's memory, settings and item count under the explicit ones
+            memory, settings = applied.memory, applied.settings
+            record = dict(applied.record)
+            if items is not None and items != record["items"]:
+                record["overridden"] = [*record["overridden"], "items"]
+            if budget is None and items is None:
+                items = applied.items
         settings = dict(settings or {})
         memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
         klass = agent_class(agent)
@@ -166,16 +188,22 @@ class RunConfig:
         if memory is not None and not is_memory_name(memory):
             raise UnknownNameError("memory", memory, memory_names())
         mem = memory or entry.default_memory
+        if mem is None and items is not None:
+            raise ValueError(f"agent {agent!r} uses no memory; drop --items")
+        check_size(budget, items, memory_options, None if mem is None else memory_class(mem))
         if mem is not None:
             memory_options = {**entry.memory_kwargs.get(mem, {}), **memory_options}
-            if budget is None:
+            if budget is None and items is None:
                 budget = entry.default_budget
         if batch_size is None:
             batch_size = klass.batch_sizes[0] if klass.batch_sizes else 10
-        return cls(env=env_id, stream_kwargs=resolve_stream_kwargs(env_id, stream_kwargs and dict(stream_kwargs)),
-                   batch_size=int(batch_size), agent=agent, settings=_plain(resolved), memory=mem,
-                   memory_options=_plain(memory_options), budget=None if budget is None else float(budget),
-                   seed=int(seed), device=str(device))
+        built = cls(env=env_id, stream_kwargs=resolve_stream_kwargs(env_id, stream_kwargs and dict(stream_kwargs)),
+                    batch_size=int(batch_size), agent=agent, settings=_plain(resolved), memory=mem,
+                    memory_options=_plain(memory_options), budget=None if budget is None else float(budget),
+                    seed=int(seed), device=str(device), memory_items=None if items is None else int(items),
+                    preset=None if applied is None else record)
+        limits.check_config(built.to_dict())  # every number in its documented range
+        return built
 
     @classmethod
     def from_dict(cls, config: Mapping) -> RunConfig:
@@ -194,6 +222,14 @@ class RunConfig:
                 raise ValueError(f"run configuration key {key!r}: expected {getattr(kind, '__name__', kind)}, "
                                  f"got {type(value).__name__}")
         values = {k: config[k] for k in FIELDS}
+        items = config.get("memory_items")
+        if items is not None and (not isinstance(items, int) or isinstance(items, bool)):
+            raise ValueError(f"run configuration key 'memory_items': expected int, got {type(items).__name__}")
+        values["memory_items"] = items
+        if config.get("preset") is not None:
+            if not isinstance(config["preset"], Mapping):
+                raise ValueError(f"run configuration key 'preset': expected Mapping, got {type(config['preset']).__name__}")
+            values["preset"] = config["preset"]
         if values["budget"] is not None:
             values["budget"] = float(values["budget"])
         return cls(**values)
@@ -201,7 +237,9 @@ class RunConfig:
     # ----------------------------------------------------------------- reading
     def to_dict(self) -> dict:
         """The plain JSON form (what ``config.json``/``result.json`` hold under ``config``)."""
-        return {name: _thawed(getattr(self, name)) for name in FIELDS}
+        out = {name: _thawed(getattr(self, name)) for name in FIELDS}
+        out.update({name: _thawed(getattr(self, name)) for name in OPTIONAL_FIELDS if getattr(self, name) is not None})
+        return out
 
     @cached_property
     def hash(self) -> str:

@@ -9,6 +9,11 @@ import inspect
 import sys
 from pathlib import Path
 
+import cl_env
+from agents.presets import reference_lines
+from agents.registry import AGENTS, agent_class, takes_items
+from memory import MEMORIES, memory_class
+
 ROOT = Path(__file__).parents[2] / "docs" / "reference"
 
 
@@ -27,12 +32,12 @@ def _signature_options(fn, skip=("self", "spec", "budget", "kwargs", "env_id")) 
 
 
 def env_page(env_id: str) -> str:
-    import cl_env
-
     spec = cl_env.STREAMS[env_id]
     module, fn = spec.entry_point.split(":")
     builder = getattr(importlib.import_module(module), fn)
     defaults = ", ".join(f"`{k}={v!r}`" for k, v in spec.kwargs.items()) or "none"
+    for source, extra in spec.source_kwargs.items():
+        defaults += f"; with `source={source!r}`: " + ", ".join(f"`{k}={v!r}`" for k, v in extra.items())
     return "\n".join([
         f"# `{env_id}`", "", spec.description, "",
         "```python", "import gymnasium as gym", "import cl_env", "",
@@ -47,7 +52,6 @@ def env_page(env_id: str) -> str:
 
 
 def agent_page(name: str) -> str:
-    from agents.registry import AGENTS, agent_class
 
     entry, cls = AGENTS[name], agent_class(name)
     settings = cls.all_settings()
@@ -64,20 +68,25 @@ def agent_page(name: str) -> str:
         f"- Generative (evaluated by −ELBO and Fréchet distance, not accuracy): {'yes' if gen else 'no'}", "",
         "## What it does", "", _doc(sys.modules[cls.__module__]), "", _doc(cls) or _doc(cls.__mro__[1]), "",
         "## Settings (`--set KEY=VALUE`)", "", *[f"- `{k}` = `{v!r}`" for k, v in settings.items()], "",
+        *reference_lines(name),
         "Memory options go through `--set memory.KEY=VALUE`. See [the agents guide](../agents.md) and the "
         "[measured results](../benchmarks.md).", "",
     ])
 
 
 def memory_page(name: str) -> str:
-    from memory import memory_class
 
     cls = memory_class(name)
-    own = _signature_options(cls.__init__)
-    opts = own + [o for o in _signature_options(cls.for_budget) if o not in own]
+    skip = ("self", "spec", "budget", "kwargs", "env_id", "capacity")  # capacity: --items N, not --set
+    own = _signature_options(cls.__init__, skip)
+    opts = own + [o for o in _signature_options(cls.for_budget, skip) if o not in own]
+    sized = takes_items(cls)
+    size = ("`--budget B` (effective real examples of storage) or `--items N` (exactly N items; the bits "
+            "they cost are reported)" if sized else "`--budget B` (effective real examples of storage)")
     return "\n".join([
         f"# Memory `{name}`", "", f"Class `{cls.__module__}.{cls.__name__}`.", "",
         _doc(sys.modules[cls.__module__]), "", _doc(cls), "",
+        f"Size: {size}.", "",
         "## Options (`--set memory.KEY=VALUE`)", "", *opts, "",
         "Storage is reported exactly: `storage_bits` (incremental), `overhead_bits` (sunk), `items`. "
         "See [the memories guide](../memories.md) for the accounting and the paper each module follows.", "",
@@ -85,9 +94,6 @@ def memory_page(name: str) -> str:
 
 
 def pages() -> dict[str, str]:
-    import cl_env
-    from agents.registry import AGENTS
-    from memory import MEMORIES
 
     out = {f"env-{e}.md": env_page(e) for e in cl_env.STREAMS}
     out.update({f"agent-{a}.md": agent_page(a) for a in AGENTS})

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from cl_env.data.mnist import cache_dir
 from cl_env.metrics import frechet_distance
+from memory.safeload import UnsafeFileError, load_weights_only
 
 
 class FeatureNet(nn.Module):
@@ -52,8 +53,6 @@ def feature_classifier(stream, device: str = "cpu", epochs: int = 2, seed: int =
     net = FeatureNet(stream.image_shape, stream.n_classes)
     path = cache_dir() / "evaluators" / f"{_key(stream, epochs, seed)}.pt"
     if cache and path.exists():
-        from memory.safeload import UnsafeFileError, load_weights_only
-
         try:  # weights only; a cache that does not load or fit is retrained, with one line saying so
             state = load_weights_only(path, "evaluator cache", "it is retrained")
             net.load_state_dict(state["net"])

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cl_env import checks
+from cl_env.error import CLEnvError
+
 FORMATS = ("tensorboard", "csv", "jsonl", "stdout", "wandb")
 WANDB_ID_FILE = "wandb-run-id"  # a resumed run continues the same W&B run
 STEP_KEY = "examples"  # the x-axis column of the CSV / JSON-lines files
@@ -25,8 +28,6 @@ STEP_KEY = "examples"  # the x-axis column of the CSV / JSON-lines files
 
 def parse_formats(text: str | list | tuple | None) -> tuple[str, ...]:
     """``"tensorboard,csv"`` (or a list) -> the formats, each checked; None -> TensorBoard only."""
-    from cl_env import checks
-
     if text is None:
         return ("tensorboard",)
     items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if str(s).strip()]
@@ -38,8 +39,6 @@ def parse_formats(text: str | list | tuple | None) -> tuple[str, ...]:
         import importlib.util
 
         if importlib.util.find_spec("wandb") is None:
-            from cl_env.error import CLEnvError
-
             raise CLEnvError("--log wandb needs the wandb package, which is not installed; expected the "
                              "[wandb] extra; fix: pip install -e '.[wandb]' (or drop wandb from --log)")
     return tuple(dict.fromkeys(items))

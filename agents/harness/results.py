@@ -21,7 +21,6 @@ same way:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,13 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.harness import schema
+from agents.harness.config import (  # noqa: F401 - the identity's functions, re-exported
+    NON_IDENTITY,
+    RunConfig,
+    canonical,
+    config_hash,
+    group_hash,
+    identity,
+)
 from cl_env.error import CLEnvError
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 # configuration sections that are recorded but do not make a different run
-NON_IDENTITY = ("runtime", "derived")
 STATUSES = ("completed", "diverged")
 # keys a result.json always has
 REQUIRED = ("env", "agent", "seed", "config")
@@ -84,6 +91,10 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write() names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -106,32 +117,14 @@ def read_json(path: str | Path) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ResultFileError(f"{path}: JSON nested too deeply to be a cl-env file") from None
     if not isinstance(data, dict):
         raise ResultFileError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
 
 
 # --------------------------------------------------------------------------- identity
-def canonical(obj: Any) -> str:
-    """The canonical JSON text of ``obj`` (sorted keys, no spaces): what hashes are taken of."""
-    return json.dumps(_finite(obj), sort_keys=True, separators=(",", ":"), default=str)
-
-
-def identity(config: dict) -> dict:
-    """The keys of ``config`` that make a run what it is (everything but ``runtime``/``derived``)."""
-    return {k: v for k, v in config.items() if k not in NON_IDENTITY}
-
-
-def config_hash(config: dict) -> str:
-    """A run's identity: 16 hex digits of the SHA-256 of its identity keys (seed included)."""
-    return hashlib.sha256(canonical(identity(config)).encode()).hexdigest()[:16]
-
-
-def group_hash(config: dict) -> str:
-    """The identity of a group of runs: :func:`config_hash` without the seed."""
-    return config_hash({k: v for k, v in config.items() if k != "seed"})
-
-
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     """``{"settings": {"lr": 0.1}}`` -> ``{"settings.lr": 0.1}``."""
     out: dict[str, Any] = {}
@@ -209,77 +202,13 @@ def runtime_info() -> dict:
 
 def run_config(env_id: str, agent: str = "online", memory: str | None = None, budget: float | None = None,
                seed: int = 0, device: str = "cpu", settings: dict | None = None,
-               stream_kwargs: dict | None = None, batch_size: int | None = None) -> dict:
-    """The fully resolved identity of a run, computed before any data is loaded.
-
-    Every default is filled in: the stream's options (:func:`cl_env.registration.resolve_stream_kwargs`),
-    the agent's settings (``memory.KEY`` settings go to ``memory_options``), the agent's default
-    memory, budget and batch size, and the memory keyword arguments the agent itself passes (GEM's
-    per-task SRM policy). ``cl-env run`` and ``cl-env sweep`` compute the same dict, so a sweep
-    cell's hash is its run's hash.
-
-    Raises:
-        UnknownNameError, ValueError, TypeError: An unknown name, setting or stream option.
-    """
-    from agents.registry import agent_class, agent_entry
-    from cl_env import checks
-    from cl_env.error import UnknownNameError
-    from cl_env.registration import resolve_stream_kwargs
-    from memory import is_memory_name, memory_names
-
-    if not isinstance(env_id, str):
-        raise checks.fail("env id", env_id, "a registered id such as 'MNISTRotations-v0' (cl-env list)")
-    if not isinstance(agent, str):
-        raise checks.fail("agent", agent, "a registered agent name (cl-env list)")
-    checks.integer("seed", seed, 0, 2**32 - 1, fix="--seed 0")
-    checks.device("device", device)
-    if budget is not None:
-        checks.number("budget", budget, 0.0, strict_minimum=True,
-                      fix="--budget 200 (effective real examples of storage)")
-    if batch_size is not None:
-        checks.integer("batch_size", batch_size, 1, fix="--batch-size 10")
-    if settings is not None and not isinstance(settings, dict):
-        raise checks.fail("settings", settings, "a mapping of setting names to values", "--set lr=0.05")
-    if stream_kwargs is not None and not isinstance(stream_kwargs, dict):
-        raise checks.fail("stream_kwargs", stream_kwargs, "a mapping of stream options",
-                          "--stream source=mnist5k")
-    settings = dict(settings or {})
-    memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
-    cls = agent_class(agent)
-    resolved = _coerce_numbers(cls.resolve_settings(settings), cls.all_settings())
-    entry = agent_entry(agent)
-    if memory is not None and not is_memory_name(memory):
-        raise UnknownNameError("memory", memory, memory_names())
-    mem = memory or entry.default_memory
-    if mem is not None:
-        memory_options = {**entry.memory_kwargs.get(mem, {}), **memory_options}
-        if budget is None:
-            budget = entry.default_budget
-    if batch_size is None:
-        batch_size = cls.batch_sizes[0] if cls.batch_sizes else 10
-    return {
-        "env": env_id,
-        "stream_kwargs": resolve_stream_kwargs(env_id, stream_kwargs),
-        "batch_size": int(batch_size),
-        "agent": agent,
-        "settings": plain(resolved),
-        "memory": mem,
-        "memory_options": plain(memory_options),
-        "budget": None if budget is None else float(budget),
-        "seed": int(seed),
-        "device": str(device),
-    }
-
-
-def _coerce_numbers(values: dict, defaults: dict) -> dict:
-    """An int given where the default is a float becomes that float (``alpha=1`` is ``alpha=1.0``),
-    so one configuration has one identity however it was typed."""
-    out = dict(values)
-    for k, v in values.items():
-        d = defaults.get(k)
-        if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
-            out[k] = float(v)
-    return out
+               stream_kwargs: dict | None = None, batch_size: int | None = None,
+               items: int | None = None, preset: str | None = None) -> dict:
+    """The fully resolved identity of a run as a dict: :meth:`RunConfig.build`'s ``to_dict()``
+    (every default filled in, every value checked; a ``preset`` fills what the explicit arguments
+    leave out and is recorded; see :mod:`agents.harness.config`)."""
+    return RunConfig.build(env_id, agent, memory, budget, seed, device, settings, stream_kwargs, batch_size,
+                           items, preset).to_dict()
 
 
 def plain(value: Any) -> Any:
@@ -347,10 +276,13 @@ def _normalise_legacy(data: dict) -> dict:
 
 
 def load_result(path: str | Path) -> Run:
-    """Load and check one ``result.json``.
+    """Load one ``result.json`` and check it against the result schema (:mod:`agents.harness.schema`:
+    types, ranges, ``config_hash`` against its ``config``, the top-level ``env``/``agent``/``memory``/
+    ``seed`` against the configuration, summary metrics against the accuracy matrix).
 
     Raises:
-        ResultFileError: It does not parse, is not a cl-env result, or has an unknown status.
+        ResultFileError: It does not parse, is not a cl-env result, or fails the schema (the
+            message names the file and the first reason).
     """
     path = Path(path)
     data = read_json(path)
@@ -359,15 +291,12 @@ def load_result(path: str | Path) -> Run:
         raise ResultFileError(f"{path}: not a cl-env result (missing keys {missing})")
     if not isinstance(data["config"], dict):
         raise ResultFileError(f"{path}: not a cl-env result ('config' is not an object)")
+    if schema.depth(data) > schema.MAX_DEPTH:
+        raise ResultFileError(f"{path}: not a cl-env result (nested more than {schema.MAX_DEPTH} levels deep)")
     data = _normalise_legacy(data)
-    if data["status"] not in STATUSES:
-        raise ResultFileError(f"{path}: unknown status {data['status']!r}; expected one of {list(STATUSES)}")
-    if data["status"] == "completed":
-        shape_ok = (data.get("neg_test_elbo") is not None
-                    or (isinstance(data.get("accuracy_matrix"), list) and data.get("retained_accuracy") is not None))
-        if not shape_ok:
-            raise ResultFileError(f"{path}: a completed result without accuracy_matrix/retained_accuracy "
-                                  f"or neg_test_elbo")
+    found = schema.problem(data, config_hash)
+    if found:
+        raise ResultFileError(f"{path}: {found}; left out")
     return Run(path, data)
 
 

@@ -22,8 +22,13 @@ A config (YAML or TOML)::
     agents: [er, gem]
     memories: [null, srm]          # null: the agent's default; pairs an agent cannot use are skipped
     budgets: [100, 200]            # null: the agent's default
+    items: [null]                  # or exact item counts of a buffer memory, e.g. [200, 500]
+                                   # (instead of budgets: give one or the other)
     seeds: [0, 1, 2]
     settings: [{}, {lr: 0.03}]     # each a --set dict (memory.KEY allowed)
+    preset: null                   # or preset names (cl-env list presets), an axis: a preset
+                                   # runs with its own agent and env only (other pairs skipped);
+                                   # without agents:, each preset's agent
     stream: {}                     # --stream options for every env
     streams: [{}]                  # a grid axis of --stream dicts, each merged over `stream`
                                    # (e.g. [{source: mnist5k}, {source: fashion_mnist}])
@@ -45,7 +50,9 @@ filesystem is assumed shared: see :mod:`agents.harness.cluster`.
 
 from __future__ import annotations
 
+import errno
 import itertools
+import math
 import os
 import signal
 import time
@@ -56,21 +63,93 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from agents.harness import results
+from agents.harness import limits, results
 from agents.harness.cells import Cell, execute_seeds, record_of
+from agents.harness.cluster import run_on_ray
+from agents.harness.runner import Result
+from agents.presets import preset_agents, preset_mismatch
+from agents.registry import agent_entry
+from agents.stacked import may_stack
+from cl_env import checks
+from cl_env.checks import shown
+from cl_env.error import UnknownNameError
+from memory import is_memory_name, memory_names
 
-KEYS = {"out", "envs", "agents", "memories", "budgets", "seeds", "settings", "stream", "streams", "batch_size",
+KEYS = {"out", "envs", "agents", "memories", "budgets", "items", "preset", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
         "ship_requirements", "stack_seeds"}
 
 
+# the size of a sweep document, checked before it is used (a "billion laughs" file of nested
+# aliases expands to more nodes than memory holds)
+MAX_BYTES = 1_000_000
+MAX_NODES = 100_000  # scalars, lists and mappings, every alias counted as the nodes it expands to
+MAX_DEPTH = 20
+MAX_ALIASES = 100
+
+
+def _too_big(where: str, what: str) -> ValueError:
+    return ValueError(f"{where}: the sweep document is too large ({what}; at most {MAX_NODES:,} nodes, "
+                      f"{MAX_DEPTH} levels, {MAX_ALIASES} aliases, {MAX_BYTES:,} bytes): write the grid "
+                      "out as plain lists")
+
+
+def check_yaml_size(text: str, where: str) -> None:
+    """Count a YAML document's nodes (aliases expanded), depth and aliases from its parser events,
+    before anything is built from them; raise ValueError past the limits."""
+    import yaml
+
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for
+    stack: list[list] = [[None, 0]]  # [anchor, nodes so far] per open collection
+    aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise _too_big(where, f"more than {MAX_ALIASES} aliases")
+            stack[-1][1] += sizes.get(event.anchor, 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            stack[-1][1] += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            stack.append([event.anchor, 0])
+            if len(stack) - 1 > MAX_DEPTH:
+                raise _too_big(where, f"nested more than {MAX_DEPTH} levels")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            anchor, n = stack.pop()
+            n += 1
+            if anchor is not None:
+                sizes[anchor] = n
+            stack[-1][1] += n
+        else:
+            continue
+        if stack[0][1] + sum(n for _, n in stack[1:]) > MAX_NODES:
+            raise _too_big(where, f"more than {MAX_NODES:,} nodes once its aliases are expanded")
+
+
+def _check_tree_size(obj, where: str) -> None:
+    """The same limits on a parsed TOML document (no aliases there)."""
+    nodes, stack = 0, [(obj, 0)]
+    while stack:
+        o, d = stack.pop()
+        nodes += 1
+        if d > MAX_DEPTH:
+            raise _too_big(where, f"nested more than {MAX_DEPTH} levels")
+        if nodes > MAX_NODES:
+            raise _too_big(where, f"more than {MAX_NODES:,} nodes")
+        if isinstance(o, (dict, list)):
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+
+
 def load_config(path: str | Path) -> dict:
-    """Read a sweep config from YAML (``.yaml``/``.yml``) or TOML (``.toml``), checking its keys."""
+    """Read a sweep config from YAML (``.yaml``/``.yml``) or TOML (``.toml``), checking its size
+    (bytes, nodes with aliases expanded, depth, aliases) before it is built, then its keys."""
     path = Path(path)
     cfg = read_config_file(path, "sweep config")
     unknown = set(cfg) - KEYS
     if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid keys: {sorted(KEYS)}")
+        raise ValueError(f"{path}: unknown keys {shown(sorted(map(str, unknown)), 200)}; valid keys: {sorted(KEYS)}")
     for key in ("envs", "agents"):
         if not cfg.get(key):
             raise ValueError(f"{path}: {key!r} must list at least one value")
@@ -83,12 +162,20 @@ def read_config_file(path: str | Path, what: str = "config") -> dict:
     missing file, a syntax error or a file that is not a mapping (keys are the caller's to check)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    text = path.read_text()
+        raise FileNotFoundError(errno.ENOENT, f"{what} does not exist", str(path))
+    with open(path, "rb") as f:  # a directory raises IsADirectoryError: one line in the CLI
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise _too_big(str(path), f"more than {MAX_BYTES:,} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
         try:
+            check_yaml_size(text, str(path))
             cfg = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
@@ -103,6 +190,7 @@ def read_config_file(path: str | Path, what: str = "config") -> dict:
             cfg = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+        _check_tree_size(cfg, str(path))
     else:
         raise ValueError(f"{what} must be .yaml, .yml or .toml, got {path.name!r}")
     if not isinstance(cfg, dict):
@@ -116,8 +204,6 @@ def _as_list(value):
 
 def check_config(cfg: dict, where: str = "sweep config") -> None:
     """Types of every key, before any cell runs (one clear error naming the key and the value)."""
-    from cl_env import checks
-
     def each(key, ok, expected, example):
         for v in _as_list(cfg.get(key, [])):
             if not ok(v):
@@ -126,8 +212,14 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
     each("envs", lambda v: isinstance(v, str), "env ids (strings)", "[MNISTRotations-v0]")
     each("agents", lambda v: isinstance(v, str), "agent names (strings)", "[er, gem]")
     each("memories", lambda v: v is None or isinstance(v, str), "memory names or null", "[null, srm]")
-    each("budgets", lambda v: v is None or (checks.is_number(v) and 0 < v < float("inf")),
-         "positive numbers or null", "[100, 200]")
+    budget = limits.TABLE[""]["budget"]
+    each("budgets", lambda v: v is None or budget.holds(v), f"null or numbers: {budget.text()}", "[100, 200]")
+    each("items", lambda v: v is None or (checks.is_int(v) and v >= 1), "positive integers or null", "[200, 500]")
+    if any(v is not None for v in _as_list(cfg.get("items", []))) and any(
+            v is not None for v in _as_list(cfg.get("budgets", []))):
+        raise checks.fail(f"{where}: items", cfg["items"], "items or budgets, not both (each sizes the memory)",
+                          "budgets: [null] with items: [200, 500]")
+    each("preset", lambda v: v is None or isinstance(v, str), "preset names or null", "[derpp-seqmnist-500]")
     each("seeds", lambda v: checks.is_int(v) and 0 <= v < 2**32, "non-negative integers", "[0, 1, 2]")
     each("settings", lambda v: isinstance(v, dict), "mappings of --set keys to values (not key=value text)",
          "[{}, {lr: 0.03}]")
@@ -161,25 +253,36 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
 
 def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
     """The grid's cells, and a note for every combination skipped (an agent that cannot use a memory)."""
-    from agents.registry import agent_entry
-
     def listed(key: str, default: list) -> list:
         v = cfg.get(key, default)
         return v if isinstance(v, list) else [v]
 
+    presets = listed("preset", [None])
+    agents = listed("agents", []) if "agents" in cfg else preset_agents(presets)  # a preset names its agent
+    axes = [listed("envs", []), listed("streams", [{}]), agents, listed("memories", [None]),
+            listed("budgets", [None]), listed("items", [None]), presets, listed("settings", [{}]),
+            listed("seeds", [0])]
+    limits.check_seed_count(len(axes[-1]), "sweep config: seeds", "seeds: [0, 1, 2]")
+    n = math.prod(len(a) for a in axes)
+    if n > limits.MAX_CELLS:
+        raise checks.fail("sweep config", n, f"a grid of at most {limits.MAX_CELLS:,} cells", "fewer values per key")
+    for memory in axes[3]:  # a misspelt memory is an error, not a silently skipped cell
+        if memory is not None and not is_memory_name(memory):
+            raise UnknownNameError("memory (sweep config: memories)", memory, memory_names())
     cells, skipped = [], []
-    for env, stream, agent, memory, budget, settings, seed in itertools.product(
-            listed("envs", []), listed("streams", [{}]), listed("agents", []), listed("memories", [None]),
-            listed("budgets", [None]), listed("settings", [{}]), listed("seeds", [0])):
+    for env, stream, agent, memory, budget, items, preset, settings, seed in itertools.product(*axes):
+        if preset is not None and (why := preset_mismatch(preset, env, agent)):
+            skipped.append(why)
+            continue
         entry = agent_entry(agent)  # built in, a plugin's entry point, or package.module:Class
         if memory is not None and memory not in entry.memories:
             skipped.append(f"{agent} + {memory}: the agent accepts {list(entry.memories) or 'no memory'}")
             continue
         if not entry.memories:
-            budget = None  # a memoryless agent runs once per remaining combination
+            budget = items = None  # a memoryless agent runs once per remaining combination
         cell = Cell(env, agent, memory, None if budget is None else float(budget), int(seed),
                     dict(settings or {}), {**(cfg.get("stream") or {}), **(stream or {})}, cfg.get("batch_size"),
-                    cfg.get("device", "cpu"))
+                    cfg.get("device", "cpu"), None if items is None else int(items), preset)
         cell.config()  # every name, setting and stream option checked before any cell runs
         cells.append(cell)
     unique: dict[str, Cell] = {}
@@ -226,8 +329,6 @@ def plan_threads(workers: int | None, n_cells: int, log=print, cpus_per_cell: in
 def seed_groups(cells: list[Cell]) -> list[list[Cell]]:
     """``cells`` as units of work: the seeds of one configuration together where they can be
     stacked (:func:`agents.stacked.may_stack`), every other cell alone; first-seen order."""
-    from agents.stacked import may_stack
-
     groups: dict[str, list[Cell]] = {}
     units: list[list[Cell]] = []
     for c in cells:
@@ -309,8 +410,6 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
     """
     check_config(cfg)
     if workers is not None:
-        from cl_env import checks
-
         checks.integer("workers", workers, 0 if backend == "local" else 1, fix="--workers 2")
     root = Path(cfg.get("out", "runs/sweep"))
     retries = int(cfg.get("retries", 2))
@@ -349,8 +448,6 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         else:
             records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
     elif backend == "ray":
-        from agents.harness.cluster import run_on_ray
-
         records = run_on_ray(todo, root, cfg, address, workers, retries, progress, log)
     else:
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -450,8 +547,6 @@ def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retr
     ``retries`` times with its unfinished cells (they resume from their checkpoints)."""
     import multiprocessing as mp
     from multiprocessing.connection import wait
-
-    from agents.harness.runner import Result
 
     ctx = mp.get_context("spawn")
     pending = deque((unit, 1) for unit in units)

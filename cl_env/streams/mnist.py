@@ -17,6 +17,8 @@ from torch.nn import functional as F
 from cl_env.data import ImageData, load_source
 from cl_env.stream import Task, TaskStream
 
+SPLIT_TRAIN_PER_CLASS = 500  # MNIST-5k-5: 500 per class (every one a class has, when it has fewer)
+
 
 def _pick(rng: np.random.Generator, n_pool: int, n: int | None, what: str) -> torch.Tensor:
     """GEM's draw: a random permutation of the pool, first ``n`` (all when ``n`` is None)."""
@@ -158,7 +160,7 @@ def split(
     root: str | Path | None = None,
     download: bool = False,
     classes_per_task: int = 2,
-    train_per_class: int | None = 500,
+    train_per_class: int | None = 500,  # SPLIT_TRAIN_PER_CLASS
     class_order: str | list[int] = "sorted",
     seed: int = 0,
     verify: bool = True,
@@ -167,9 +169,16 @@ def split(
 
     Each class contributes ``train_per_class`` training images (500, i.e. 1,000 per task and 5,000
     in all), or every one it has when the source has fewer (the embedded MNIST-5k keeps 400 per
-    digit for training after holding out its test pool); the whole test split of the task's
-    classes is the task's test set. ``class_order="sorted"`` gives tasks (0,1), (2,3), ...;
-    ``"random"`` shuffles the classes with the stream seed; a list fixes them.
+    digit for training after holding out its test pool: 800 training and 200 test images per
+    task); ``None`` takes every image. The whole test split of the task's classes is the task's
+    test set. Any other ``train_per_class`` larger than every class's pool is
+    refused (it would be the same data under another identity). ``class_order="sorted"`` gives tasks (0,1), (2,3), ...; ``"random"`` shuffles the
+    classes with the stream seed; a list fixes them.
+
+    With ``source="mnist"`` the registry's default is ``train_per_class=None``: Seq-MNIST as the
+    DER paper (Buzzega et al. 2020, Sec. 5) and Mammoth's ``seq-mnist`` define it, all 60,000
+    training images (11,263 to 12,665 per task) and the whole 10,000-image test split (1,874 to
+    2,115 per task); an explicit ``train_per_class`` still wins (500: MIR's 1,000 per task).
     """
     data = load_source(source, env_id=env_id, root=root, download=download, verify=verify)
     rng = np.random.default_rng(seed)
@@ -184,6 +193,13 @@ def split(
             raise ValueError(f"class_order must be a permutation of 0..{n - 1}, got {class_order}")
     if n % classes_per_task:
         raise ValueError(f"{n} classes do not split into tasks of {classes_per_task}")
+    largest = int(torch.bincount(data.train_y.flatten().long(), minlength=n).max())
+    if train_per_class is not None and train_per_class > largest and train_per_class != SPLIT_TRAIN_PER_CLASS:
+        # more than any class has would be the same data as the largest pool under another identity;
+        # only the protocol's 500 stands for "500, or every one a class has when it has fewer"
+        raise ValueError(f"{env_id}: train_per_class={train_per_class} asks for more examples than any class of "
+                         f"source {source!r} has (at most {largest}); pass train_per_class={largest} or fewer, "
+                         f"or leave it at its default ({SPLIT_TRAIN_PER_CLASS})")
     tasks = []
     for t in range(n // classes_per_task):
         classes = tuple(order[t * classes_per_task:(t + 1) * classes_per_task])

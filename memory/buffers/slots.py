@@ -68,6 +68,11 @@ class SlotBuffer(Memory):
     def for_budget(cls, budget: float, spec: MemorySpec, **kwargs) -> SlotBuffer:
         return cls(spec, budget_bits(budget, spec) // cls.item_bits(spec), **kwargs)
 
+    @classmethod
+    def for_items(cls, items: int, spec: MemorySpec, **kwargs) -> SlotBuffer:
+        """``items`` slots (the capacity the papers state as "buffer size")."""
+        return cls(spec, int(items), **kwargs)
+
     def _put(self, dst, src, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
         """Write ``x[src]`` (quantised), ``y[src]`` and ``t`` into slots ``dst``; returns the slots
         as a tensor on the memory's device."""

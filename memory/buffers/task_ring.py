@@ -53,8 +53,15 @@ class TaskRingBuffer(Memory):
         if "per_task" in kwargs:
             raise ValueError("task_ring: give either a budget or memory.per_task, not both "
                              "(the budget sets the items per task)")
-        total = budget_bits(budget, spec) // cls.item_bits(spec)
-        base, extra = divmod(int(total), spec.n_tasks)
+        return cls.for_items(budget_bits(budget, spec) // cls.item_bits(spec), spec, **kwargs)
+
+    @classmethod
+    def for_items(cls, items: int, spec: MemorySpec, **kwargs) -> TaskRingBuffer:
+        """``items`` slots in all, spread over the tasks (the first tasks take the remainder)."""
+        if "per_task" in kwargs:
+            raise ValueError("task_ring: give either --items or memory.per_task, not both "
+                             "(--items sets the items per task)")
+        base, extra = divmod(int(items), spec.n_tasks)
         return cls(spec, [base + (i < extra) for i in range(spec.n_tasks)], **kwargs)
 
     def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:

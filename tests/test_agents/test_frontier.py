@@ -95,7 +95,9 @@ def _write(cell, root, ra, bits, items, status="completed", forgetting=0.1, lr=N
     out = cell.directory(root) if lr is None else cell.directory(root).with_name(f"other{cell.seed}")
     out.mkdir(parents=True, exist_ok=True)
     div = {"step": 7, "task": 1, "reason": "non-finite loss"} if status == "diverged" else None
-    Result(cfg["env"], cfg["agent"], cfg["memory"], cell.seed, [[ra, 0.0], [ra, ra]], ra, 0.0, 0.0, forgetting,
+    forgetting = min(forgetting, 1.0 - ra)  # the metrics agree with the matrix (results are checked on load)
+    Result(cfg["env"], cfg["agent"], cfg["memory"], cell.seed, [[ra + forgetting, 0.0], [ra, ra]], ra, -forgetting,
+           0.0, forgetting,
            0.5, bits, 1000, bits / 6280, items, 2.0, 100.0, {}, cfg, status=status,
            config_hash=results.config_hash(cfg), divergence=div).to_json(out / results.RESULT_FILE)
 

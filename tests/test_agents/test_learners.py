@@ -124,14 +124,14 @@ def test_resume_after_interrupt_gives_the_same_result(agent, settings, tiny, tmp
     assert resumed.online_accuracy == pytest.approx(full.online_accuracy)
 
 
-def test_killed_cli_run_resumes_to_the_same_result(mnist_root, tmp_path):
+def test_killed_cli_run_resumes_to_the_same_result(mnist_root, tmp_path, kill_after_checkpoint):
     args = ["run", "MNISTRotations-v0", "--agent", "er", "--budget", "20", "--stream",
             "source=mnist", "verify=False", f"root={str(mnist_root)!r}", "n_tasks=6", "train_per_task=300"]
     cmd = [sys.executable, "-m", "agents.harness.cli"]
     subprocess.run([*cmd, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
     cut = tmp_path / "cut"
     # SIGKILL at a known point, right after the second checkpoint (step 14), not a race
-    env = {**os.environ, "CL_ENV_TEST_KILL_AFTER_CHECKPOINT": "2"}
+    env = {**os.environ, **kill_after_checkpoint("2", inherit=False)}
     proc = subprocess.run([*cmd, *args, "--out", str(cut), "--checkpoint-every", "7"], env=env,
                           capture_output=True)
     assert proc.returncode == -signal.SIGKILL
@@ -157,7 +157,7 @@ def test_resume_refuses_a_different_configuration(tiny, tmp_path):
         ({"agent": "gemm"}, UnknownNameError, "Did you mean 'gem'"),
         ({"agent": "er", "memory": "reservior"}, UnknownNameError, "reservoir"),
         ({"agent": "online", "memory": "reservoir"}, ValueError, "accepts: none"),
-        ({"agent": "gem", "memory": "reservoir"}, ValueError, "accepts: \\['task_ring', 'srm', 'addressable'\\]"),
+        ({"agent": "gem", "memory": "reservoir"}, ValueError, "accepts: \\['task_ring', 'srm', 'addressable', 'quantized', 'codec'\\]"),
         ({"agent": "er", "settings": {"lrr": 1}}, UnknownNameError, "Did you mean 'lr'"),
     ],
 )

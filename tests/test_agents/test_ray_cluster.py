@@ -113,13 +113,14 @@ def test_two_node_sweep_survives_a_killed_raylet(mnist_root, tmp_path, ray_insta
 
 @pytest.mark.expensive
 def test_a_cell_that_exhausts_its_retries_is_a_failed_result_and_the_sweep_goes_on(mnist_root, tmp_path,
-                                                                                  ray_installed):
+                                                                                  ray_installed,
+                                                                                  kill_after_checkpoint):
     import yaml
 
     cfg = {**_config(mnist_root, tmp_path / "out", tmp_path / "storage"), "seeds": [0, 1, 2], "retries": 1,
            "cpus_per_cell": 1,
            # seed 1's worker is SIGKILLed after its first checkpoint, in every attempt
-           "runtime_env": {"env_vars": {"CL_ENV_TEST_KILL_AFTER_CHECKPOINT": "1;seed1-"}}}
+           "runtime_env": {"env_vars": kill_after_checkpoint("1;seed1-", inherit=False)}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.run([sys.executable, "-m", "agents.harness.cli", "sweep", str(tmp_path / "s.yaml"),
                            "--backend", "ray", "--workers", "2"], capture_output=True, text=True, timeout=600)

@@ -254,11 +254,12 @@ def test_threads_honour_omp_num_threads_and_the_cpu_affinity(monkeypatch):
         assert sw.available_cores() == len(os.sched_getaffinity(0))
 
 
-def test_a_killed_worker_is_retried_while_its_sibling_goes_on(mnist_root, tmp_path, monkeypatch):
+def test_a_killed_worker_is_retried_while_its_sibling_goes_on(mnist_root, tmp_path, monkeypatch,
+                                                              kill_after_checkpoint):
     from agents.harness.sweep import sweep
 
     marker = tmp_path / "killed-once"
-    monkeypatch.setenv("CL_ENV_TEST_KILL_AFTER_CHECKPOINT", f"1;/er-;{marker}")
+    kill_after_checkpoint(f"1;/er-;{marker}")
     logs: list[str] = []
     cfg = _sweep_cfg(mnist_root, tmp_path / "s", agents=["online", "er"], budgets=[20])
     records = sweep(cfg, workers=2, log=logs.append)
@@ -273,11 +274,12 @@ def test_a_killed_worker_is_retried_while_its_sibling_goes_on(mnist_root, tmp_pa
     assert resumed.data["accuracy_matrix"] == plain.accuracy_matrix
 
 
-def test_a_cell_that_keeps_dying_is_recorded_failed_and_the_sweep_exits_non_zero(mnist_root, tmp_path, monkeypatch):
+def test_a_cell_that_keeps_dying_is_recorded_failed_and_the_sweep_exits_non_zero(mnist_root, tmp_path,
+                                                                                  kill_after_checkpoint):
     import yaml
 
     # retries: 0 and no marker: the ER worker is killed after its first checkpoint, and fails
-    monkeypatch.setenv("CL_ENV_TEST_KILL_AFTER_CHECKPOINT", "1;/er-")
+    kill_after_checkpoint("1;/er-")
     cfg = _sweep_cfg(mnist_root, tmp_path / "s", agents=["online", "er"], budgets=[20], retries=0)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["sweep", str(tmp_path / "c.yaml"), "--workers", "2"]) == 1

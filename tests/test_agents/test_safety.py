@@ -10,8 +10,8 @@ import shutil
 import pytest
 import torch
 
-from agents.harness import checkpoint
 from agents.harness.cli import main
+from agents.harness.run import checkpoint
 from agents.harness.runner import run
 
 

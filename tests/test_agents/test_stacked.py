@@ -165,7 +165,7 @@ def test_stackability_is_explained():
 
 
 def test_a_sweep_trains_a_configurations_seeds_together_and_retries_a_killed_group(mnist_root, tmp_path,
-                                                                                   monkeypatch):
+                                                                                   monkeypatch, kill_after_checkpoint):
     from agents.harness.cells import Cell
     from agents.harness.results import load_result
     from agents.harness.sweep import seed_groups, sweep
@@ -180,7 +180,7 @@ def test_a_sweep_trains_a_configurations_seeds_together_and_retries_a_killed_gro
     cfg["agents"] = ["er"]
     marker = tmp_path / "killed-once"
     # the group's process is SIGKILLed at seed 1's first checkpoint (seed 0's is on disk, seed 2's not)
-    monkeypatch.setenv("CL_ENV_TEST_KILL_AFTER_CHECKPOINT", f"1;seed1;{marker}")
+    kill_after_checkpoint(f"1;seed1;{marker}")
     logs: list[str] = []
     records = sweep(cfg, workers=2, log=logs.append)
     assert marker.exists() and any("group(s) of seeds trained together" in line for line in logs)
