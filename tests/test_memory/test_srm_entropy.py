@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import memory.srm.entropy as entropy
-from agents.harness.checkpoint import decode, encode
 from agents.harness.cliargs import parse_assignments
+from agents.harness.run.checkpoint import decode, encode
 from memory import MemorySpec
 from memory.srm import SRM
 from memory.srm.entropy import (
