@@ -12,12 +12,16 @@ DIVERGED_EXIT = 3  # a run (or a sweep cell) diverged: its result.json exists, w
 
 
 def parse_assignments(items: list[str] | None, flag: str) -> dict:
-    """``["lr=0.1", "model=mlp400"]`` -> ``{"lr": 0.1, "model": "mlp400"}`` (Python literals, else strings)."""
+    """``["lr=0.1", "model=mlp400"]`` -> ``{"lr": 0.1, "model": "mlp400"}`` (Python literals, else strings;
+    ``true``/``false`` as YAML and JSON spell them are booleans too)."""
     out = {}
     for item in items or []:
         if "=" not in item or not item.split("=", 1)[0].strip():
             raise ValueError(f"{flag} expects key=value, got {item!r} (e.g. {flag} lr=0.05)")
         key, raw = item.split("=", 1)
+        if raw.strip() in ("true", "false"):
+            out[key.strip()] = raw.strip() == "true"
+            continue
         try:
             out[key.strip()] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):

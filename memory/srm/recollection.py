@@ -4,6 +4,9 @@ Learning*): a discrete VAE plus an index buffer of bit-packed codes.
 Each replayable item is a code of ``c`` categorical variables of ``l`` categories, stored at
 ``k = c * ceil(log2 l)`` bits (appendix, "binary representation"), with its label (and, for the
 reservoir policy, its task id) in the same packed row of a :class:`memory.bitstore.BitStore`.
+With ``entropy_coding`` (beyond the paper, :mod:`memory.srm.entropy`) each code is instead
+range-coded under a categorical prior fitted on the codes seen so far, and the same bits hold as
+many items as their coded sizes allow.
 Recollections are the current decoder's reconstructions of the stored codes. Algorithm 1's
 stabilisation runs in :meth:`SRM.observe`: ``N`` recollection sets, ``N`` autoencoder steps on
 each set joined with the incoming batch, then the batch is encoded and written.
@@ -17,11 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from cl_env import checks
 from memory.base import Memory, MemorySpec, ReplayBatch
 from memory.bitstore import BitStore
 from memory.buffers import reservoir_slots
 from memory.nets.discrete_vae import DiscreteVAE, uniform_noise
 from memory.srm.budget import latent_for_budget
+from memory.srm.entropy import PRIORS, CodedStore
 from memory.srm.msss import msss_select
 from memory.srm.vae_io import load_vae
 
@@ -35,7 +40,8 @@ class SRM(Memory):
         spec: The stream's shape.
         c: Categorical variables per code.
         l: Categories per variable.
-        capacity: Items held at most (the paper's 3,000 on MNIST, 5,000 on CIFAR-100).
+        capacity: Items held at most (the paper's 3,000 on MNIST, 5,000 on CIFAR-100); with
+            ``entropy_coding``, the bits of this many packed rows, filled with coded items.
         policy: ``"reservoir"`` (experience replay, Algorithm 1) or ``"task_ring"`` (the most
             recent items of each task, ``capacity / n_tasks`` per task: GEM, Algorithm 2).
         n_sets: N, recollection sets and autoencoder steps per incoming batch.
@@ -47,6 +53,11 @@ class SRM(Memory):
         decode_per_task: GEM only (:meth:`padded`): decode this many random codes of each past
             task per step instead of all of them (None, the paper's Algorithm 2). A cheaper
             variant that changes the algorithm: GEM's constraints then come from a subsample.
+        entropy_coding: Store each code range-coded under a fitted categorical prior
+            (:mod:`memory.srm.entropy`; needs the ``entropy`` extra) instead of bit-packed at
+            ``ceil(log2 l)`` bits a variable (the paper's, the default). Reservoir policy only.
+        entropy_prior: With ``entropy_coding``: ``"variable"`` (a distribution per variable,
+            measured fewer bits on MNIST) or ``"shared"`` (one for all variables).
         seed: Seeds the VAE initialisation, the Gumbel noise and the write policy.
     """
 
@@ -56,7 +67,8 @@ class SRM(Memory):
     def __init__(self, spec: MemorySpec, c: int, l: int = 4, capacity: int = 3000,  # noqa: E741
                  policy: str = "reservoir", n_sets: int = 2, ae_lr: float = 1e-3, set_size: int = 10,
                  tau: float = 1.0, vae: DiscreteVAE | None = None, vae_path: str | None = None,
-                 decode_per_task: int | None = None, seed: int = 0):
+                 decode_per_task: int | None = None, entropy_coding: bool = False,
+                 entropy_prior: str = "variable", seed: int = 0):
         super().__init__(spec)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
@@ -64,7 +76,13 @@ class SRM(Memory):
             raise ValueError(f"n_sets must be >= 1, got {n_sets}")
         if decode_per_task is not None and (int(decode_per_task) != decode_per_task or decode_per_task < 1):
             raise ValueError(f"decode_per_task must be a positive integer or None (all codes), got {decode_per_task!r}")
+        checks.boolean("memory.entropy_coding", entropy_coding, "--set memory.entropy_coding=true (or false)")
+        checks.choice("memory.entropy_prior", entropy_prior, PRIORS, "--set memory.entropy_prior=variable")
+        if entropy_coding and policy != "reservoir":
+            raise ValueError(f"memory.entropy_coding=true supports policy 'reservoir' (er), got {policy!r} "
+                             "(GEM's per-task ring); fix: drop memory.entropy_coding for this agent")
         self.decode_per_task = None if decode_per_task is None else int(decode_per_task)
+        self.entropy_coding = entropy_coding
         self.c, self.l, self.policy = c, l, policy
         self.n_sets, self.set_size = n_sets, set_size
         self.capacity = int(capacity)
@@ -82,9 +100,12 @@ class SRM(Memory):
         self.opt = torch.optim.Adam(self.vae.parameters(), lr=ae_lr)
         per_var = max(1, math.ceil(math.log2(l)))
         widths = [per_var] * c + [spec.label_bits] + ([spec.task_bits] if policy == "reservoir" else [])
-        self.store = BitStore(self.capacity, widths)
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.rng = np.random.default_rng(seed + 2)
+        if entropy_coding:  # the same bits as `capacity` packed rows
+            self.store = CodedStore(c, l, sum(widths[c:]), self.capacity * sum(widths), entropy_prior, self.rng)
+        else:
+            self.store = BitStore(self.capacity, widths)
         self.n_seen = 0
         if policy == "task_ring":
             base, extra = divmod(self.capacity, spec.n_tasks)
@@ -110,6 +131,8 @@ class SRM(Memory):
 
     # ----------------------------------------------------------------- rows
     def _rows_held(self) -> np.ndarray:
+        if self.entropy_coding:
+            return np.arange(self.store.items)
         if self.policy == "reservoir":
             return np.arange(min(self.n_seen, self.capacity))
         held = np.minimum(self.count, self.caps)
@@ -131,6 +154,10 @@ class SRM(Memory):
     def _write(self, x: torch.Tensor, t: int, y: torch.Tensor) -> None:
         codes = self.vae.encode(x, self.generator).cpu().numpy()
         b = len(codes)
+        if self.entropy_coding:
+            self.store.add(codes, y.cpu().numpy(), t)
+            self.n_seen += b
+            return
         if self.policy == "reservoir":
             src, dst = reservoir_slots(self.n_seen, b, self.capacity, self.rng)
             self.n_seen += b
@@ -168,6 +195,11 @@ class SRM(Memory):
         self.last_originals = x.detach()[:10]
         self._visual_noise = uniform_noise((len(self.last_originals), self.c, self.l), self.generator)
         self._visual = None
+
+    def end_task(self, t: int, ctx: Any = None) -> None:
+        """With ``entropy_coding``: refit the prior on the codes seen so far and recode the store."""
+        if self.entropy_coding:
+            self.store.refit()
 
     def add(self, x: torch.Tensor, t: int, y: torch.Tensor) -> None:
         """Encode ``x`` and write it under the policy, without training the autoencoder (for a
@@ -229,6 +261,8 @@ class SRM(Memory):
             return [int(t) for t in np.nonzero(self.count)[0]]
         if self.items == 0:
             return []
+        if self.entropy_coding:
+            return sorted(set(self.store.tasks))
         return sorted(set(self.store.read(self._rows_held())[:, self.c + 1].tolist()))
 
     def task_items(self, t: int) -> int:
@@ -298,7 +332,10 @@ class SRM(Memory):
     def report(self, x: torch.Tensor) -> dict[str, float]:
         """Reconstruction distortion on held-out images: mean absolute pixel error (SRM Table 4 /
         Figure 5's measure, pixels in [0, 1])."""
-        return {"srm/test_distortion_l1": float((self.reconstruct(x) - x).abs().mean())}
+        out = {"srm/test_distortion_l1": float((self.reconstruct(x) - x).abs().mean())}
+        if self.entropy_coding:
+            out["srm/bits_per_code"] = self.store.bits_per_code()
+        return out
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Encode and decode ``x`` (what a stored copy of it would replay as)."""
@@ -308,17 +345,24 @@ class SRM(Memory):
     # ----------------------------------------------------------------- accounting
     @property
     def items(self) -> int:
-        if self.policy == "reservoir":
-            return min(self.n_seen, self.capacity)
+        if self.entropy_coding or self.policy == "reservoir":
+            return self.store.items if self.entropy_coding else min(self.n_seen, self.capacity)
         return int(np.minimum(self.count, self.caps).sum())
 
     @property
     def item_bits(self) -> int:
-        """Bits of one packed row: the code, the label and (reservoir) the task id."""
+        """Bits of one packed row: the code, the label and (reservoir) the task id (with
+        ``entropy_coding``: the mean bits of a held item, prior excluded)."""
+        if self.entropy_coding:
+            return round((self.store.storage_bits - self.store.prior_bits) / max(1, self.items))
         return self.store.width
 
     @property
     def storage_bits(self) -> int:
+        """The packed rows held; with ``entropy_coding`` the coded messages, their labels and
+        task ids, and the stored prior (needed to decode, so counted here, not as overhead)."""
+        if self.entropy_coding:
+            return self.store.storage_bits
         return self.items * self.store.width
 
     @property
@@ -327,7 +371,8 @@ class SRM(Memory):
         return 32 * sum(p.numel() for p in self.vae.parameters())
 
     def state_dict(self) -> dict:
-        state = {"vae": self.vae.state_dict(), "opt": self.opt.state_dict(), "store": self.store.data.copy(),
+        store = self.store.state_dict() if self.entropy_coding else self.store.data.copy()
+        state = {"vae": self.vae.state_dict(), "opt": self.opt.state_dict(), "store": store,
                  "n_seen": self.n_seen, "generator": self.generator.get_state(),
                  "rng": self.rng.bit_generator.state, "c": self.c, "l": self.l, "capacity": self.capacity}
         if self.policy == "task_ring":
@@ -339,7 +384,13 @@ class SRM(Memory):
             raise ValueError("checkpoint's SRM shape (c, l, capacity) differs from this memory's")
         self.vae.load_state_dict(state["vae"])
         self.opt.load_state_dict(state["opt"])
-        self.store.data[:] = state["store"]
+        if isinstance(state["store"], dict) != self.entropy_coding:
+            raise ValueError(f"checkpoint's SRM codes are {'not ' * self.entropy_coding}entropy-coded; "
+                             f"this memory has entropy_coding={self.entropy_coding}")
+        if self.entropy_coding:
+            self.store.load_state_dict(state["store"])
+        else:
+            self.store.data[:] = state["store"]
         self.n_seen = state["n_seen"]
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
