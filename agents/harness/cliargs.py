@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import ast
 
-from agents.harness import limits
-from cl_env import checks
+from agents.harness.sweep.grid import parse_seeds  # noqa: F401 - re-exported
 
 DIVERGED_EXIT = 3  # a run (or a sweep cell) diverged: its result.json exists, with status "diverged"
 
@@ -23,24 +22,3 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict:
         except (ValueError, SyntaxError):
             out[key.strip()] = raw
     return out
-
-
-def parse_seeds(spec: str) -> list[int]:
-    """``0-4`` -> [0, 1, 2, 3, 4]; ``0,2,5`` -> [0, 2, 5]; ranges and lists combine (``0-2,7``);
-    at most :data:`agents.harness.limits.MAX_SEEDS` seeds."""
-    seeds: list[int] = []
-    for part in str(spec).split(","):
-        part = part.strip()
-        lo, _, hi = part.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or (hi and int(hi) < int(lo)):
-            raise checks.fail("--seeds", spec, "seeds and ascending ranges of non-negative integers",
-                              "--seeds 0-4 (or 0,1,2)")
-        if int(hi or lo) > 2**32 - 1:
-            raise checks.fail("--seeds", spec, f"seeds in [0, {2**32 - 1}]", "--seeds 0-4")
-        # counted before any list is built: a range of a billion seeds is refused, not a MemoryError
-        limits.check_seed_count(len(seeds) + (int(hi) - int(lo) + 1 if hi else 1), "--seeds", "--seeds 0-4")
-        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    if len(set(seeds)) != len(seeds):
-        raise checks.fail("--seeds", spec, "each seed once", "--seeds 0-4")
-    return seeds
-
