@@ -56,13 +56,25 @@ def test_no_module_of_any_package_imports_upward():
     assert upward == []
 
 
+# harness modules not yet cleaned (issue 30: the run loop is being split into agents/harness/run/),
+# and the Ray task's entry point, which must import cl-env only after it has put the shipped copy
+# first on sys.path (it is sent by value: a module-level import would run before that)
+STILL_LAZY = {
+    "agents/harness/runner.py",
+    "agents/harness/evaluators.py",
+    "agents/harness/logger.py",
+    "agents/harness/docgen.py",
+    "agents/harness/sweep/ray/entry.py",
+}
+
+
 def test_no_project_import_hides_inside_a_function():
     """No lazy project imports: a module that needs another imports it at the top, so the import
     graph in the source is the real one (a circle shows as a circle, not as a late import)."""
     lazy = [f"{path.relative_to(ROOT)}:{line} imports {name} inside a function"
             for path in _package_modules()
             for line, name, in_function in _project_imports(path)
-            if in_function and not path.relative_to(ROOT).parts[:2] == ("agents", "harness")]
+            if in_function and path.relative_to(ROOT).as_posix() not in STILL_LAZY]
     assert lazy == []
 
 CHECK = (
@@ -119,7 +131,7 @@ def test_learners_never_import_the_harness_and_agents_has_no_import_circle():
     learners = [m for m in graph if not m.startswith("agents.harness")]
     harness = [m for m in graph if m.startswith("agents.harness")]
     assert {"agents.base", "agents.registry", "agents.gem"} <= set(learners)
-    assert {"agents.harness.runner", "agents.harness.cli", "agents.harness.report"} <= set(harness)
+    assert {"agents.harness.runner", "agents.harness.cli.run", "agents.harness.report"} <= set(harness)
     for mod in learners:
         assert not any(d.startswith("agents.harness") for d in graph[mod]), (mod, graph[mod])
     # depth-first search for a cycle

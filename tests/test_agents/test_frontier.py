@@ -65,7 +65,7 @@ def test_memory_variants_and_memory_sets():
     assert frontier_grid.memory_variants(spec) == [
         ("reservoir", {}), ("srm", {"items": 200, "n_sets": 1}), ("srm", {"items": 400, "n_sets": 1}),
         ("codec", {"quality": 50}), ("codec", {"quality": 90})]
-    from agents.harness.frontier_cli import parse_memory_sets
+    from agents.harness.cli.frontier import parse_memory_sets
 
     assert parse_memory_sets(["srm:items=200,400", "srm:n_sets=1", "pkg.mod:Cls:bits=4"],
                              ["reservoir", "srm", "pkg.mod:Cls"]) == [
