@@ -63,7 +63,6 @@ STILL_LAZY = {
     "agents/harness/runner.py",
     "agents/harness/evaluators.py",
     "agents/harness/logger.py",
-    "agents/harness/docgen.py",
     "agents/harness/sweep/ray/entry.py",
 }
 

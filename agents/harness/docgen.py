@@ -9,6 +9,11 @@ import inspect
 import sys
 from pathlib import Path
 
+import cl_env
+from agents.presets import reference_lines
+from agents.registry import AGENTS, agent_class, takes_items
+from memory import MEMORIES, memory_class
+
 ROOT = Path(__file__).parents[2] / "docs" / "reference"
 
 
@@ -27,8 +32,6 @@ def _signature_options(fn, skip=("self", "spec", "budget", "kwargs", "env_id")) 
 
 
 def env_page(env_id: str) -> str:
-    import cl_env
-
     spec = cl_env.STREAMS[env_id]
     module, fn = spec.entry_point.split(":")
     builder = getattr(importlib.import_module(module), fn)
@@ -49,9 +52,6 @@ def env_page(env_id: str) -> str:
 
 
 def agent_page(name: str) -> str:
-    from agents.presets import reference_lines
-    from agents.registry import AGENTS, agent_class
-
     entry, cls = AGENTS[name], agent_class(name)
     settings = cls.all_settings()
     mems = ", ".join(f"[`{m}`](memory-{m}.md)" for m in entry.memories) or "none"
@@ -74,9 +74,6 @@ def agent_page(name: str) -> str:
 
 
 def memory_page(name: str) -> str:
-    from agents.registry import takes_items
-    from memory import memory_class
-
     cls = memory_class(name)
     skip = ("self", "spec", "budget", "kwargs", "env_id", "capacity")  # capacity: --items N, not --set
     own = _signature_options(cls.__init__, skip)
@@ -95,10 +92,6 @@ def memory_page(name: str) -> str:
 
 
 def pages() -> dict[str, str]:
-    import cl_env
-    from agents.registry import AGENTS
-    from memory import MEMORIES
-
     out = {f"env-{e}.md": env_page(e) for e in cl_env.STREAMS}
     out.update({f"agent-{a}.md": agent_page(a) for a in AGENTS})
     out.update({f"memory-{m}.md": memory_page(m) for m in MEMORIES})

@@ -90,7 +90,7 @@ def run_cell(cell: dict, root: str, threads: int, checkpoint_every: int | None =
 
 def run_unit(cells: list[dict], root: str, threads: int, checkpoint_every: int | None = None) -> list[dict]:
     """Run a unit of work in a local worker process: one cell, or one configuration's seeds
-    together (:func:`agents.harness.cells.execute_seeds`); each in its directory under ``root``,
+    together (:func:`agents.harness.sweep.cells.execute_seeds`); each in its directory under ``root``,
     resumed where a checkpoint exists (seeds with and without one run as two groups)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
