@@ -52,7 +52,6 @@ def env_page(env_id: str) -> str:
 
 
 def agent_page(name: str) -> str:
-
     entry, cls = AGENTS[name], agent_class(name)
     settings = cls.all_settings()
     mems = ", ".join(f"[`{m}`](memory-{m}.md)" for m in entry.memories) or "none"
@@ -75,7 +74,6 @@ def agent_page(name: str) -> str:
 
 
 def memory_page(name: str) -> str:
-
     cls = memory_class(name)
     skip = ("self", "spec", "budget", "kwargs", "env_id", "capacity")  # capacity: --items N, not --set
     own = _signature_options(cls.__init__, skip)
@@ -94,7 +92,6 @@ def memory_page(name: str) -> str:
 
 
 def pages() -> dict[str, str]:
-
     out = {f"env-{e}.md": env_page(e) for e in cl_env.STREAMS}
     out.update({f"agent-{a}.md": agent_page(a) for a in AGENTS})
     out.update({f"memory-{m}.md": memory_page(m) for m in MEMORIES})

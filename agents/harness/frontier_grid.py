@@ -19,7 +19,7 @@ A grid file (YAML or TOML; the keys of :data:`KEYS`)::
     # ship_requirements, stack_seeds: as in a sweep config (agents.harness.sweep)
 
 A memory's settings are its ``--set memory.KEY=VALUE`` options. Each cell is a sweep cell
-(:class:`agents.harness.cells.Cell`): same directory layout, same configuration hash, so a cell
+(:class:`agents.harness.sweep.cells.Cell`): same directory layout, same configuration hash, so a cell
 finished by ``cl-env sweep`` or ``cl-env run --seeds`` with the same configuration is not run again.
 The grid is written to ``OUT/frontier.json``; ``cl-env report OUT`` finds it there and shows the
 frontier, and ``cl-env frontier --read-only --out OUT`` reads it back.
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.harness import frontier, results, sweep
-from agents.harness.cells import Cell
-from agents.harness.cliargs import parse_seeds
+from agents.harness.sweep.cells import Cell
+from agents.harness.sweep.grid import parse_seeds
 from agents.registry import _check_options as check_memory_options
 from agents.registry import agent_entry
 from cl_env import checks

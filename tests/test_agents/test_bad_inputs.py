@@ -53,10 +53,14 @@ CLI_CASES = [
     (["run", "MNISTRotations-v0", "--agent", "er", "--memory", "selfrecall"], "unknown memory"),
     (["run", "MNISTRotations-v0", "--agent", "online", "--budget", "100"], "uses no memory"),
     (["run", "MNISTRotations-v0", "--resume"], "resume=True / overwrite=True need an out directory"),
-    (["distill", "mnist5k", "--ipc", "0"], "--ipc: got 0.0"),
+    (["distill", "mnist5k", "--images-per-class", "0"], "--images-per-class: got 0.0"),
+    (["distill", "mnist5k", "--ipc", "0"], "--images-per-class: got 0.0"),  # the old spelling, hidden
+    (["distill", "mnist5k", "--downsample", "0"], "--downsample: got 0"),
     (["distill", "mnist5k", "--iterations", "-1"], "--iterations: got -1"),
     (["distill", "nosuch"], "unknown data source 'nosuch'"),
-    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--l", "1"], "--l: got 1"),
+    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--categories", "1"], "--categories: got 1"),
+    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--l", "1"], "--categories: got 1"),  # old spelling
+    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--variables", "0"], "--variables: got 0"),
     (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--epochs", "0"], "--epochs: got 0"),
     (["compare", "/nonexistent/runs"], "no readable result.json"),
     (["report", "/nonexistent/runs"], "no readable result.json"),

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from agents.harness import cluster_task
-from agents.harness.cluster import deliver, runtime_env
-from agents.harness.cluster_task import Storage, environment, environment_mismatch
 from agents.harness.sweep import Cell, check_config, plan_threads
+from agents.harness.sweep.ray import task as cluster_task
+from agents.harness.sweep.ray.driver import deliver, runtime_env
+from agents.harness.sweep.ray.task import Storage, environment, environment_mismatch
 
 
 def _run_dir(tmp_path, name, steps):

@@ -65,7 +65,7 @@ def test_memory_variants_and_memory_sets():
     assert frontier_grid.memory_variants(spec) == [
         ("reservoir", {}), ("srm", {"items": 200, "n_sets": 1}), ("srm", {"items": 400, "n_sets": 1}),
         ("codec", {"quality": 50}), ("codec", {"quality": 90})]
-    from agents.harness.frontier_cli import parse_memory_sets
+    from agents.harness.cli.frontier import parse_memory_sets
 
     assert parse_memory_sets(["srm:items=200,400", "srm:n_sets=1", "pkg.mod:Cls:bits=4"],
                              ["reservoir", "srm", "pkg.mod:Cls"]) == [
@@ -169,7 +169,7 @@ def test_resuming_runs_only_the_unfinished_cells(stream, tmp_path, monkeypatch):
         ran.extend(cells)
         return [{"cell": c, "status": "completed", "score": 0.5, "seconds": 0.0} for c in cells]
 
-    monkeypatch.setattr(sweep, "run_unit", fake_run_unit)
+    monkeypatch.setattr(sweep.local, "run_unit", fake_run_unit)
     assert frontier_grid.run_grid(grid, workers=0, log=lambda *_: None) == [] and ran == []
     gone = grid.cells()[4]
     (gone.directory(tmp_path) / results.RESULT_FILE).unlink()
@@ -245,7 +245,7 @@ def test_end_to_end_on_a_fixture_stream_then_the_report(mnist_root, tmp_path, ca
 
 def test_progress_bar_on_request(stream, tmp_path, monkeypatch, capsys):
     grid = _grid(stream, tmp_path, memories=["reservoir"], budgets=[20], seeds=[0])
-    monkeypatch.setattr(sweep, "run_unit", lambda cells, *a, **k: [
+    monkeypatch.setattr(sweep.local, "run_unit", lambda cells, *a, **k: [
         {"cell": c, "status": "completed", "score": 0.5, "seconds": 0.0} for c in cells])
     frontier_grid.run_grid(grid, workers=0, log=lambda *_: None, bar=True)
     err = capsys.readouterr().err

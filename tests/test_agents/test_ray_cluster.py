@@ -28,7 +28,7 @@ def _config(mnist_root, out, storage) -> dict:
 DRIVER = textwrap.dedent("""
     import json, sys, threading, time
     from ray.cluster_utils import Cluster
-    from agents.harness.cluster import Storage
+    from agents.harness.sweep.ray.task import Storage
     from agents.harness.sweep import sweep
 
     cfg, head_dir, node_dir, report = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]

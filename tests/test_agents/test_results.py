@@ -239,7 +239,7 @@ def test_a_zero_byte_result_is_not_finished_and_duplicates_run_once(mnist_root, 
 def test_threads_honour_omp_num_threads_and_the_cpu_affinity(monkeypatch):
     from agents.harness import sweep as sw
 
-    monkeypatch.setattr(sw, "available_cores", lambda: 4)
+    monkeypatch.setattr(sw.local, "available_cores", lambda: 4)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert sw.plan_threads(None, 8, log=lambda *_: None) == (4, 1)
     assert sw.plan_threads(2, 8, log=lambda *_: None) == (2, 2)

@@ -166,9 +166,8 @@ def test_stackability_is_explained():
 
 def test_a_sweep_trains_a_configurations_seeds_together_and_retries_a_killed_group(mnist_root, tmp_path,
                                                                                    monkeypatch, kill_after_checkpoint):
-    from agents.harness.cells import Cell
     from agents.harness.results import load_result
-    from agents.harness.sweep import seed_groups, sweep
+    from agents.harness.sweep import Cell, seed_groups, sweep
 
     stream = {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 30}
     cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er", "gem"], "budgets": [20],

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import memory.srm.entropy as entropy
-from agents.harness.cliargs import parse_assignments
+from agents.harness.cli.args import parse_assignments
 from agents.harness.run.checkpoint import decode, encode
 from memory import MemorySpec
 from memory.srm import SRM

@@ -37,8 +37,8 @@ def prefer_shipped_code() -> None:
 
 
 def run(*args, **kwargs):
-    """``agents.harness.cluster_task.cell_task(*args, **kwargs)`` with the shipped code."""
+    """``agents.harness.sweep.ray.task.cell_task(*args, **kwargs)`` with the shipped code."""
     prefer_shipped_code()
-    from agents.harness.cluster_task import cell_task
+    from agents.harness.sweep.ray.task import cell_task
 
     return cell_task(*args, **kwargs)

@@ -1,6 +1,6 @@
 """A sweep's cell: one run of the grid, its identity and directory, and running it (shared by
-the local worker processes of :mod:`agents.harness.sweep` and the Ray tasks of
-:mod:`agents.harness.cluster`)."""
+the local worker processes of :mod:`agents.harness.sweep.local` and the Ray tasks of
+:mod:`agents.harness.sweep.ray`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from agents.harness import results
+from agents.harness.runner import run_seeds
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,6 @@ def execute_seeds(cells: list[Cell], outs: list[Path], resume: bool, started: fl
     """Run the seeds of one configuration together in this process
     (:func:`agents.harness.runner.run_seeds`: one stacked step for all where the agent allows);
     one record per cell, as :func:`execute` gives. A failure fails every cell of the group."""
-    import torch
-
-    from agents.harness.runner import run_seeds
-
     if not same_but_seed(cells):
         raise ValueError("execute_seeds takes the seeds of one configuration")
     started = time.perf_counter() if started is None else started

@@ -1,4 +1,4 @@
-"""The worker side of a Ray sweep (see :mod:`agents.harness.cluster`): the node's environment
+"""The worker side of a Ray sweep (see :mod:`agents.harness.sweep.ray.driver`): the node's environment
 and its check against the driver's, checkpoint storage (fsspec), and the task that runs a cell."""
 
 from __future__ import annotations
@@ -12,9 +12,16 @@ import socket
 import tempfile
 import time
 import uuid
+from importlib import metadata
 from pathlib import Path
 
+import torch
+
+import agents
+import cl_env
+import memory
 from agents.harness import results
+from agents.harness.sweep.cells import Cell, execute
 
 RETURN_LIMIT = 64 * 2**20  # bytes of a cell's artefacts returned through the object store
 SNAPSHOT_MARKER = "snapshot.json"
@@ -28,10 +35,6 @@ WORK_DIR_ENV = "CL_ENV_WORK_DIR"
 
 
 def _packages() -> list:
-    import agents
-    import cl_env
-    import memory
-
     return [cl_env, memory, agents]
 
 
@@ -51,8 +54,6 @@ def code_digest() -> str:
 def environment() -> dict:
     """What a result depends on beyond its configuration: Python (major.minor), the versions of
     :data:`CHECKED_DISTRIBUTIONS` and :func:`code_digest`."""
-    from importlib import metadata
-
     env = {"python": ".".join(platform.python_version_tuple()[:2]), "code": code_digest()}
     for dist in CHECKED_DISTRIBUTIONS:
         try:
@@ -191,12 +192,8 @@ def cell_task(cell: dict, key: str, storage: str, threads: int, driver_env: dict
               checkpoint_every: int | None = None) -> dict:
     """The body of one Ray task: run ``cell`` in a scratch directory, snapshot its checkpoints to
     ``storage``, and return its record with its artefacts (``files``) for the driver to write."""
-    from agents.harness.cells import Cell, execute
-
     for var in THREAD_VARS:
         os.environ[var] = str(threads)
-    import torch
-
     torch.set_num_threads(threads)
     node = {**node_info(), "threads": torch.get_num_threads()}
     started = time.perf_counter()

@@ -21,7 +21,7 @@ import sys
 from tqdm.auto import tqdm
 
 from agents.harness import frontier_grid, results, sweep
-from agents.harness.cliargs import DIVERGED_EXIT, parse_assignments, parse_seeds
+from agents.harness.cli.args import DIVERGED_EXIT, parse_assignments, parse_seeds
 from agents.harness.frontier_grid import Grid
 from cl_env import checks
 from cl_env.error import CLEnvError

@@ -32,12 +32,15 @@ What travels where:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict
+from importlib import metadata
 from pathlib import Path
 
 from agents.harness import results
-from agents.harness.cluster_task import (
+from agents.harness.sweep.ray import entry as _ray_entry
+from agents.harness.sweep.ray.task import (
     RETURN_LIMIT,
     THREAD_VARS,
     Storage,
@@ -53,9 +56,6 @@ __all__ = ["RETURN_LIMIT", "Storage", "deliver", "environment", "pinned_requirem
 
 def pinned_requirements() -> list[str]:
     """The driver's installed versions of cl-env's dependencies, as ``name==version`` lines."""
-    import re
-    from importlib import metadata
-
     pins = []
     for req in metadata.requires("cl-env") or []:
         if "extra ==" in req:
@@ -139,8 +139,6 @@ def run_on_ray(todo: list, root: Path, cfg: dict, address: str | None, workers: 
     log(f"ray: {len(todo)} cell(s), {threads} CPU(s) per cell, at most {in_flight} in flight; "
         f"checkpoints -> {storage}; code {driver_env['code']} shipped as py_modules")
     from ray import cloudpickle
-
-    from agents.harness import _ray_entry
 
     cloudpickle.register_pickle_by_value(_ray_entry)  # unpickling the task imports no cl-env code
     task = ray.remote(_ray_entry.run)
