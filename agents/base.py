@@ -2,7 +2,9 @@
 
 The runner calls ``act(obs)`` for the predicted labels, then ``observe(obs, y)`` once the labels
 are revealed, ``end_task(t)`` at each task boundary and ``predict(x, t)`` to evaluate. Learners
-override one hook, :meth:`Agent.learn`, and optionally :meth:`Agent.on_task_end` (after the
+override one hook, :meth:`Agent.learn` (which changes the parameters only through
+:meth:`Agent.sgd_step`, or :meth:`Agent.gradient` then :meth:`Agent.step_with`: the three points
+where stacked seeds, :mod:`agents.stacked`, meet), and optionally :meth:`Agent.on_task_end` (after the
 memory's task end with ``MEMORY_FIRST = True``), :meth:`Agent.extra_state` /
 :meth:`Agent.load_extra_state` and :meth:`Agent.predict` (a template method, as SB3's
 ``BaseCallback.on_step``/``_on_step``). ``end_task`` itself is the same for every learner.
@@ -74,6 +76,10 @@ class Agent(CutPoints):
     # the memory's task-end work runs before :meth:`on_task_end` (learners that retrain from what
     # the memory holds once it has finished the task: GDumb, compress-then-recall)
     MEMORY_FIRST: ClassVar[bool] = False
+    # seeds of this class may train together in one process (agents.stacked): declared on the class
+    # itself (never inherited) once tests/test_agents/test_stacked.py shows its stacked seeds equal
+    # their separate runs; its learn changes parameters only through sgd_step or gradient/step_with
+    stackable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -338,9 +344,32 @@ class Agent(CutPoints):
             "items": 0 if mem is None else mem.items,
         }
 
+    # ----------------------------------------------------------------- updates (the sync points of stacked seeds)
     def sgd_step(self, loss: torch.Tensor) -> None:
+        """One optimiser step along the gradient of ``loss``."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.optimizer.step()
+
+    def gradient(self, loss: torch.Tensor) -> torch.Tensor:
+        """The gradient of ``loss`` with respect to the model's trainable parameters, flattened
+        into one new vector in ``parameters()`` order (zeros for parameters it does not reach);
+        the parameters' ``.grad`` are left alone. For learners that change the gradient before
+        stepping (A-GEM's projection), with :meth:`step_with`."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                          for g, p in zip(grads, params, strict=True)])
+
+    def step_with(self, flat_gradient: torch.Tensor) -> None:
+        """One optimiser step along ``flat_gradient`` (laid out as :meth:`gradient` returns it):
+        each parameter's ``.grad`` becomes its slice, then ``optimizer.step()``."""
+        i = 0
+        for p in self.model.parameters():
+            if p.requires_grad:
+                n = p.numel()
+                p.grad = flat_gradient[i:i + n].view_as(p)  # views of the vector: no copy
+                i += n
         self.optimizer.step()
 
     # ----------------------------------------------------------------- checkpoints

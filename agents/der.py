@@ -34,6 +34,7 @@ class DER(Agent):
     """
 
     name = "der"
+    stackable = True  # seeds train together (agents.stacked; tests/test_agents/test_stacked.py)
     SETTINGS = {"alpha": 0.3, "beta": 0.0, "replay_batch": 10}
     SETTING_RULES = {"alpha": "non-negative", "beta": "non-negative", "replay_batch": "count"}
 
@@ -66,4 +67,5 @@ class DERPP(DER):
     """
 
     name = "derpp"
+    stackable = True  # seeds train together (agents.stacked; tests/test_agents/test_stacked.py)
     SETTINGS = {"alpha": 0.1, "beta": 0.5}

@@ -63,6 +63,7 @@ class EWC(Agent):
     """
 
     name = "ewc"
+    stackable = True  # seeds train together (agents.stacked; tests/test_agents/test_stacked.py)
     SETTINGS = {"lam": 5.0, "fisher_samples": 200}
     SETTING_RULES = {"lam": "non-negative", "fisher_samples": "count"}
 
@@ -88,31 +89,6 @@ class EWC(Agent):
             out["ewc_penalty"] = pen.detach()
         self.sgd_step(loss)
         self.recent.add(x, y)
-        return out
-
-    @staticmethod
-    def stacked_learn(stack, x, t, y, logits) -> dict[str, torch.Tensor]:
-        """:meth:`learn` for the seeds of an :class:`agents.stacked.SeedStack`: each seed's penalty
-        from its own ``A`` and ``B`` (stacked once per task), summed per seed."""
-        loss = stack.loss(logits, y)
-        out = {"loss": loss.detach()}
-        lanes = stack.lanes
-        has = {a.has_penalty for a in lanes}
-        if len(has) != 1:
-            raise RuntimeError("EWC seeds out of step: some have a penalty, some not")
-        if lanes[0].has_penalty:
-            total = 0.0
-            for n in stack.names:
-                A = stack.stacked(f"ewc.A.{n}", lambda a, n=n: a.A[n])
-                B = stack.stacked(f"ewc.B.{n}", lambda a, n=n: a.B[n])
-                p = stack.P[n]
-                total = total + (A * p * p - 2 * B * p).reshape(stack.K, -1).sum(1)
-            pen = 0.5 * lanes[0].settings["lam"] * total
-            loss = loss + pen
-            out["ewc_penalty"] = pen.detach()
-        stack.sgd_step(loss)
-        for k, a in enumerate(lanes):
-            a.recent.add(x[k], y[k])
         return out
 
     def on_task_end(self, t: int) -> None:

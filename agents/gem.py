@@ -100,25 +100,14 @@ def _has_batchnorm(model: nn.Module) -> bool:
 
 
 class _Projecting(Agent):
-    """Shared gradient plumbing of GEM and A-GEM: flat gradients in and out of the model."""
+    """What GEM and A-GEM share: task labels, the projections counter. Both change the gradient
+    before stepping, through :meth:`Agent.gradient` and :meth:`Agent.step_with`."""
 
     needs_task_labels = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.n_projections = 0
-
-    def _flat_grad(self) -> torch.Tensor:
-        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in self.params])
-
-    def _set_grad(self, flat: torch.Tensor) -> None:
-        i = 0
-        for p in self.params:
-            n = p.numel()
-            p.grad = flat[i:i + n].view_as(p)  # views of a fresh tensor: no copy needed
-            i += n
 
     def extra_state(self) -> dict:
         return {"n_projections": self.n_projections}
@@ -168,9 +157,7 @@ class GEM(_Projecting):
         rows = []
         for tt in tasks:
             mem = self.memory.sample_task(tt, ctx=self)
-            self.model.zero_grad(set_to_none=True)
-            self.loss(self.forward(mem.x, tt), mem.y).backward()
-            rows.append(self._flat_grad())
+            rows.append(self.gradient(self.loss(self.forward(mem.x, tt), mem.y)))
         return torch.stack(rows)
 
     def _past_memories(self, tasks: list[int]):
@@ -208,11 +195,9 @@ class GEM(_Projecting):
         past = [tt for tt in self.memory.tasks() if tt != t]
         G = self.past_gradients(past) if past else None
         loss = self.loss(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        g = self.gradient(loss)
         if G is not None:
-            g_new, projected, qp = gem_gradient(self._flat_grad(), G, self.settings["margin"],
-                                                self.settings["eps"])
+            g, projected, qp = gem_gradient(g, G, self.settings["margin"], self.settings["eps"])
             if projected:
                 self.n_projections += 1
                 if qp["eps"] is None:
@@ -220,8 +205,7 @@ class GEM(_Projecting):
                     if self.n_qp_failures == 1:
                         warnings.warn("GEM: the QP failed at every ridge; the step keeps the "
                                       "unprojected gradient (counted in n_qp_failures)", stacklevel=2)
-                self._set_grad(g_new)
-        self.optimizer.step()
+        self.step_with(g)
         return {"loss": loss.detach()}
 
     def extra_state(self) -> dict:
@@ -248,6 +232,7 @@ class AGEM(_Projecting):
     """
 
     name = "agem"
+    stackable = True  # seeds train together (agents.stacked; tests/test_agents/test_stacked.py)
     SETTINGS = {"ref_batch": 256}
     SETTING_RULES = {"ref_batch": "count"}
 
@@ -270,53 +255,13 @@ class AGEM(_Projecting):
         g_ref = None
         mem = self._reference_batch(past, t) if past else None
         if mem is not None:
-            self.model.zero_grad(set_to_none=True)
-            self.loss(self.forward(mem.x, mem.t if self.masked else None), mem.y).backward()
-            g_ref = self._flat_grad()
+            g_ref = self.gradient(self.loss(self.forward(mem.x, mem.t if self.masked else None), mem.y))
         loss = self.loss(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        g = self.gradient(loss)
         if g_ref is not None:
-            g_new, projected = agem_project(self._flat_grad(), g_ref)
-            if projected:
-                self._set_grad(g_new)
-                self.n_projections += 1
-        self.optimizer.step()
+            g, projected = agem_project(g, g_ref)
+            self.n_projections += int(projected)
+        self.step_with(g)
         self.memory.observe(x.detach(), t, y, ctx=self)
         return {"loss": loss.detach()}
 
-    @staticmethod
-    def stacked_learn(stack, x, t, y, logits) -> dict[str, torch.Tensor]:
-        """:meth:`learn` for the seeds of an :class:`agents.stacked.SeedStack`: each seed's own
-        reference batch and projection (eq. 11, :func:`agem_project` row by row)."""
-        if t is None:
-            raise ValueError("A-GEM needs task labels: make the env with task_labels=True")
-        lanes = stack.lanes
-        mems = []
-        for a in lanes:
-            past = [tt for tt in a.memory.tasks() if tt != t]
-            mems.append(a._reference_batch(past, t) if past else None)
-        g_ref = None
-        if any(m is not None for m in mems):
-            stack.zero_grad()
-            r_logits = stack.forward_each([m.x if m is not None else None for m in mems],
-                                          [m.t if m is not None else None for m in mems] if stack.masked else None)
-            stack.backward(torch.stack([a.loss(rl, m.y) for a, m, rl in zip(lanes, mems, r_logits, strict=True)
-                                        if m is not None]))
-            g_ref = stack.flat_grad()
-        loss = stack.loss(logits, y)
-        stack.zero_grad()
-        stack.backward(loss)
-        if g_ref is not None:
-            g = stack.flat_grad()
-            rows = list(g.unbind(0))
-            for k, (a, m) in enumerate(zip(lanes, mems, strict=True)):
-                if m is not None:
-                    # fresh copies: a row at an unaligned offset changes the dot product's last bits
-                    rows[k], projected = agem_project(g[k].clone(), g_ref[k].clone())
-                    a.n_projections += int(projected)
-            stack.set_grad(torch.stack(rows))
-        stack.step()
-        for k, a in enumerate(lanes):
-            a.memory.observe(x[k].detach(), t, y[k], ctx=a)
-        return {"loss": loss.detach()}

@@ -40,6 +40,7 @@ class LwF(Agent):
     """
 
     name = "lwf"
+    stackable = True  # seeds train together (agents.stacked; tests/test_agents/test_stacked.py)
     SETTINGS = {"alpha": 1.0, "temperature": 2.0, "update": "joint"}
     SETTING_RULES = {"alpha": "non-negative", "temperature": "positive", "update": ("joint", "two_step")}
 
@@ -67,39 +68,6 @@ class LwF(Agent):
             loss = loss + self.settings["alpha"] * d
             out["distillation"] = d.detach()
         self.sgd_step(loss)
-        return out
-
-    @staticmethod
-    def stacked_learn(stack, x, t, y, logits) -> dict[str, torch.Tensor]:
-        """:meth:`learn` for the seeds of an :class:`agents.stacked.SeedStack`: each seed distils
-        its own previous model (stacked once per task)."""
-        loss = stack.loss(logits, y)
-        out = {"loss": loss.detach()}
-        lanes = stack.lanes
-        if len({a.old is None for a in lanes}) != 1:
-            raise RuntimeError("LwF seeds out of step: some have an old model, some not")
-        old_logits = None
-        if lanes[0].old is not None:
-            with torch.no_grad():
-                old_logits = stack.forward(x, None, stack.teacher_params("lwf.old", lambda a: a.old))
-        s = lanes[0].settings
-        T = s["temperature"]
-
-        def distil(new_logits):
-            return torch.stack([distillation_loss(new_logits[k], old_logits[k], T) for k in range(stack.K)])
-
-        if s["update"] == "two_step":
-            stack.sgd_step(loss)
-            if old_logits is not None:
-                d = distil(stack.forward(x, t))
-                stack.sgd_step(s["alpha"] * d)
-                out["distillation"] = d.detach()
-            return out
-        if old_logits is not None:
-            d = distil(logits)
-            loss = loss + s["alpha"] * d
-            out["distillation"] = d.detach()
-        stack.sgd_step(loss)
         return out
 
     def on_task_end(self, t: int) -> None:

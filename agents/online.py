@@ -11,15 +11,10 @@ class Online(Agent):
     """Plain online SGD on the stream ("Online"/"single" in GEM and SRM, "naive" in ARM)."""
 
     name = "online"
+    stackable = True  # seeds train together (agents.stacked; tests/test_agents/test_stacked.py)
 
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
         loss = self.loss(logits, y)
         self.sgd_step(loss)
         return {"loss": loss.detach()}
 
-    @staticmethod
-    def stacked_learn(stack, x, t, y, logits) -> dict[str, torch.Tensor]:
-        """:meth:`learn` for the seeds of an :class:`agents.stacked.SeedStack` (per-seed ``(K,)`` losses)."""
-        loss = stack.loss(logits, y)
-        stack.sgd_step(loss)
-        return {"loss": loss.detach()}

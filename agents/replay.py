@@ -21,6 +21,7 @@ class ExperienceReplay(Agent):
     """
 
     name = "er"
+    stackable = True  # seeds train together (agents.stacked; tests/test_agents/test_stacked.py)
     SETTINGS = {"replay_batch": 10}
     SETTING_RULES = {"replay_batch": "count"}
 
@@ -40,35 +41,6 @@ class ExperienceReplay(Agent):
         self.sgd_step(loss)
         self.memory.observe(x.detach(), t if t is not None else 0, y, ctx=self)
         return out
-
-    @staticmethod
-    def stacked_learn(stack, x, t, y, logits) -> dict[str, torch.Tensor]:
-        """:meth:`learn` for the seeds of an :class:`agents.stacked.SeedStack`: each seed samples
-        its own memory with its own generator; the replayed batches go through one stacked forward."""
-        loss = stack.loss(logits, y)
-        out = {"loss": loss.detach()}
-        lanes = stack.lanes
-        mems = [a.memory.sample(a.settings["replay_batch"], ctx=a, generator=a.generator) for a in lanes]
-        r_logits = stack.forward_each([m.x if m is not None else None for m in mems],
-                                      [m.t if m is not None else None for m in mems] if stack.masked else None)
-        if any(m is not None for m in mems):
-            total, r_losses = [], []
-            for k, (a, m, rl) in enumerate(zip(lanes, mems, r_logits, strict=True)):
-                if m is None:  # memories of unequal fill (not in lockstep): no replay for this seed
-                    total.append(loss[k])
-                    continue
-                r_loss = -(m.y * rl.log_softmax(1)).sum(1).mean() if m.y.dtype.is_floating_point else a.loss(rl, m.y)
-                n, mm = y.shape[1], len(m.y)
-                total.append((loss[k] * n + r_loss * mm) / (n + mm))
-                r_losses.append(r_loss)
-            loss = torch.stack(total)
-            if len(r_losses) == len(lanes):
-                out["replay_loss"] = torch.stack(r_losses).detach()
-        stack.sgd_step(loss)
-        for k, a in enumerate(lanes):
-            a.memory.observe(x[k].detach(), t if t is not None else 0, y[k], ctx=a)
-        return out
-
 
 def ace_incoming_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """ER-ACE's loss on the incoming batch: the cross-entropy over the classes present in the
@@ -93,6 +65,7 @@ class ERACE(ExperienceReplay):
     """
 
     name = "er_ace"
+    stackable = True  # seeds train together (agents.stacked; tests/test_agents/test_stacked.py)
 
     def learn(self, x, t, y, logits) -> dict[str, torch.Tensor]:
         loss = ace_incoming_loss(logits, y)

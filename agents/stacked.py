@@ -1,37 +1,44 @@
-"""Several seeds of one configuration trained together: stacked parameters, one batched step.
+"""Several seeds of one configuration trained together: stacked parameters, lockstep lanes.
 
 A :class:`SeedStack` holds ``K`` agents that differ only by their seed (their own initial
 weights, data order, memory and generators). Their MLPs' parameters are stacked along a new
-first dimension (``W: (K, out, in)``) and every step runs once for all of them: the forward is
-one ``baddbmm`` per layer (:class:`StackedLinear`), the losses are summed (each seed's gradient
-is its own slice, the other seeds' losses not depending on it) and one ``_foreach_add_`` steps
-every seed. What each seed keeps apart — its memory, its draws, its Fisher, its teacher — stays
-in its own agent, called per seed.
+first dimension (``W: (K, out, in)``, :class:`StackedMLP`). Each seed's learner runs its **own,
+unmodified** :meth:`agents.base.Agent.learn` in a lane of :class:`agents.lanes.Lockstep` (one
+thread per seed, one running at a time); its model calls, ``sgd_step``, ``gradient`` and
+``step_with`` are sync points served for all seeds at once: one batched forward per layer
+(:class:`StackedLinear`, ``baddbmm``), one backward of the summed losses (each seed's gradient
+is its own slice, the other seeds' losses not depending on it) and one ``_foreach_add_`` step.
+What each seed keeps apart — its memory, its draws, its Fisher, its teacher — stays in its own
+agent, read by its own ``learn``. There is no second copy of any update rule.
 
 **Equivalence.** At one torch thread every operation here computes, slice by slice, exactly what
 the separate run computes (``baddbmm``'s forward equals ``F.linear``'s; the weight gradient is
-formed as ``g^T x``, as ``addmm``'s backward forms it; losses are each seed's own
-``F.cross_entropy`` call; reductions over one seed's slice equal the reduction of that slice), so
-each seed's accuracy matrix equals its separate run's bit for bit (``tests/test_agents/
-test_stacked.py``). With more threads the matrix products split their work differently from the
-unstacked ones and results agree within float rounding only (measured in docs/agents.md).
+formed as ``g^T x``, as ``addmm``'s backward forms it; losses are each seed's own calls on its
+slice; parameters a learner reads and gradients it is handed are fresh copies of its row, as
+unaligned rows change a dot product's last bits), so each seed's accuracy matrix equals its
+separate run's bit for bit (``tests/test_agents/test_stacked.py``). With more threads the matrix
+products split their work differently from the unstacked ones and results agree within float
+rounding only (measured in docs/agents.md).
 
-A learner takes part by defining ``stacked_learn(stack, x, t, y, logits)`` on its own class (not
-inherited: a subclass that changes :meth:`Agent.learn` must write its own): the same rule as its
-``learn``, over tensors with a leading seed dimension, returning per-seed ``(K,)`` losses. A
-memory takes part by declaring ``stackable = True`` on its class (it must not read the model
-per step). :func:`why_not_stackable` says why a set of agents cannot be stacked; the runner then
-runs the seeds one after another.
+A learner takes part by declaring ``stackable = True`` on its own class (not inherited: a
+subclass may change what ``learn`` does) once the equivalence tests cover it; its ``learn`` must
+change its parameters only through ``sgd_step``, ``gradient``/``step_with``, and read the model
+only by calling it or through ``named_parameters()``. A memory takes part by declaring
+``stackable = True`` on its class (it must not read the model per step).
+:func:`why_not_stackable` says why a set of agents cannot be stacked; the runner then runs the
+seeds one after another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from agents.base import Agent, PlainSGD
+from agents.lanes import Lockstep
 from agents.models import MLP
 from agents.registry import agent_class, agent_entry
 from cl_env.registration import STREAMS
@@ -87,8 +94,11 @@ def why_not_stackable(agents: Sequence[Agent]) -> str | None:
         return "fewer than two seeds"
     first = agents[0]
     cls = type(first)
-    if "stacked_learn" not in vars(cls):
-        return f"agent {cls.name!r} has no stacked learning rule (agents with one: online, er, ewc, lwf, agem)"
+    if not vars(cls).get("stackable", False):
+        return (f"learner {cls.name!r} is not declared stackable (its class has no `stackable = True`: "
+                "its update is not checked against separate runs)")
+    if cls.observe is not Agent.observe:
+        return f"learner {cls.name!r} overrides observe (a lane runs learn only)"
     for a in agents:
         if type(a) is not cls or a.settings != first.settings:
             return "the agents differ in more than their seed"
@@ -104,12 +114,117 @@ def why_not_stackable(agents: Sequence[Agent]) -> str | None:
     return None
 
 
+def _by_name(agents: Sequence[Agent]) -> list[tuple[torch.Tensor, ...]]:
+    """Per parameter (in ``parameters()`` order), every agent's own tensor."""
+    return list(zip(*(list(a.model.parameters()) for a in agents), strict=True))
+
+
+class StackedMLP:
+    """The ``K`` seeds' MLP parameters stacked (``P[name]: (K, ...)``), and the maths the lanes'
+    sync points need (:class:`agents.lanes.Lockstep`'s ``maths``).
+
+    Args:
+        agents: The agents (their models are read once, by :meth:`load`).
+    """
+
+    def __init__(self, agents: Sequence[Agent]):
+        first = agents[0]
+        self.K = len(agents)
+        self.layers = _mlp_layers(first.model)
+        self.names = [n for n, _ in first.model.named_parameters()]
+        self.lr = first.optimizer.param_groups[0]["lr"]
+        with torch.no_grad():
+            self.P = {n: torch.stack(ps).requires_grad_() for n, ps in zip(self.names, _by_name(agents), strict=True)}
+        self.params = [self.P[n] for n in self.names]
+        self._views: list[tuple[torch.Tensor, ...]] | None = None
+
+    def forward(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits ``(R, B, C)`` of ``R`` rows' models on their inputs ``x (R, B, ...)`` (unmasked)."""
+        P = self.P if params is None else params
+        h = x.reshape(x.shape[0], x.shape[1], -1)
+        for i, layer in enumerate(self.layers):
+            h = StackedLinear.apply(h, P[f"{layer}.weight"], P[f"{layer}.bias"])
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        return h
+
+    # ----------------------------------------------------------------- the lanes' sync points
+    def forward_rows(self, ks: list[int], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per lane ``ks[j]``, its model's output on ``xs[j]`` (equal shapes): one batched forward,
+        over every row or over an index of the rows."""
+        if len(ks) == self.K and ks == list(range(self.K)):
+            params = None
+        else:
+            idx = torch.as_tensor(ks, device=self.params[0].device)
+            params = {n: p.index_select(0, idx) for n, p in self.P.items()}
+        return list(self.forward(torch.stack(xs), params).unbind(0))
+
+    def _flat_row(self, grads: Sequence[torch.Tensor | None], k: int) -> torch.Tensor:
+        """Row ``k`` of ``grads`` flattened as :meth:`agents.base.Agent.gradient` flattens (fresh memory)."""
+        return torch.cat([(g[k] if g is not None else torch.zeros_like(p[k])).reshape(-1)
+                          for g, p in zip(grads, self.params, strict=True)])
+
+    def gradient_rows(self, ks: list[int], losses: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per lane ``ks[j]``, the flat gradient of ``losses[j]`` with respect to its row (one
+        autograd call over their sum; graphs kept, as other lanes may still differentiate them)."""
+        grads = torch.autograd.grad(torch.stack(losses).sum(), self.params, allow_unused=True, retain_graph=True)
+        return [self._flat_row(grads, k) for k in ks]
+
+    def step_rows(self, requests: list[tuple[int, str, torch.Tensor]]) -> None:
+        """One SGD step of the rows asking for it (:class:`agents.optim.PlainSGD`'s update):
+        ``(k, "sgd_step", loss)`` steps along the loss's gradient, ``(k, "step_with", flat)``
+        along ``flat``; other rows get a zero gradient (unchanged)."""
+        losses = [v for _, kind, v in requests if kind == "sgd_step"]
+        grads: list[torch.Tensor | None] = [None] * len(self.params)
+        if losses:
+            grads = list(torch.autograd.grad(torch.stack(losses).sum(), self.params, allow_unused=True))
+        flats = [(k, v) for k, kind, v in requests if kind == "step_with"]
+        if flats:
+            grads = [torch.zeros_like(p) if g is None else g.contiguous() for g, p in zip(grads, self.params, strict=True)]
+            for k, flat in flats:
+                i = 0
+                for g, p in zip(grads, self.params, strict=True):
+                    n = p[0].numel()
+                    g[k].copy_(flat[i:i + n].view(p.shape[1:]))
+                    i += n
+        with torch.no_grad():
+            pairs = [(p, g) for p, g in zip(self.params, grads, strict=True) if g is not None]
+            if pairs:
+                torch._foreach_add_([p for p, _ in pairs], [g for _, g in pairs], alpha=-self.lr)
+        self._views = None
+
+    def row_parameters(self, k: int) -> list[tuple[str, torch.Tensor]]:
+        """Row ``k``'s parameters as differentiable fresh copies (their gradients flow into the
+        stack; reductions over them run on aligned memory as over the separate run's)."""
+        if self._views is None:
+            with torch.enable_grad():
+                self._views = [p.unbind(0) for p in self.params]
+        return [(n, v[k].clone()) for n, v in zip(self.names, self._views, strict=True)]
+
+    # ----------------------------------------------------------------- the agents' models
+    @torch.no_grad()
+    def store(self, agents: Sequence[Agent]) -> None:
+        """Copy the stacked parameters into each agent's model."""
+        for k, a in enumerate(agents):
+            for p, P in zip(a.model.parameters(), self.params, strict=True):
+                p.copy_(P[k])
+
+    @torch.no_grad()
+    def load(self, agents: Sequence[Agent]) -> None:
+        """Copy each agent's model into the stacked parameters."""
+        for n, ps in zip(self.names, _by_name(agents), strict=True):
+            self.P[n].copy_(torch.stack(ps))
+        self._views = None
+
+
 class SeedStack:
-    """``K`` agents of one configuration, their MLPs' parameters stacked (see the module docstring).
+    """``K`` agents of one configuration trained in lockstep over stacked parameters (see the
+    module docstring); the interface the runner drives (:meth:`act`, :meth:`observe`).
 
     Between :meth:`sync_in` and :meth:`sync_out` the stacked tensors are the truth and the agents'
     own models are stale; the runner calls :meth:`sync_out` before any per-seed work that reads a
     model (task ends, evaluation, checkpoints, divergence checks) and :meth:`sync_in` after it.
+    The lanes' threads end with :meth:`close`, called when the stack is discarded.
 
     Args:
         agents: Agents for which :func:`why_not_stackable` is None.
@@ -119,133 +234,46 @@ class SeedStack:
         reason = why_not_stackable(agents)
         if reason is not None:
             raise ValueError(f"these agents cannot be stacked: {reason}")
-        self.lanes = list(agents)
-        self.K = len(self.lanes)
-        first = self.lanes[0]
-        self.rule: Callable = vars(type(first))["stacked_learn"]
-        self.layers = _mlp_layers(first.model)
-        self.names = [n for n, _ in first.model.named_parameters()]
+        self.agents = list(agents)
+        self.K = len(self.agents)
+        first = self.agents[0]
         self.masked = first.masked
         self.class_mask = first.class_mask
-        with torch.no_grad():
-            self.P = {n: torch.stack(ps).requires_grad_() for n, ps in zip(self.names, self._lane_params(), strict=True)}
-        self.params = [self.P[n] for n in self.names]
-        self._cache: dict = {}
+        self.maths = StackedMLP(self.agents)
+        self.lockstep = Lockstep(self.agents, self.maths)
+        self._finalizer = weakref.finalize(self, self.lockstep.close)
         self._logits: torch.Tensor | None = None
 
-    # ----------------------------------------------------------------- the agents' models
-    def _lane_params(self) -> list[list[torch.Tensor]]:
-        """Per parameter name (in :attr:`names` order), every agent's own tensor."""
-        return [list(ps) for ps in zip(*(list(a.model.parameters()) for a in self.lanes), strict=True)]
+    @property
+    def P(self) -> dict[str, torch.Tensor]:
+        """The stacked parameters by name, ``(K, ...)`` each."""
+        return self.maths.P
 
-    @torch.no_grad()
+    def close(self) -> None:
+        """End the lanes' threads (also done when the stack is garbage collected)."""
+        self._finalizer()
+
     def sync_out(self) -> None:
         """Copy the stacked parameters into each agent's model."""
-        for n, ps in zip(self.names, self._lane_params(), strict=True):
-            for k, p in enumerate(ps):
-                p.copy_(self.P[n][k])
+        self.maths.store(self.agents)
 
-    @torch.no_grad()
     def sync_in(self) -> None:
         """Copy each agent's model into the stacked parameters (after per-seed work that may have
-        changed it, e.g. a resumed checkpoint) and forget stacked per-seed state."""
-        for n, ps in zip(self.names, self._lane_params(), strict=True):
-            self.P[n].copy_(torch.stack(ps))
-        self._cache.clear()
+        changed it, e.g. a resumed checkpoint)."""
+        self.maths.load(self.agents)
 
-    def stacked(self, key: str, per_agent: Callable[[Agent], torch.Tensor]) -> torch.Tensor:
-        """``torch.stack([per_agent(a) for a in agents])``, kept until the next :meth:`sync_in`
-        (per-seed state that changes only at task ends: EWC's sums, LwF's teacher)."""
-        if key not in self._cache:
-            with torch.no_grad():
-                self._cache[key] = torch.stack([per_agent(a) for a in self.lanes])
-        return self._cache[key]
-
-    # ----------------------------------------------------------------- maths
-    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None,
-                params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None) -> torch.Tensor:
         """Logits ``(K, B, C)`` of every seed's model on its inputs ``x (K, B, ...)``, masked to the
-        task's classes like :meth:`Agent.forward` (``t`` an int, or task ids ``(K, B)``)."""
-        P = self.P if params is None else params
-        h = x.reshape(x.shape[0], x.shape[1], -1)
-        for i, layer in enumerate(self.layers):
-            h = StackedLinear.apply(h, P[f"{layer}.weight"], P[f"{layer}.bias"])
-            if i < len(self.layers) - 1:
-                h = torch.relu(h)
+        task's classes like :meth:`Agent.forward`."""
+        h = self.maths.forward(x)
         if self.masked and t is not None:
             h = h.masked_fill(~self.class_mask[t], float("-inf"))
         return h
 
-    def teacher_params(self, key: str, module_of: Callable[[Agent], nn.Module]) -> dict[str, torch.Tensor]:
-        """Stacked parameters of one frozen per-seed model (LwF's old model), cached like :meth:`stacked`."""
-        return {n: self.stacked(f"{key}.{n}", lambda a, n=n: dict(module_of(a).named_parameters())[n].detach())
-                for n in self.names}
-
-    def forward_each(self, xs: Sequence[torch.Tensor | None], ts: Sequence | None = None) -> list:
-        """Per seed, the logits of its model on ``xs[k]`` (None where ``xs[k]`` is None): one stacked
-        forward when every seed has inputs of one shape, else one forward per seed on its slice
-        of the stacked parameters (same numbers; memories of unequal sizes)."""
-        present = [x is not None for x in xs]
-        shapes = {tuple(x.shape) for x in xs if x is not None}
-        if all(present) and len(shapes) == 1:
-            t = torch.stack(list(ts)) if ts is not None else None
-            return list(self.forward(torch.stack(list(xs)), t).unbind(0))
-        out = []
-        for k, x in enumerate(xs):
-            if x is None:
-                out.append(None)
-                continue
-            params = {n: p[k:k + 1] for n, p in self.P.items()}
-            t = None if ts is None else ts[k].unsqueeze(0)
-            out.append(self.forward(x.unsqueeze(0), t, params)[0])
-        return out
-
-    def loss(self, logits: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        """Each seed's own :meth:`Agent.loss` on its slice, as a ``(K,)`` vector."""
-        return torch.stack([a.loss(lg, yy) for a, lg, yy in zip(self.lanes, logits, y, strict=True)])
-
-    @property
-    def lr(self) -> float:
-        return self.lanes[0].optimizer.param_groups[0]["lr"]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def backward(self, losses: torch.Tensor) -> None:
-        """Every seed's gradient of its own loss (``losses (K,)``; a seed's loss depends on its slice only)."""
-        losses.sum().backward()
-
-    @torch.no_grad()
-    def step(self) -> None:
-        """Plain SGD on every seed at once (:class:`agents.base.PlainSGD`'s update)."""
-        with_grad = [p for p in self.params if p.grad is not None]
-        if with_grad:
-            torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-self.lr)
-
-    def sgd_step(self, losses: torch.Tensor) -> None:
-        """:meth:`Agent.sgd_step` for every seed."""
-        self.zero_grad()
-        self.backward(losses)
-        self.step()
-
-    def flat_grad(self) -> torch.Tensor:
-        """``(K, P)``: row ``k`` is seed ``k``'s gradient flattened as ``_Projecting._flat_grad`` does."""
-        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(self.K, -1)
-                          for p in self.params], dim=1)
-
-    def set_grad(self, flat: torch.Tensor) -> None:
-        """The inverse of :meth:`flat_grad`."""
-        i = 0
-        for p in self.params:
-            n = p[0].numel()
-            p.grad = flat[:, i:i + n].reshape(p.shape)
-            i += n
-
     # ----------------------------------------------------------------- the env protocol, for K seeds
     def act(self, xs: Sequence[torch.Tensor], t: int | None) -> list[torch.Tensor]:
         """Predicted labels per seed (the training forward, kept for :meth:`observe`)."""
-        x = torch.stack([torch.as_tensor(v, device=self.lanes[0].device) for v in xs])
+        x = torch.stack([torch.as_tensor(v, device=self.agents[0].device) for v in xs])
         if x.ndim == 4:  # one example per step: (K, C, H, W)
             x = x.unsqueeze(1)
         self._x, self._t = x, t
@@ -254,11 +282,13 @@ class SeedStack:
         return [p[0] for p in preds] if torch.as_tensor(xs[0]).ndim == 3 else preds
 
     def observe(self, ys: Sequence) -> list[dict[str, torch.Tensor]]:
-        """Learn from the batches just acted on; per seed, its named losses (as :meth:`Agent.observe`)."""
-        y = torch.stack([torch.as_tensor(v, device=self.lanes[0].device).reshape(-1) for v in ys])
+        """Each seed's own ``learn`` on the batch just acted on, in lockstep; per seed, its named
+        losses (as :meth:`Agent.observe`)."""
+        dev = self.agents[0].device
         logits, self._logits = self._logits, None
-        out = self.rule(self, self._x, self._t, y, logits)
-        return [{name: v[k] for name, v in out.items()} for k in range(self.K)]
+        t = self._t
+        return self.lockstep.run([(x, t, torch.as_tensor(y, device=dev).reshape(-1), lg)
+                                  for x, y, lg in zip(self._x.unbind(0), ys, logits.unbind(0), strict=True)])
 
 
 def may_stack(env_id: str, agent: str, memory: str | None, settings: dict) -> bool:
@@ -270,7 +300,7 @@ def may_stack(env_id: str, agent: str, memory: str | None, settings: dict) -> bo
     (``StreamSpec.channels``: the MNIST streams); elsewhere seeds are not grouped.
     """
     cls = agent_class(agent)
-    if "stacked_learn" not in vars(cls):
+    if not vars(cls).get("stackable", False):
         return False
     mem = memory if memory is not None else agent_entry(agent).default_memory
     if mem is not None and not vars(memory_class(mem)).get("stackable", False):

@@ -74,6 +74,7 @@ class LogitReservoir(ReservoirBuffer):
     """
 
     name = "logit_reservoir"
+    stackable = True  # reads no model (the logits are handed to observe): seeds can be stacked
 
     def __init__(self, spec: MemorySpec, capacity: int, seed: int = 0):
         super().__init__(spec, capacity, seed)

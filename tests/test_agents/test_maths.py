@@ -299,12 +299,12 @@ def test_gem_agent_steps_along_the_projected_gradient(monkeypatch):
     agent = _gem_agent("gem", lr=0.5)
     x, y = _batch(0)
     agent.learn(x, 0, y, agent.forward(x, 0))
-    before = torch.cat([p.detach().reshape(-1) for p in agent.params]).clone()
+    before = torch.cat([p.detach().reshape(-1) for p in agent.model.parameters()]).clone()
     direction = torch.linspace(-1.0, 1.0, before.numel())
     monkeypatch.setattr(gem, "gem_gradient", lambda g, G, m, e: (direction.clone(), True, {"eps": e}))
     x, y = _batch(1)
     agent.learn(x, 1, y, agent.forward(x, 1))
-    after = torch.cat([p.detach().reshape(-1) for p in agent.params])
+    after = torch.cat([p.detach().reshape(-1) for p in agent.model.parameters()])
     assert torch.allclose(after, before - 0.5 * direction, atol=1e-6)
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 
 import pytest
 import torch
 
+from agents.base import StreamInfo
 from agents.harness.runner import run, run_seeds
+from agents.online import Online
+from agents.stacked import SeedStack
 
 
 @pytest.fixture
@@ -32,6 +37,10 @@ CASES = [
     ("lwf", None, None, {"update": "two_step", "temperature": 1.0}, "MNISTRotations-v0"),
     ("agem", "task_ring", 30, {"ref_batch": 16}, "MNISTRotations-v0"),
     ("agem", "reservoir", 30, {"model": "mlp400"}, "MNISTPermutations-v0"),
+    ("der", None, 30, {}, "MNISTRotations-v0"),
+    ("derpp", None, 30, {"head": "masked"}, "SplitMNIST-v0"),
+    ("er_ace", "task_ring", 30, {}, "MNISTPermutations-v0"),
+    ("er_ace", "reservoir", 30, {"replay_batch": 7}, "MNISTRotations-v0"),
 ]
 
 
@@ -82,12 +91,12 @@ def test_a_diverging_seed_leaves_the_stack_and_the_others_go_on(mnist_root, tmp_
     """Seed 1's loss turns non-finite at step 7: it alone is 'diverged', exactly as its separate
     run; seeds 0 and 2 finish with their separate runs' numbers."""
     (tmp_path / "nan_agent.py").write_text('''
-import torch
 from agents.online import Online
 
 
 class NaNOnSeed1(Online):
     name = "nan_on_seed1"
+    stackable = True  # its learn is Online's (one sgd_step)
     steps = 0
 
     def learn(self, x, t, y, logits):
@@ -95,16 +104,6 @@ class NaNOnSeed1(Online):
         out = Online.learn(self, x, t, y, logits)
         if self.seed == 1 and self.steps >= 7:
             out["loss"] = out["loss"] * float("nan")
-        return out
-
-    @staticmethod
-    def stacked_learn(stack, x, t, y, logits):
-        out = Online.stacked_learn(stack, x, t, y, logits)
-        bad = []
-        for a in stack.lanes:
-            a.steps += 1
-            bad.append(a.seed == 1 and a.steps >= 7)
-        out["loss"] = torch.where(torch.tensor(bad), out["loss"] * float("nan"), out["loss"])
         return out
 ''')
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -154,7 +153,7 @@ def test_stackability_is_explained():
     assert "differ" in why_not_stackable([online[0], agent_class("online")(info, None, {"lr": 0.05}, seed=1)])
     gem = [agent_class("gem")(info, build_memory("gem", "task_ring", 20, info.memory_spec("cpu"), seed=s), {}, seed=s)
            for s in (0, 1)]
-    assert "no stacked learning rule" in why_not_stackable(gem)
+    assert "learner 'gem' is not declared stackable" in why_not_stackable(gem)
     conv = [agent_class("online")(info, None, {"model": "convnet"}, seed=s) for s in (0, 1)]
     assert "not an MLP" in why_not_stackable(conv)
     der_like = [agent_class("er")(info, build_memory("er", "srm", 20, info.memory_spec("cpu"), seed=s), {}, seed=s)
@@ -199,3 +198,58 @@ def test_a_sweep_trains_a_configurations_seeds_together_and_retries_a_killed_gro
     with pytest.raises(ValueError, match="stack_seeds"):
         check_config({**cfg, "stack_seeds": "yes"})
     assert seed_groups([]) == []
+
+
+class _FailsOnSeed1(Online):
+    """Online whose learn raises ``error`` on seed 1 after its model call, while seed 0 is parked."""
+
+    name = "fails_on_seed1"
+    stackable = True
+    error: type[BaseException] = ValueError
+
+    def learn(self, x, t, y, logits):
+        self.model(x)  # a sync point: both lanes park here, then seed 1 raises
+        if self.seed == 1:
+            raise self.error("seed 1 fails")
+        return Online.learn(self, x, t, y, logits)
+
+
+def _lane_threads() -> list[threading.Thread]:
+    return [th for th in threading.enumerate() if th.name.startswith("seed-lane-")]
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_an_exception_in_a_lane_reaches_the_caller_and_the_threads_end(one_thread, error):
+    info = StreamInfo((1, 28, 28), 10, 2, "domain", (tuple(range(10)),) * 2, 200)
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.rand(4, 1, 28, 28, generator=gen) for _ in range(2)]
+    ys = [torch.randint(0, 10, (4,), generator=gen) for _ in range(2)]
+    before = len(_lane_threads())
+    cls = type("Fails", (_FailsOnSeed1,), {"error": error, "stackable": True})
+    agents = [cls(info, None, {}, seed=s) for s in (0, 1)]
+    real = [a.model for a in agents]
+    stack = SeedStack(agents)
+    assert len(_lane_threads()) == before + 2
+    stack.act(xs, None)
+    with pytest.raises(error, match="seed 1 fails"):
+        stack.observe(ys)
+    # both lanes left their learn: the agents have their own models and primitives back
+    assert [a.model for a in agents] == real and all("sgd_step" not in vars(a) for a in agents)
+    for a in agents:
+        a.error = RuntimeError  # never raised below: the lanes still serve a normal step
+        a.seed = 0
+    stack.act(xs, None)
+    losses = stack.observe(ys)
+    assert all(torch.isfinite(out["loss"]) for out in losses)
+    del stack
+    gc.collect()
+    assert len(_lane_threads()) == before  # the lanes end with their stack
+
+
+def test_stacked_runs_leave_no_threads(mnist_root, one_thread):
+    kw = _kw(mnist_root, n_tasks=2, per_task=30)
+    before = len(_lane_threads())
+    rs = run_seeds("MNISTRotations-v0", agent="er", budget=20, seeds=[0, 1], stream_kwargs=kw, progress=False)
+    assert rs[0].config["derived"]["stacked_seeds"] == 2
+    gc.collect()
+    assert len(_lane_threads()) == before
