@@ -13,7 +13,7 @@ left out: they run on other streams) on a two-task ``MNISTRotations-v0`` of ``--
   task ends) fails: its hot path copies to the host.
 - Timings: wall time on each device for every pair (the GEM and SRM rows are the ones to read).
 - ``--seeds K`` (default 5): the agents that train seeds together (``online``, ``er``, ``ewc``,
-  ``lwf``, ``agem``) run K seeds stacked on ``--device`` (:func:`agents.harness.runner.run_seeds`)
+  ``lwf``, ``agem``, ``der``, ``derpp``, ``er_ace``) run K seeds stacked on ``--device`` (:func:`agents.harness.runner.run_seeds`)
   against the same seeds one after another on the CPU: equal on the CPU at one thread, within
   ``--tolerance`` otherwise; on CUDA their synchronisations are counted as above (K seeds' worth
   allowed) and the stacked time is set against K separate CUDA runs.
@@ -113,7 +113,7 @@ def main() -> int:
     return 1 if failed else 0
 
 
-STACKED = ("online", "er", "ewc", "lwf", "agem")
+STACKED = ("online", "er", "ewc", "lwf", "agem", "der", "derpp", "er_ace")
 
 
 def seeds_check(args, allowed: int) -> list[str]:

@@ -17,7 +17,9 @@ thread; reported, not asserted, at more).
 
 Usage::
 
-    python benchmarks/seeds.py --agents er online --seeds 5 [--threads 1]
+    python benchmarks/seeds.py --agents er online --seeds 5 [--threads 1] [--skip turn procs]
+
+``--skip`` leaves out columns (``turn``, ``procs``: the slow references) on a shared machine.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                         "it (one seed and a stacked group use every core, --no-stack one thread per worker)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--tasks", type=int, default=None, help="stream n_tasks (default the protocol's)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["turn", "procs"],
+                   help="columns to leave out (in turn, processes); the equality check needs turn")
     args = p.parse_args(argv)
     import torch
 
@@ -77,19 +81,24 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 a = run_seeds(args.env, agent, seeds=seeds, stream_kwargs=stream, progress=False)
                 t["stacked"].append(time.perf_counter() - start)
-                start = time.perf_counter()
-                b = run_seeds(args.env, agent, seeds=seeds, stream_kwargs=stream, progress=False, stack=False)
-                t["turn"].append(time.perf_counter() - start)
+                b = None
+                if "turn" not in args.skip:
+                    start = time.perf_counter()
+                    b = run_seeds(args.env, agent, seeds=seeds, stream_kwargs=stream, progress=False, stack=False)
+                    t["turn"].append(time.perf_counter() - start)
                 t["cli"].append(_cli(["run", args.env, "--agent", agent, "--seeds", f"0-{args.seeds - 1}",
                                       "--out", f"{tmp}/cli", *stream_cli], args.threads))
-                t["procs"].append(_cli(["run", args.env, "--agent", agent, "--seeds", f"0-{args.seeds - 1}",
-                                        "--no-stack", "--out", f"{tmp}/procs", *stream_cli], args.threads))
+                if "procs" not in args.skip:
+                    t["procs"].append(_cli(["run", args.env, "--agent", agent, "--seeds", f"0-{args.seeds - 1}",
+                                            "--no-stack", "--out", f"{tmp}/procs", *stream_cli], args.threads))
                 stacked = a[0].config["derived"].get("stacked_seeds") == args.seeds
-                equal = stacked and all(x.accuracy_matrix == y.accuracy_matrix for x, y in zip(a, b, strict=True))
-        m = {k: statistics.median(v) for k, v in t.items()}
-        print(f"| {agent} | {m['one']:.1f} s | {m['stacked']:.1f} s | {m['turn']:.1f} s | {m['cli']:.1f} s | "
-              f"{m['procs']:.1f} s | {m['stacked'] / m['one']:.2f}× | {m['cli'] / m['one']:.2f}× | "
-              f"{'yes' if equal else 'no'} |", flush=True)
+                equal = None if b is None else (
+                    stacked and all(x.accuracy_matrix == y.accuracy_matrix for x, y in zip(a, b, strict=True)))
+        m = {k: statistics.median(v) if v else None for k, v in t.items()}
+        sec = {k: "–" if v is None else f"{v:.1f} s" for k, v in m.items()}
+        same = "–" if equal is None else ("yes" if equal else "no")
+        print(f"| {agent} | {sec['one']} | {sec['stacked']} | {sec['turn']} | {sec['cli']} | {sec['procs']} | "
+              f"{m['stacked'] / m['one']:.2f}× | {m['cli'] / m['one']:.2f}× | {same} |", flush=True)
     return 0
 
 
