@@ -156,6 +156,8 @@ def test_stackability_is_explained():
     assert "learner 'gem' is not declared stackable" in why_not_stackable(gem)
     conv = [agent_class("online")(info, None, {"model": "convnet"}, seed=s) for s in (0, 1)]
     assert "not an MLP" in why_not_stackable(conv)
+    own_observe = type("OwnObserve", (Online,), {"stackable": True, "observe": lambda self, obs, y: {}})
+    assert "overrides observe" in why_not_stackable([own_observe(info, None, {}, seed=s) for s in (0, 1)])
     der_like = [agent_class("er")(info, build_memory("er", "srm", 20, info.memory_spec("cpu"), seed=s), {}, seed=s)
                 for s in (0, 1)]
     assert "not stackable" in why_not_stackable(der_like)
@@ -253,3 +255,17 @@ def test_stacked_runs_leave_no_threads(mnist_root, one_thread):
     assert rs[0].config["derived"]["stacked_seeds"] == 2
     gc.collect()
     assert len(_lane_threads()) == before
+
+
+def test_gradient_then_step_with_is_sgd_step(one_thread):
+    """The two primitives A-GEM steps through give plain SGD's numbers bit for bit."""
+    info = StreamInfo((1, 28, 28), 10, 2, "domain", (tuple(range(10)),) * 2, 200)
+    a, b = (Online(info, None, {}, seed=3) for _ in range(2))
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.rand(8, 1, 28, 28, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+    a.sgd_step(a.loss(a.forward(x, None), y))
+    g = b.gradient(b.loss(b.forward(x, None), y))
+    assert g.shape == (sum(p.numel() for p in b.model.parameters()),)
+    b.step_with(g)
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
