@@ -26,7 +26,7 @@ def test_gpu_check_passes_on_the_cpu():
     assert len(rows) == 10 and all(r.endswith("| yes | ok |") for r in rows), out.stdout
     # five seeds stacked equal the same seeds one after another, bit for bit at one thread
     rows = [line for line in seeds_table.splitlines() if line.startswith("| ") and "agent" not in line]
-    assert len(rows) == 5 and all("| 0.0000 (must be 0) |" in r and r.endswith("| ok |") for r in rows), out.stdout
+    assert len(rows) == 6 and all("| 0.0000 (must be 0) |" in r and r.endswith("| ok |") for r in rows), out.stdout
     assert "0 failed" in out.stdout
 
 
