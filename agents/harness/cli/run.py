@@ -119,7 +119,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seeds", default=None, metavar="SEEDS",
                    help="several seeds of this configuration, e.g. 0-4 or 0,1,2, each seed's run under "
                         "--out as a sweep cell: trained together in one process (stacked parameters) "
-                        "for online, er, ewc, lwf, agem on MLPs, else one process per seed")
+                        "for the learners that declare stackable (online, er, er_ace, ewc, lwf, agem, der, derpp) "
+                        "on MLPs, else one process per seed")
     r.add_argument("--no-stack", action="store_true",
                    help="with --seeds: one process per seed even where the seeds could train together")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")

@@ -180,10 +180,12 @@ def run_seeds(
     per seed, each written to its own ``outs[k]`` exactly as :func:`run` writes it.
 
     The stream is prepared once for all seeds. When ``stack`` and the agents can be stacked
-    (:func:`agents.stacked.why_not_stackable`: ``online``, ``er``, ``ewc``, ``lwf``, ``agem`` on an
-    MLP, with no memory or a ``reservoir``/``task_ring`` one) and every seed starts from the same
-    step, the seeds are trained together as one :class:`agents.stacked.SeedStack` (one batched
-    step for all; each seed's numbers equal its separate run's at one torch thread); otherwise
+    (:func:`agents.stacked.why_not_stackable`: a learner that declares ``stackable`` — ``online``,
+    ``er``, ``er_ace``, ``ewc``, ``lwf``, ``agem``, ``der``, ``derpp`` — on an MLP, with a memory
+    that never reads the model) and every seed starts from the same step, the seeds are trained
+    together as one :class:`agents.stacked.SeedStack` (lockstep lanes over each learner's own
+    ``learn``, :mod:`agents.lanes`: one batched forward and step for all; each seed's numbers equal
+    its separate run's at one torch thread); otherwise
     they run one after another. A seed that diverges leaves the stack and the others go on.
     ``wall_time_s`` and ``examples_per_s`` of stacked seeds are the group's (their
     ``config["derived"]["stacked_seeds"]`` says how many trained together).
