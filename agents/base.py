@@ -119,8 +119,9 @@ class Agent(CutPoints):
         self.masked = head == "masked"
         self._cache: tuple[Any, torch.Tensor, int | None, torch.Tensor] | None = None
         self.init_cuts()
-        if memory is not None:
-            memory.bind(self)
+        bind = getattr(memory, "bind", None)  # memory.Memory's hook; a duck-typed memory may lack it
+        if bind is not None:
+            bind(self)
 
     def make_model(self) -> nn.Module:
         """The network, built under the agent's seed (override for other kinds of model)."""
