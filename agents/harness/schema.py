@@ -38,11 +38,11 @@ MAX_ROWS = 10_000  # tasks of a matrix
 TOLERANCE = 1e-6
 STATUSES = ("completed", "diverged")
 
-FRACTIONS = ("retained_accuracy", "online_accuracy", "validation_retained_accuracy")
+FRACTIONS = ("retained_accuracy", "online_accuracy", "validation_retained_accuracy", "task_il_retained_accuracy")
 TRANSFERS = ("backward_transfer", "forward_transfer", "forgetting")  # differences of fractions: [-1, 1]
 COUNTS = ("storage_bits", "overhead_bits", "items")
 AMOUNTS = ("effective_examples", "wall_time_s", "examples_per_s")
-FRACTION_MATRICES = ("accuracy_matrix", "validation_accuracy_matrix")
+FRACTION_MATRICES = ("accuracy_matrix", "validation_accuracy_matrix", "task_il_accuracy_matrix")
 NUMBER_LISTS = ("neg_test_elbo", "frechet_distance", "zd_consistency")
 MAPPINGS = ("data", "counters", "divergence")
 

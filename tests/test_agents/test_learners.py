@@ -27,6 +27,8 @@ RESULT_KEYS = {
     "status", "config_hash", "divergence", "warnings", "counters", "baseline_accuracy",
     # with a validation split (validation_fraction > 0); null otherwise
     "validation_accuracy_matrix", "validation_retained_accuracy",
+    # class-incremental streams with a single head: Task-IL from the same logits; null otherwise
+    "task_il_accuracy_matrix", "task_il_retained_accuracy",
 }
 
 

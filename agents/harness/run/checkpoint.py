@@ -165,7 +165,10 @@ def check_run_state(state: Any, path: str | Path, n_tasks: int, n_batches: int, 
     elapsed = state["elapsed"]
     if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool) or not math.isfinite(elapsed) or elapsed < 0:
         raise _bad(path, "elapsed is not a non-negative number of seconds")
-    for key, shape in (("R", (n_tasks, n_tasks)), ("V", (n_tasks, n_tasks)), ("baseline", (n_tasks,))):
+    for key, shape in (("R", (n_tasks, n_tasks)), ("V", (n_tasks, n_tasks)), ("TIL", (n_tasks, n_tasks)),
+                       ("baseline", (n_tasks,))):
+        if key not in state and key == "TIL":  # written since the Task-IL scores (older checkpoints lack it)
+            continue
         v = state[key]
         if not isinstance(v, np.ndarray) or v.shape != shape or v.dtype.kind != "f":
             got = v.shape if isinstance(v, np.ndarray) else type(v).__name__

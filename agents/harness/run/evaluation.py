@@ -8,22 +8,45 @@ import torch
 
 from agents.base import Agent
 from agents.harness.evaluators import generative_frechet
+from cl_env import metrics
 from memory.generative import negative_elbo
 
 EVAL_CHUNK = 1000
 
 
-def evaluate(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
-    """Accuracy on each task's whole test set (``uint8`` images, batched by ``EVAL_CHUNK``)."""
-    correct = []
+def scores(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]],
+           task_il: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Accuracy on each task's whole test set (``uint8`` images, batched by ``EVAL_CHUNK``) and, with
+    ``task_il``, the Task-IL accuracy of the same logits: the argmax among task ``j``'s own classes
+    (``agent.class_mask[j]``), as Mammoth scores a class-incremental run in both scenarios at once
+    (its ``mask_classes``); None without it."""
+    correct, within = [], []
     for j, (x, y) in enumerate(tests):
         c = torch.zeros((), dtype=torch.int64, device=y.device)
+        w = torch.zeros((), dtype=torch.int64, device=y.device)
         for s in range(0, len(y), EVAL_CHUNK):
             logits = agent.predict(x[s:s + EVAL_CHUNK].float().div_(255.0), j)
             c += (logits.argmax(1) == y[s:s + EVAL_CHUNK]).sum()
+            if task_il:
+                masked = logits.masked_fill(~agent.class_mask[j], float("-inf"))
+                w += (masked.argmax(1) == y[s:s + EVAL_CHUNK]).sum()
         correct.append(c)
+        within.append(w)
     counts = np.array([len(y) for _, y in tests], dtype=np.float64)
-    return torch.stack(correct).cpu().numpy() / counts
+    return (torch.stack(correct).cpu().numpy() / counts,
+            torch.stack(within).cpu().numpy() / counts if task_il else None)
+
+
+def evaluate(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
+    """Accuracy on each task's whole test set (see :func:`scores`)."""
+    return scores(agent, tests)[0]
+
+
+def matrix_fields(prefix: str, M: np.ndarray, rows: list[int], completed: bool) -> dict:
+    """``{prefix}_accuracy_matrix`` (the evaluated ``rows``) and ``{prefix}_retained_accuracy`` (None
+    unless the run completed) for a :class:`Result`."""
+    return {f"{prefix}_accuracy_matrix": [M[i].tolist() for i in rows],
+            f"{prefix}_retained_accuracy": metrics.retained_accuracy(M) if completed else None}
 
 
 def evaluate_generative(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]], t: int,

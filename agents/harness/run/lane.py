@@ -32,7 +32,7 @@ from agents.harness.run.callbacks import (
     frozen_numbers,
 )
 from agents.harness.run.divergence import nonfinite_parameters
-from agents.harness.run.evaluation import evaluate, evaluate_generative
+from agents.harness.run.evaluation import evaluate, evaluate_generative, matrix_fields, scores
 from agents.harness.run.memory_size import check_fits_the_stream, check_holds_an_item
 from agents.harness.run.options import RunOptions
 from agents.harness.run.progress import slow_note
@@ -107,6 +107,8 @@ class Lane:
         self.gen_log: dict[str, list] = {"neg_test_elbo": [], "frechet_distance": [], "zd_consistency": []}
         self.R = np.full((T, T), np.nan)
         self.V = np.full((T, T), np.nan)  # validation accuracies (stay NaN without a validation split)
+        self.task_il = not gen and info.setting == "class" and not learner.masked  # Task-IL scored too
+        self.TIL = np.full((T, T), np.nan)
         # b_j of FWT: the randomly initialised model (generative agents: its -ELBO)
         self.baseline = np.zeros(T) if gen else evaluate(learner, self.tests)
         # correct online predictions, counted exactly (an int), so that where checkpoints fall
@@ -129,7 +131,7 @@ class Lane:
                     f"({type(exc).__name__}: {checks.shown(str(exc), 120)}); delete it (or start the run "
                     f"with --overwrite) and run again") from None
             self.R, self.baseline, self.gen_log = state["R"], state["baseline"], state["gen_log"]
-            self.V = state["V"]
+            self.V, self.TIL = state["V"], state.get("TIL", self.TIL)
             self.correct, self.steps, self.elapsed_before = state["correct"], state["steps"], state["elapsed"]
             self.resumes = state["resumes"] + 1
             if self.steps < raw.n_batches:
@@ -180,7 +182,7 @@ class Lane:
             return
         for cb in self.callbacks:  # events up to the checkpoint reach the disk before it does
             cb.before_checkpoint()
-        ckpt.save({"agent": self.learner.state_dict(), "R": self.R, "V": self.V, "baseline": self.baseline,
+        ckpt.save({"agent": self.learner.state_dict(), "R": self.R, "V": self.V, "TIL": self.TIL, "baseline": self.baseline,
                    "gen_log": self.gen_log, "correct": self.correct, "steps": self.steps,
                    "config": results.identity(self.config), "config_hash": self.chash, "resumes": self.resumes,
                    "elapsed": self.elapsed_before + time.perf_counter() - self.started}, self.ckpt_path)
@@ -274,7 +276,9 @@ class Lane:
                 generative = MappingProxyType({"neg_test_elbo": union_elbo, "frechet_distance": fd,
                                                "zd_consistency": cons})
             else:
-                R[t] = evaluate(learner, tests)
+                R[t], til = scores(learner, tests, self.task_il)
+                if til is not None:
+                    self.TIL[t] = til
                 if self.vals is not None:
                     self.V[t] = evaluate(learner, self.vals)
             self.report_task_end(t, generative)
@@ -374,9 +378,8 @@ class Lane:
             examples_per_s=steps * batch_size / max(time.perf_counter() - self.started_loop, 1e-9),
             data=self.stream.describe(), config=self.config, status=status, config_hash=self.chash,
             divergence=divergence, baseline_accuracy=None if gen else [float(b) for b in self.baseline],
-            **({} if self.vals is None else {
-                "validation_accuracy_matrix": [V[i].tolist() for i in done_rows],
-                "validation_retained_accuracy": (metrics.retained_accuracy(V) if status == "completed" else None)}),
+            **({} if self.vals is None else matrix_fields("validation", V, done_rows, status == "completed")),
+            **({} if not self.task_il else matrix_fields("task_il", self.TIL, done_rows, status == "completed")),
             warnings=shown + [w for w in self.own_warnings if w not in shown], counters=counters,
         )
         final = ({"neg_test_elbo": (self.gen_log["neg_test_elbo"] or [None])[-1],

@@ -46,6 +46,10 @@ class Result:
     # (for choosing hyperparameters without reading the test sets), and its final retained mean
     validation_accuracy_matrix: list[list[float]] | None = None
     validation_retained_accuracy: float | None = None
+    # class-incremental streams with a single head: the same test logits scored among the task's own
+    # classes only (Task-IL, as Mammoth reports beside Class-IL), and its final retained mean
+    task_il_accuracy_matrix: list[list[float]] | None = None
+    task_il_retained_accuracy: float | None = None
     baseline_accuracy: list[float] | None = None  # b_j of FWT: the initial model on each task
     status: str = "completed"
     config_hash: str = ""
