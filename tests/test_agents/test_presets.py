@@ -142,6 +142,18 @@ def test_sweep_preset_axis_runs_each_with_its_agent(mnist_root):
     assert any("preset der-seqmnist-200@1: the preset is for der" in s for s in skipped)
 
 
+def test_a_sweep_file_of_presets_needs_no_agents_list(mnist_root, tmp_path):
+    from agents.harness.sweep.config import load_config
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("envs: [SplitMNIST-v0]\npreset: [er-seqmnist-200, derpp-seqmnist-500]\nseeds: [0]\n")
+    cells, _ = expand({**load_config(path), "stream": _stream(mnist_root)})
+    assert sorted(c.agent for c in cells) == ["derpp", "er"]
+    path.write_text("envs: [SplitMNIST-v0]\npreset: [null]\nseeds: [0]\n")
+    with pytest.raises(ValueError, match="'agents' must list at least one value"):
+        load_config(path)
+
+
 def test_cli_seeds_with_a_preset(mnist_root, tmp_path):
     out = tmp_path / "seeds"
     stream = ["--stream", "source=mnist", "verify=False", f"root={str(mnist_root)!r}"]

@@ -86,7 +86,8 @@ def load_config(path: str | Path) -> dict:
     unknown = set(cfg) - KEYS
     if unknown:
         raise ValueError(f"{path}: unknown keys {shown(sorted(map(str, unknown)), 200)}; valid keys: {sorted(KEYS)}")
-    for key in ("envs", "agents"):
+    named = any(v is not None for v in _as_list(cfg.get("preset", [])))  # a preset names its agent
+    for key in ("envs",) if named and "agents" not in cfg else ("envs", "agents"):
         if not cfg.get(key):
             raise ValueError(f"{path}: {key!r} must list at least one value")
     check_config(cfg, str(path))
