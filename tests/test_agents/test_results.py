@@ -420,3 +420,21 @@ def test_evaluation_routes_each_task_to_its_own_masked_head():
              for j in range(3)]
     acc = evaluate(FirstClassOfTask(), tests)
     assert acc.tolist() == [0.75, 0.75, 0.75]  # always task 0's head would give [0.75, 0, 0]
+
+
+def test_a_loaded_result_reads_its_configuration_back_as_a_run_config(tiny, tmp_path):
+    from agents.harness.config import RunConfig
+
+    res = run(out=tmp_path / "r", agent="online", **tiny)
+    loaded = results.load_result(tmp_path / "r" / "result.json")
+    rc = loaded.run_config
+    assert isinstance(rc, RunConfig) and rc.hash == res.config_hash == loaded.data["config_hash"]
+    assert rc.agent == "online" and rc.env == "MNISTRotations-v0"
+    # a configuration whose field has the wrong type cannot be read back: refused with the file named
+    path = tmp_path / "r" / "result.json"
+    data = results.read_json(path)
+    data["config"]["batch_size"] = "ten"
+    data["config_hash"] = results.config_hash(data["config"])
+    results.write_json_atomic(path, data)
+    with pytest.raises(ValueError, match="result.json.*batch_size"):
+        results.load_result(path)

@@ -77,3 +77,4 @@ def test_a_task_il_matrix_out_of_range_is_refused_on_load(split_kw, tmp_path):
     results.write_json_atomic(path, data)
     with pytest.raises(ValueError, match="task_il_accuracy_matrix"):
         results.load_result(path)
+

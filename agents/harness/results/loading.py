@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.harness import schema
-from agents.harness.config import config_hash, group_hash
+from agents.harness.config import FIELDS, RunConfig, config_hash, group_hash
 from agents.harness.results.files import REQUIRED, RESULT_FILE, ResultFileError, read_json
 
 
@@ -42,6 +42,11 @@ class Run:
     @property
     def group(self) -> str:
         return group_hash(self.config)
+
+    @property
+    def run_config(self) -> RunConfig:
+        """The run's identity read back (:meth:`RunConfig.from_dict`; checked when loaded)."""
+        return RunConfig.from_dict(self.config)
 
 
 def _normalise_legacy(data: dict) -> dict:
@@ -82,6 +87,11 @@ def load_result(path: str | Path) -> Run:
     found = schema.problem(data, config_hash)
     if found:
         raise ResultFileError(f"{path}: {found}; left out")
+    if all(k in data["config"] for k in FIELDS):  # (a legacy file's configuration lacks fields)
+        try:
+            RunConfig.from_dict(data["config"])
+        except ValueError as exc:
+            raise ResultFileError(f"{path}: {exc}; left out") from None
     return Run(path, data)
 
 
