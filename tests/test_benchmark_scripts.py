@@ -75,3 +75,29 @@ def test_codec_quality_volume_is_the_dpp_l_ensemble_log_determinant():
     assert codec_quality.feature_volume(phi[:10]) < codec_quality.feature_volume(phi)
     same_direction = phi[:1].repeat(30, 1)  # no diversity: the volume of one point, repeated
     assert codec_quality.feature_volume(same_direction) < codec_quality.feature_volume(phi)
+
+
+def test_seqmnist_table_reads_both_scenarios_and_sets_the_papers_mean_beside(mnist_root, tmp_path):
+    """``seqmnist_table.py`` on two seeds of a preset run: our Class-IL and Task-IL means over the
+    seeds, the paper's row beside them, a verdict by the stated rule."""
+    import importlib.util
+    import statistics
+
+    from agents.harness.runner import run
+
+    stream = {"source": "mnist", "verify": False, "root": str(mnist_root)}
+    res = [run("SplitMNIST-v0", agent="er", preset="er-seqmnist-200", seed=s, stream_kwargs=stream,
+               out=tmp_path / "runs" / f"s{s}") for s in (0, 1)]
+    spec = importlib.util.spec_from_file_location("seqmnist_table", ROOT / "benchmarks" / "seqmnist_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    [row] = table.rows([str(tmp_path / "runs")])
+    cil = [100 * r.retained_accuracy for r in res]
+    til = [100 * r.task_il_retained_accuracy for r in res]
+    assert (row["method"], row["buffer"], row["seeds"], row["paper_cil"], row["paper_til"]) == (
+        "ER", "200", "0,1", "80.43", "97.86")
+    assert row["ours_cil"] == f"{statistics.mean(cil):.2f} ± {statistics.stdev(cil):.2f}"
+    assert row["ours_til"] == f"{statistics.mean(til):.2f} ± {statistics.stdev(til):.2f}"
+    spread = max(statistics.stdev(cil), 1.0)
+    assert row["verdict"] == ("reproduced" if abs(statistics.mean(cil) - 80.43) <= spread else "not reproduced")
+    assert "| ER | 200 | 0,1 |" in table.markdown([row])
