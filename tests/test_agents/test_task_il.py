@@ -78,3 +78,17 @@ def test_a_task_il_matrix_out_of_range_is_refused_on_load(split_kw, tmp_path):
     with pytest.raises(ValueError, match="task_il_accuracy_matrix"):
         results.load_result(path)
 
+
+
+def test_compare_shows_task_il_beside_class_il_only_where_it_was_scored(split_kw, tiny, tmp_path):
+    from agents.harness.cli import main
+
+    run(out=tmp_path / "split" / "s0", **split_kw)
+    run(out=tmp_path / "rot" / "s0", agent="online", **tiny)
+    [split] = results.comparison_tables(results.find_results([tmp_path / "split"])[0])
+    [rot] = results.comparison_tables(results.find_results([tmp_path / "rot"])[0])
+    assert split.columns.index("Task-IL acc %") == split.columns.index("retained acc %") + 1
+    assert "Task-IL acc %" not in rot.columns
+    rec = split.records[0]
+    assert rec["task_il_retained_accuracy_mean"] >= rec["retained_accuracy_mean"]
+    assert main(["compare", str(tmp_path / "split")]) == 0

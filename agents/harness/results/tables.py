@@ -38,6 +38,18 @@ CLASSIFIER_METRICS = [
 ]
 
 
+TASK_IL = ("task_il_retained_accuracy", "Task-IL acc %", 100, 2)  # class-incremental runs: Task-IL beside
+
+
+def classifier_metrics(groups: list[Group]) -> list[tuple[str, str, int, int]]:
+    """:data:`CLASSIFIER_METRICS`, with the Task-IL column after retained accuracy when any run
+    scored it (class-incremental streams with a single head)."""
+    if not any(r.data.get(TASK_IL[0]) is not None for g in groups for r in g.runs):
+        return CLASSIFIER_METRICS
+    i = [k for k, *_ in CLASSIFIER_METRICS].index("retained_accuracy") + 1
+    return [*CLASSIFIER_METRICS[:i], TASK_IL, *CLASSIFIER_METRICS[i:]]
+
+
 def _metric(run: Run, key: str) -> float | None:
     if key == "bti":
         R = run.data.get("accuracy_matrix")
@@ -82,8 +94,9 @@ def classifier_table(groups: list[Group]) -> Table:
     """The papers' layout: one row per configuration, seeds aggregated (mean ± sample std)."""
     varying = varying_keys(groups)
     labels = [_label(k) for k in varying]
+    shown_metrics = classifier_metrics(groups)
     columns = ["env", "source", "method", "memory", *labels, "seeds",
-               *[title for _, title, _, _ in CLASSIFIER_METRICS], "status", "notes"]
+               *[title for _, title, _, _ in shown_metrics], "status", "notes"]
     rows, records = [], []
     for g in sorted(groups, key=lambda g: _sort_key(g, varying)):
         head = _group_columns(g, varying)
@@ -91,7 +104,7 @@ def classifier_table(groups: list[Group]) -> Table:
         record: dict[str, Any] = {**head, "seeds": seeds, "status": g.status, "config_hash": g.key}
         texts = []
         notes = _runtime_notes(g)
-        for key, _, scale, digits in CLASSIFIER_METRICS:
+        for key, _, scale, digits in shown_metrics:
             if g.status == "diverged" and key not in ("effective_examples", "items", "wall_time_s"):
                 mean, std, n = None, None, 0
             else:
