@@ -64,10 +64,11 @@ NAMES = {"joint": "JOINT (upper bound)", "online": "SGD (fine-tuning)", "ewc": "
 ORDER = ["joint", "online", "ewc", "si", "lwf", "mas", "er", "gem", "agem", "icarl", "der", "derpp", "er_ace",
          "mir", "gdumb"]
 # why a row is not reproduced, written once the gap was looked into (docs/benchmarks.md says how)
-ICARL = ('ours is higher; tried on seeds 0-2 at buffer 200 without finding the cause: lr 0.01 81.4, lr 0.02 82'
-         ".3, one replayed exemplar per step 83.3, the network's logits instead of class means 78.7, class mea"
-         "ns without L2 normalisation (as Mammoth d20f640 computes them) 83.2 - none near 70.5; the paper's iC"
-         'aRL is flat in the buffer size (70.51 / 70.10 / 70.60), a limit of that implementation other than its buffer, not found here')
+ICARL = ("ours is higher; tried on seeds 0-2 at buffer 200 without finding the cause: lr 0.01 81.4, "
+         "lr 0.02 82.3, one replayed exemplar per step 83.3, the network's logits instead of class means "
+         "78.7, class means without L2 normalisation (as Mammoth d20f640 computes them) 83.2 - none near "
+         "70.5; the paper's iCaRL is flat in the buffer size (70.51 / 70.10 / 70.60), a limit of that "
+         "implementation other than its buffer, not found here")
 REASONS: dict[tuple[str, int | None], str] = {
     ("icarl", 200): ICARL, ("icarl", 500): ICARL, ("icarl", 5120): ICARL,
     ("lwf", None): ("ours retains 2.9 points of the old classes; Mammoth's LwF (d20f640) distils only the past "
@@ -116,8 +117,7 @@ def rows(paths: list[str]) -> list[dict]:
                     "ours_til": _pm(til) if agent != "joint" else "– (one task)",
                     "paper_til": "–" if paper is None else f"{paper[1]:.2f}",
                     "wall": f"{statistics.mean(m.data['wall_time_s'] for m in members):.0f} s",
-                    "preset": members[0].config.get("preset", {}).get("name", "–") if members[0].config.get("preset")
-                    else "–",
+                    "preset": (members[0].config.get("preset") or {}).get("name", "–"),
                     "verdict": verdict})
     return out
 
