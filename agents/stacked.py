@@ -270,6 +270,27 @@ class SeedStack:
             h = h.masked_fill(~self.class_mask[t], float("-inf"))
         return h
 
+    def predicts_as_agents(self) -> bool:
+        """Whether every seed's :meth:`Agent.predict` is the base one on its whole MLP (no feature
+        cut frozen), so that :meth:`predict` computes what each agent's would."""
+        return all(type(a).predict is Agent.predict and type(a).forward is Agent.forward
+                   and getattr(a, "_frozen_cut", None) is None for a in self.agents)
+
+    @torch.no_grad()
+    def predict(self, ks: list[int], x: torch.Tensor, t: int | None) -> torch.Tensor:
+        """Evaluation logits ``(len(ks), B, C)`` of seeds ``ks`` on the same inputs ``x (B, ...)``:
+        one batched forward of their stacked parameters (current after :meth:`sync_in`), masked
+        like :meth:`Agent.predict`. At one thread each slice equals the seed's own ``predict``
+        (``baddbmm`` as ``F.linear``); at more, within float rounding."""
+        params = None
+        if ks != list(range(self.K)):
+            idx = torch.as_tensor(ks, device=self.maths.params[0].device)
+            params = {n: p.index_select(0, idx) for n, p in self.maths.P.items()}
+        h = self.maths.forward(x.unsqueeze(0).expand(len(ks), *x.shape), params)
+        if self.masked and t is not None:
+            h = h.masked_fill(~self.class_mask[t], float("-inf"))
+        return h
+
     # ----------------------------------------------------------------- the env protocol, for K seeds
     def act(self, xs: Sequence[torch.Tensor], t: int | None) -> list[torch.Tensor]:
         """Predicted labels per seed (the training forward, kept for :meth:`observe`)."""

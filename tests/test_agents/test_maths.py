@@ -359,10 +359,32 @@ def _ewc(**settings):
     return agent_class("ewc")(info, settings={"model": "mlp", **settings}, seed=0)
 
 
+def test_ewc_linear_fisher_equals_the_per_example_gradients_and_falls_back_when_it_cannot():
+    import agents.ewc as ewc
+
+    g = torch.Generator().manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    x, y = torch.randn(9, 1, 2, 2, generator=g), torch.randint(0, 3, (9,), generator=g)
+    for mask in (torch.ones(9, 1, dtype=torch.bool), torch.tensor([True, True, False]).expand(9, -1)):
+        keep = mask.all(1) | (y < 2)
+        fast = ewc.linear_fisher(model, x[keep], y[keep], mask[keep])
+        slow = ewc._vmap_fisher(model, x[keep], y[keep], mask[keep], chunk=4)
+        assert list(fast) == list(slow) == [n for n, _ in model.named_parameters()]
+        assert all(torch.allclose(fast[n], slow[n], rtol=1e-5, atol=1e-8) for n in slow)
+    twice = nn.Linear(4, 4)  # one layer applied twice: no closed form; the vmap path is taken
+    reused = nn.Sequential(nn.Flatten(), twice, nn.ReLU(), twice)
+    assert ewc.linear_fisher(reused, x, y % 3, torch.ones(9, 1, dtype=torch.bool)) is None
+    both = diagonal_fisher(reused, x, y % 3)
+    slow = ewc._vmap_fisher(reused, x, y % 3, torch.ones(9, 1, dtype=torch.bool), chunk=256)
+    assert all(torch.equal(both[n], slow[n]) for n in slow)
+    assert not ewc._linear_only(nn.Sequential(nn.Conv2d(1, 2, 2), nn.Flatten(), nn.Linear(2, 3)))
+    assert not ewc._linear_only(nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.BatchNorm1d(4)))
+
+
 def test_ewc_fisher_chunks_and_masks_agree_with_one_pass():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    model = nn.Sequential(nn.Unflatten(1, (1, 2, 2)), nn.Conv2d(1, 1, 1), nn.Flatten(), nn.Linear(4, 3))
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(7, 1, 2, 2, generator=g), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    x, y = torch.randn(7, 1, 2, 2, generator=g).flatten(1), torch.tensor([0, 1, 2, 0, 1, 2, 0])
     whole = diagonal_fisher(model, x, y)
     for chunk in (1, 3, 7):
         parts = diagonal_fisher(model, x, y, chunk=chunk)
@@ -373,8 +395,8 @@ def test_ewc_fisher_chunks_and_masks_agree_with_one_pass():
     mask = torch.tensor([True, True, False]).expand(7, -1)
     keep = y < 2
     masked = diagonal_fisher(model, x[keep], y[keep], mask[keep])
-    assert not torch.allclose(masked["1.weight"], diagonal_fisher(model, x[keep], y[keep])["1.weight"])
-    assert torch.equal(masked["1.weight"][2], torch.zeros(4))  # a masked logit gets no gradient
+    assert not torch.allclose(masked["3.weight"], diagonal_fisher(model, x[keep], y[keep])["3.weight"])
+    assert torch.equal(masked["3.weight"][2], torch.zeros(4))  # a masked logit gets no gradient
     model.train()
     diagonal_fisher(model, x, y)
     assert model.training  # the mode is restored
@@ -567,3 +589,17 @@ def test_agem_reference_batch_from_a_shared_memory_leaves_out_the_current_task(m
     assert len(ref.t) > 0 and bool((ref.t == 0).all())
     ref = agent._reference_batch([0, 1], 2)
     assert set(ref.t.tolist()) == {0, 1}
+
+
+def test_ewc_quadratic_penalty_gradient_passes_gradcheck():
+    from agents.ewc import quadratic_penalty
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (4,)]
+    params = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
+    A = [torch.rand(s, generator=g, dtype=torch.float64) for s in shapes]
+    B = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    assert torch.autograd.gradcheck(lambda *p: quadratic_penalty(p, A, B, 2.5), tuple(params))
+    value = quadratic_penalty(params, A, B, 2.5)
+    expected = 1.25 * sum((a * p * p - 2 * b * p).sum() for p, a, b in zip(params, A, B, strict=True))
+    assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-12)

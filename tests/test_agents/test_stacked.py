@@ -59,6 +59,7 @@ def test_stacked_seeds_equal_their_separate_runs(mnist_root, tmp_path, one_threa
         assert r.config["derived"]["stacked_seeds"] == 3  # they did train as one stack
         alone = run(env, seed=r.seed, **common)
         assert r.accuracy_matrix == alone.accuracy_matrix  # bit for bit
+        assert r.task_il_accuracy_matrix == alone.task_il_accuracy_matrix
         assert r.online_accuracy == alone.online_accuracy
         assert r.config_hash == alone.config_hash
         assert r.counters == alone.counters  # A-GEM's projections per seed, dropped examples
@@ -269,3 +270,38 @@ def test_gradient_then_step_with_is_sgd_step(one_thread):
     b.step_with(g)
     for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
         assert torch.equal(pa, pb)
+
+
+def test_stacked_predict_equals_each_seeds_own_predict(one_thread):
+    """Task-end scoring of stacked seeds: one batched forward, each slice (any subset of the
+    seeds, masked heads too) equal to the seed's own ``predict`` bit for bit at one thread."""
+    info = StreamInfo((1, 28, 28), 4, 2, "class", ((0, 1), (2, 3)), 200)
+    agents = [Online(info, None, {"head": "masked"}, seed=s) for s in range(3)]
+    group = SeedStack(agents)
+    try:
+        assert group.predicts_as_agents()
+        x = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        for ks in ([0, 1, 2], [2, 0]):
+            for t in (None, 1):
+                out = group.predict(ks, x, t)
+                assert out.shape == (len(ks), 50, 4)
+                for row, k in zip(out, ks, strict=True):
+                    assert torch.equal(row, agents[k].predict(x, t))
+    finally:
+        group.close()
+
+
+def test_stacked_seeds_are_scored_together_and_equal_their_separate_runs(mnist_root, one_thread, monkeypatch):
+    calls = []
+    predict = SeedStack.predict
+    monkeypatch.setattr(SeedStack, "predict", lambda self, ks, x, t: calls.append(list(ks)) or predict(self, ks, x, t))
+    kw = {"source": "mnist", "verify": False, "root": str(mnist_root), "train_per_class": 15}
+    common = {"agent": "er", "budget": 20, "settings": {"head": "single"}, "stream_kwargs": kw, "progress": False}
+    rs = run_seeds("SplitMNIST-v0", seeds=[0, 1, 2], **common)
+    assert calls and all(ks == [0, 1, 2] for ks in calls)  # every task end: the three seeds at once
+    n_calls = len(calls)
+    for r in rs:
+        alone = run("SplitMNIST-v0", seed=r.seed, **common)
+        assert r.task_il_accuracy_matrix is not None
+        assert (r.accuracy_matrix, r.task_il_accuracy_matrix) == (alone.accuracy_matrix, alone.task_il_accuracy_matrix)
+    assert len(calls) == n_calls  # a run of one seed scores its own model

