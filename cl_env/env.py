@@ -20,6 +20,8 @@ from cl_env.error import CLEnvError
 from cl_env.registration import make_stream
 from cl_env.stream import TaskStream
 
+_INT64 = np.dtype(np.int64)  # the dtype of the labels a model predicts (argmax), on the hot path
+
 
 class InvalidActionError(CLEnvError, ValueError, AssertionError):
     """An action outside the action space (an ``AssertionError`` too, as Gymnasium's own envs
@@ -110,7 +112,7 @@ class ContinualEnv(gym.Env):
         # when boundaries are gradual; this one, in stored order, serves until the first reset).
         self._set_plan(*stream.train_plan(batch_size, None, self.passes, self.transition))
         self._t_obs = [np.int64(t) for t in range(stream.n_tasks)]
-        self._fast_numpy = self.device is None and batch_size > 1
+        self._fast_numpy = self.device is None and 1 < batch_size <= 64  # _check_labels's subset test
         self._n_classes = stream.n_classes
         self._labels = frozenset(range(stream.n_classes))  # the hot path's range check (a subset test)
         self._y_shape = (batch_size,)
@@ -160,9 +162,10 @@ class ContinualEnv(gym.Env):
         if i >= self.n_batches:
             raise RuntimeError("the stream has ended (terminated=True was returned); call reset()")
         y = self._y[i]
-        if self._fast_numpy and type(action) is np.ndarray and action.shape == self._y_shape:
-            self._check_labels(action, action)
-            reward = np.count_nonzero(action == y) / self.batch_size  # the hot path
+        if type(action) is np.ndarray and self._fast_numpy and action.dtype is _INT64 and action.shape == self._y_shape:
+            if not self._labels.issuperset(action.tolist()):  # the hot path: int64 labels, checked inline
+                self._invalid(action)
+            reward = np.count_nonzero(action == y) / self.batch_size
         else:
             reward = self._reward(action, y)
         self._i = n = i + 1

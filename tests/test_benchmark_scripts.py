@@ -101,3 +101,23 @@ def test_seqmnist_table_reads_both_scenarios_and_sets_the_papers_mean_beside(mni
     spread = max(statistics.stdev(cil), 1.0)
     assert row["verdict"] == ("reproduced" if abs(statistics.mean(cil) - 80.43) <= spread else "not reproduced")
     assert "| ER | 200 | 0,1 |" in table.markdown([row])
+
+
+def test_env_throughput_times_the_env_the_bare_loop_and_the_null_env_floor(mnist_root):
+    """benchmarks/env_throughput.py: the null env (the floor of any Gymnasium env) rewards as the
+    env does, and a measurement returns every column."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import env_throughput
+    finally:
+        sys.path.pop(0)
+    x, y = np.zeros((4, 3, 1, 2, 2), dtype=np.float32), np.array([[0, 1, 2]] * 4)
+    null = env_throughput.NullEnv(x, y, 3)
+    null.reset()
+    _, reward, done, _, info = null.step(np.array([0, 1, 0]))
+    assert reward == pytest.approx(2 / 3) and not done and info["examples_seen"] == 1
+    stream = {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 40}
+    r = env_throughput.measure("MNISTRotations-v0", 10, 1, stream)
+    assert r["steps"] == 8 and all(r[k] > 0 for k in ("env_s", "bare_s", "null_s", "ratio", "null_ratio"))
