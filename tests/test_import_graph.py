@@ -149,3 +149,10 @@ def test_public_imports_keep_working():
                           "import agents.harness.runner as r; print(run is r.run)"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_no_module_of_the_three_packages_is_over_400_lines():
+    """DESIGN's small pieces: a module over ~400 lines is split along its seams (issue 30)."""
+    long = {str(p.relative_to(ROOT)): n for pkg in LAYER for p in sorted((ROOT / pkg).rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"modules over 400 lines: {long}"

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.harness.results import RunDirectoryError
+from cl_env import checks
 from cl_env.error import CLEnvError
 from memory.safeload import UnsafeFileError, load_weights_only
 
@@ -175,4 +177,25 @@ def check_run_state(state: Any, path: str | Path, n_tasks: int, n_batches: int, 
             raise _bad(path, f"{key} is {got}, expected a float array of shape {shape}")
     if not isinstance(state["gen_log"], dict) or not isinstance(state["agent"], dict):
         raise _bad(path, "gen_log and agent must be mappings")
+    return state
+
+
+def resume_state(path: Path, chash: str, learner: Any, n_tasks: int, n_batches: int, batch_size: int) -> dict:
+    """A run's checkpoint at ``path``, checked (:func:`check_run_state`) and written by the
+    configuration of hash ``chash``, its agent state loaded into ``learner``; one clear error
+    otherwise. Loaded weights-only: a crafted file is refused, never run."""
+    state = load(path)
+    if not isinstance(state, dict) or state.get("config_hash") != chash:
+        raise RunDirectoryError(
+            f"{path} was not written by this configuration (hash "
+            f"{checks.shown(state.get('config_hash')) if isinstance(state, dict) else None} "
+            f"vs {chash}); use another --out, or --overwrite to start afresh")
+    check_run_state(state, path, n_tasks, n_batches, batch_size)
+    try:
+        learner.load_state_dict(state["agent"])
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path}: its agent state does not fit this agent "
+            f"({type(exc).__name__}: {checks.shown(str(exc), 120)}); delete it (or start the run "
+            f"with --overwrite) and run again") from None
     return state

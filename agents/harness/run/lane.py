@@ -117,20 +117,7 @@ class Lane:
         self.correct, self.steps, self.elapsed_before, self.resumes = 0, 0, 0.0, 0
         self.obs, _ = env.reset(seed=seed)
         if from_checkpoint:
-            state = ckpt.load(self.ckpt_path)  # weights only: a crafted file is refused, never run
-            if not isinstance(state, dict) or state.get("config_hash") != chash:
-                raise results.RunDirectoryError(
-                    f"{self.ckpt_path} was not written by this configuration (hash "
-                    f"{checks.shown(state.get('config_hash')) if isinstance(state, dict) else None} "
-                    f"vs {chash}); use another --out, or --overwrite to start afresh")
-            ckpt.check_run_state(state, self.ckpt_path, T, raw.n_batches, batch_size)
-            try:
-                learner.load_state_dict(state["agent"])
-            except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
-                raise ckpt.CheckpointError(
-                    f"checkpoint {self.ckpt_path}: its agent state does not fit this agent "
-                    f"({type(exc).__name__}: {checks.shown(str(exc), 120)}); delete it (or start the run "
-                    f"with --overwrite) and run again") from None
+            state = ckpt.resume_state(self.ckpt_path, chash, learner, T, raw.n_batches, batch_size)
             self.R, self.baseline, self.gen_log = state["R"], state["baseline"], state["gen_log"]
             self.V, self.TIL = state["V"], state.get("TIL", self.TIL)
             self.correct, self.steps, self.elapsed_before = state["correct"], state["steps"], state["elapsed"]
