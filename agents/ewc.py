@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
@@ -56,22 +57,36 @@ def linear_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     computations"); ``delta`` for every example comes from one backward of the summed loss (no
     example's output depends on another's). Measured at one thread on the 784-100-100-10 MLP and
     200 examples: see docs/benchmarks.md (the per-example ``vmap`` path forms a (200, 89,610)
-    gradient). None if a layer is called other than once (the caller falls back to ``vmap``).
+    gradient).
+
+    None (the caller falls back to ``vmap``) where the identity does not hold or cannot be read
+    off the forward: a layer called other than once, on inputs of more than two dimensions, or
+    whose parameters are shared with another layer; a layer output changed in place afterwards
+    (``ReLU(inplace=True)``: its gradient would be read past the mask); frozen layers or
+    inference mode (no gradient reaches an output). A weight used outside its layer (a functional
+    call in a custom ``forward``) is not seen here: such a model should not be an MLP of layers.
     """
+    if torch.is_inference_mode_enabled():
+        return None
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    owned = [id(p) for m in layers for p in m.parameters(recurse=False)]
+    if len(set(owned)) != len(owned):  # tied weights: a layer's gradient is not its own outer product
+        return None
     seen: dict[nn.Module, list] = {m: [] for m in layers}
 
     def keep(module, inputs, output):
-        seen[module].append((inputs[0], output))
+        seen[module].append((inputs[0], output, output._version))
 
     hooks = [m.register_forward_hook(keep) for m in layers]
     try:
         with torch.enable_grad():
             logits = model(x).masked_fill(~mask, float("-inf"))
-            if any(len(v) != 1 for v in seen.values()):
+            kept = [v[0] for v in seen.values() if len(v) == 1]
+            if (len(kept) != len(layers) or any(a.ndim != 2 or o._version != ver or not o.requires_grad
+                                                 for a, o, ver in kept)):
                 return None
             loss = F.cross_entropy(logits, y, reduction="sum")
-            deltas = torch.autograd.grad(loss, [seen[m][0][1] for m in layers])
+            deltas = torch.autograd.grad(loss, [seen[m][0][1] for m in layers], allow_unused=True)
     finally:
         for h in hooks:
             h.remove()
@@ -80,6 +95,8 @@ def linear_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     n = len(x)
     for m, d in zip(layers, deltas, strict=True):
         a = seen[m][0][0].detach()
+        if d is None:  # a layer whose output the loss does not use (an unused head): no gradient
+            d = torch.zeros(len(x), m.out_features, dtype=a.dtype, device=a.device)
         d2 = d * d
         out[names[id(m.weight)]] = (d2.T @ (a * a)) / n
         if m.bias is not None:
@@ -103,7 +120,8 @@ def _vmap_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch
     for s in range(0, len(x), chunk):
         g = per_example(params, x[s:s + chunk], y[s:s + chunk], mask[s:s + chunk])
         for n in total:
-            total[n] += g[n].square_().sum(0)  # in place: no second (chunk, P) tensor
+            gn = g[n]  # squared in place (no second (chunk, P) tensor) unless vmap gave an expanded zero
+            total[n] += (gn.square_() if gn.is_contiguous() else gn.square()).sum(0)
     return {n: v / len(x) for n, v in total.items()}
 
 
@@ -122,6 +140,7 @@ class _Quadratic(torch.autograd.Function):
         return total * (0.5 * lam)
 
     @staticmethod
+    @once_differentiable  # its gradient is not itself differentiable: a second derivative raises
     def backward(ctx, g: torch.Tensor):
         saved = ctx.saved_tensors
         u, B = saved[:ctx.n], saved[ctx.n:]

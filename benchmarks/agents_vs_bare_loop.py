@@ -1,4 +1,4 @@
-"""Wall time of each agent on MNISTRotations-v0 against a bare PyTorch loop, and as whole processes.
+"""Wall time of each agent on a stream (MNISTRotations-v0 by default) against a bare PyTorch loop, and as whole processes.
 
 Three figures per agent (medians of ``--repeats`` runs, this machine):
 
@@ -6,12 +6,13 @@ Three figures per agent (medians of ``--repeats`` runs, this machine):
   evaluated at every task end, as the protocol asks);
 - ``process``: ``cl-env run`` as a fresh process (imports and data loading included), the figure
   comparable to whole-process timings of other libraries;
-- the bare loop: plain PyTorch over the same 20,000 prepared examples, MLP 784-100-100-10, SGD,
+- the bare loop: plain PyTorch over the same prepared examples, MLP 784-100-100-10, SGD,
   batches of 10, one forward/backward/step per batch (``bare train``), and the same plus the
   same evaluations (``bare train+eval``).
 
 Usage:
     python benchmarks/agents_vs_bare_loop.py [--agents online er gem agem ewc lwf] [--repeats 3]
+    python benchmarks/agents_vs_bare_loop.py --env SplitMNIST-v0 --stream source=mnist --agents online
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from common import bare_loop
 
 from agents import run
 
-ENV = "MNISTRotations-v0"
-
 
 def timed(fn, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
@@ -36,13 +35,17 @@ def timed(fn, repeats: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="MNISTRotations-v0")
+    p.add_argument("--stream", nargs="*", default=[], metavar="KEY=VALUE", help="stream options, e.g. source=mnist")
     p.add_argument("--agents", nargs="*", default=["online", "er", "gem", "agem", "ewc", "lwf"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--process", action=argparse.BooleanOptionalAction, default=True,
                    help="also time cl-env run as a fresh process")
     args = p.parse_args()
-    bare_train = timed(lambda: bare_loop(ENV, evaluate=False), args.repeats)
-    bare_eval = timed(lambda: bare_loop(ENV, evaluate=True), args.repeats)
+    env, stream = args.env, dict(item.split("=", 1) for item in args.stream)
+    cli_stream = ["--stream", *args.stream] if args.stream else []
+    bare_train = timed(lambda: bare_loop(env, evaluate=False, stream_kwargs=stream), args.repeats)
+    bare_eval = timed(lambda: bare_loop(env, evaluate=True, stream_kwargs=stream), args.repeats)
     print(f"bare train: {bare_train:.2f} s; bare train+eval: {bare_eval:.2f} s (median of {args.repeats})\n")
     print("| agent | RA | run() s | / bare train | / bare train+eval | process s |")
     print("|---|---|---|---|---|---|")
@@ -51,7 +54,7 @@ def main() -> None:
 
         def one(agent=agent, results=results):
             t = time.perf_counter()
-            results.append(run(ENV, agent=agent))
+            results.append(run(env, agent=agent, stream_kwargs=stream))
             return time.perf_counter() - t
 
         t_run = timed(one, args.repeats)
@@ -60,8 +63,8 @@ def main() -> None:
             def proc(agent=agent):
                 with tempfile.TemporaryDirectory() as d:
                     t = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "agents.harness.cli", "run", ENV, "--agent", agent,
-                                    "--out", d], check=True, capture_output=True)
+                    subprocess.run([sys.executable, "-m", "agents.harness.cli", "run", env, "--agent", agent,
+                                    *cli_stream, "--out", d], check=True, capture_output=True)
                     return time.perf_counter() - t
             t_proc = timed(proc, args.repeats)
         ra = results[-1].retained_accuracy

@@ -42,11 +42,15 @@ def budget_for(agent: str, memory: str | None, budget: float | None) -> float | 
     return None
 
 
-def bare_loop(env: str, n_tasks: int | None = None, device: str = "cpu", evaluate: bool = True) -> float:
+def bare_loop(env: str, n_tasks: int | None = None, device: str = "cpu", evaluate: bool = True,
+              stream_kwargs: dict | None = None) -> float:
     """Seconds of plain PyTorch over ``env``'s prepared examples (MLP 784-100-100-10, SGD lr 0.1,
-    batches of 10, one forward/backward/step each) and, with ``evaluate``, every task's test set
-    at every task end."""
-    stream = cl_env.make_stream(env, **({} if n_tasks is None else {"n_tasks": n_tasks}))
+    batches of 10 within each task, one forward/backward/step each) and, with ``evaluate``, every
+    task's test set at every task end (``stream_kwargs``: e.g. ``{"source": "mnist"}``)."""
+    kwargs = dict(stream_kwargs or {})
+    if n_tasks is not None:
+        kwargs["n_tasks"] = n_tasks
+    stream = cl_env.make_stream(env, **kwargs)
     px, py, index, _ = stream.pools()
     dev = torch.device(device)
     x, y = px[index].float().div_(255.0).flatten(1).to(dev), py[index].to(dev)
@@ -54,14 +58,19 @@ def bare_loop(env: str, n_tasks: int | None = None, device: str = "cpu", evaluat
     torch.manual_seed(0)
     model = MLP(x.shape[1], stream.n_classes).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    per_task = len(x) // stream.n_tasks
+    # each task's whole batches of 10 (as the env steps them: a task's last partial batch dropped)
+    starts, offset = [], 0
+    for task in stream.tasks:
+        starts.append([offset + s for s in range(0, task.n_train - task.n_train % 10, 10)])
+        offset += task.n_train
     start = time.perf_counter()
-    for s in range(0, len(x), 10):
-        loss = F.cross_entropy(model(x[s:s + 10]), y[s:s + 10])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if evaluate and (s + 10) % per_task == 0:
+    for task_starts in starts:
+        for s in task_starts:
+            loss = F.cross_entropy(model(x[s:s + 10]), y[s:s + 10])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if evaluate:
             with torch.no_grad():
                 for tx, ty in tests:
                     (model(tx).argmax(1) == ty).float().mean()

@@ -67,7 +67,8 @@ class NullEnv(gym.Env):
         self.i = n = i + 1
         y = self.y[i]
         reward = float(int(action) == int(y)) if self.b == 1 else np.count_nonzero(action == y) / self.b
-        return {"x": self.x[n if n < self.n else i]}, reward, n >= self.n, False, {"y": y, "examples_seen": n}
+        return ({"x": self.x[n if n < self.n else i]}, reward, n >= self.n, False,
+                {"y": y, "examples_seen": n * self.b})
 
 
 def peak_rss_mb() -> float:
@@ -81,6 +82,9 @@ def measure(env_id: str, batch_size: int, repeats: int, stream: dict | None = No
         env = gym.make(env_id, batch_size=batch_size, **(stream or {}))
     env.reset(seed=0)
     raw = env.unwrapped
+    if raw.chunk_batches < raw.n_batches:
+        raise SystemExit(f"{env_id}: the stream spans more than one chunk of prepared images; the bare loop "
+                         "slices the first chunk only, so this script times streams of up to 1 GB of float32")
     x, y = raw._x, raw._y  # the arrays the env prepared at reset
     rng = np.random.default_rng(0)
     shape = () if batch_size == 1 else (batch_size,)

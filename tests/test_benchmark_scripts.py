@@ -117,7 +117,7 @@ def test_env_throughput_times_the_env_the_bare_loop_and_the_null_env_floor(mnist
     null = env_throughput.NullEnv(x, y, 3)
     null.reset()
     _, reward, done, _, info = null.step(np.array([0, 1, 0]))
-    assert reward == pytest.approx(2 / 3) and not done and info["examples_seen"] == 1
+    assert reward == pytest.approx(2 / 3) and not done and info["examples_seen"] == 3
     stream = {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 40}
     r = env_throughput.measure("MNISTRotations-v0", 10, 1, stream)
     assert r["steps"] == 8 and all(r[k] > 0 for k in ("env_s", "bare_s", "null_s", "ratio", "null_ratio"))

@@ -378,6 +378,35 @@ def test_ewc_linear_fisher_equals_the_per_example_gradients_and_falls_back_when_
     slow = ewc._vmap_fisher(reused, x, y % 3, torch.ones(9, 1, dtype=torch.bool), chunk=256)
     assert all(torch.equal(both[n], slow[n]) for n in slow)
     assert not ewc._linear_only(nn.Sequential(nn.Conv2d(1, 2, 2), nn.Flatten(), nn.Linear(2, 3)))
+
+    class Head(nn.Module):  # a second head the loss does not use
+        def __init__(self):
+            super().__init__()
+            self.body, self.aux = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), nn.Linear(4, 2)
+
+        def forward(self, v):
+            self.aux(v.flatten(1))
+            return self.body(v)
+
+    tied = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    tied[3].weight = tied[1].weight
+    fallbacks = {  # where the identity does not hold or cannot be read off the forward: vmap's numbers
+        "in-place ReLU": nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 3)),
+        "3-D input": nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6, 3)),
+        "tied weights": tied,
+    }
+    ones = torch.ones(9, 1, dtype=torch.bool)
+    xs = x.reshape(9, 1, 2, 2)
+    for what, net in fallbacks.items():
+        assert ewc.linear_fisher(net, xs, y % 3, ones) is None, what
+        got, want = diagonal_fisher(net, xs, y % 3), ewc._vmap_fisher(net, xs, y % 3, ones, chunk=256)
+        assert all(torch.allclose(got[n], want[n], rtol=1e-5, atol=1e-8) for n in want), what
+    head = Head()
+    fast, slow = ewc.linear_fisher(head, xs, y % 3, ones), ewc._vmap_fisher(head, xs, y % 3, ones, chunk=256)
+    assert list(fast) == list(slow) and torch.equal(fast["aux.weight"], torch.zeros(2, 4))
+    assert all(torch.allclose(fast[n], slow[n], rtol=1e-5, atol=1e-8) for n in slow)
+    with torch.inference_mode():
+        assert ewc.linear_fisher(model, x, y, ones) is None
     assert not ewc._linear_only(nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.BatchNorm1d(4)))
 
 
