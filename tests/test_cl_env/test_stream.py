@@ -145,3 +145,19 @@ def test_gym_make_passes_stream_options(mnist_root):
 def test_unknown_gym_id_suggests():
     with pytest.raises(gym.error.Error, match="MNISTRotations"):
         gym.make("MNISTRotation-v0")
+
+
+def test_torch_device_mode_refuses_labels_outside_the_classes(small):
+    from cl_env.env import InvalidActionError
+
+    for batch in (5, 80):  # the subset test (up to 64 labels) and the reduction (more)
+        env = cl_env.ContinualEnv(small, batch_size=batch, device="cpu")
+        env.reset(seed=0)
+        ok = torch.full((batch,), 9, dtype=torch.long)
+        _, r, _, _, _ = env.step(ok)
+        for bad in (torch.full((batch,), 10), torch.full((batch,), -1), ok.float(), ok.bool(),
+                    torch.cat([ok[:-1], torch.tensor([10])])):
+            with pytest.raises(InvalidActionError, match=r"integers in \[0, 10\)"):
+                env.step(bad)
+        _, r, _, _, info = env.step(torch.as_tensor(env._y[env._i]).clone())
+        assert float(r) == 1.0

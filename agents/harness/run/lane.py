@@ -219,7 +219,7 @@ class Lane:
         """Everything after the learner's step: divergence, logs, task-end evaluation, checkpoints."""
         o, raw, learner = self.o, self.raw, self.learner
         if self.on_cpu:
-            if not all(math.isfinite(float(v.sum())) for v in losses.values()):
+            if not all(math.isfinite(float(v) if v.dim() == 0 else float(v.sum())) for v in losses.values()):
                 self.finite.fill_(False)
                 self.finite_steps.fill_(self.steps)  # the steps before this one were finite
                 self.steps += 1
@@ -231,7 +231,10 @@ class Lane:
                 self.finite &= torch.isfinite(v).all()
             self.finite_steps += self.finite
         # the reward is the fraction of the batch predicted correctly: k / batch_size, so k exactly
-        self.correct_acc += torch.round(torch.as_tensor(self.reward) * self.batch_size).to(torch.int64)
+        if self.on_cpu:  # a Python int: no tensor arithmetic on the hot path
+            self.correct += round(float(self.reward) * self.batch_size)
+        else:  # kept on the device (no synchronisation), read at task ends and checkpoints
+            self.correct_acc += torch.round(torch.as_tensor(self.reward) * self.batch_size).to(torch.int64)
         self.steps += 1
         steps = self.steps
         self.bar.update(1)
