@@ -202,3 +202,23 @@ def test_a_killed_entropy_coded_run_resumes_to_the_uninterrupted_result(tiny, tm
     resumed = run(out=tmp_path / "cut", resume=True, **kw)
     assert resumed.accuracy_matrix == whole.accuracy_matrix and resumed.storage_bits == whole.storage_bits
     assert resumed.items == whole.items and 0 < whole.storage_bits <= 784 * 8  # budget 1 example: c = 18
+
+
+def test_every_held_item_decodes_to_its_own_code_through_drift_refits_and_evictions():
+    """Each item carries a unique id as its label: after 4,000 codes whose distribution drifts
+    (skewed, then uniform), refits at task ends and by doubling, and evictions, every held item
+    decodes to exactly the code written with its id, and the tasks stay spread."""
+    rng = np.random.default_rng(0)
+    store = CodedStore(100, 4, 8, 40_000, "variable", np.random.default_rng(1))
+    truth = {}
+    for step in range(400):
+        p = [0.6, 0.2, 0.1, 0.1] if step < 200 else [0.25] * 4
+        codes, ids = rng.choice(4, size=(10, 100), p=p), np.arange(10 * step, 10 * step + 10)
+        truth.update(zip(ids.tolist(), codes))
+        store.add(codes, ids, step // 100)
+        if step % 100 == 99:
+            store.refit()
+    out = store.read(np.arange(store.items))
+    assert store.items > 100 and store.recodes >= 3 and store.storage_bits <= store.budget_bits
+    assert all(np.array_equal(row[:100], truth[int(row[100])]) for row in out)
+    assert set(out[:, 101].tolist()) == {0, 1, 2, 3}
