@@ -121,3 +121,22 @@ def test_env_throughput_times_the_env_the_bare_loop_and_the_null_env_floor(mnist
     stream = {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 40}
     r = env_throughput.measure("MNISTRotations-v0", 10, 1, stream)
     assert r["steps"] == 8 and all(r[k] > 0 for k in ("env_s", "bare_s", "null_s", "ratio", "null_ratio"))
+
+
+def test_srm_recollection_gap_reads_a_run_back_from_its_checkpoint(mnist_root, tmp_path):
+    """benchmarks/srm_recollection_gap.py rebuilds an SRM run from its directory: per task, its
+    items and three accuracies, the real test images' matching the run's own last accuracy row."""
+    from agents import run
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import srm_recollection_gap
+    finally:
+        sys.path.pop(0)
+    kw = {"source": "mnist", "verify": False, "root": str(mnist_root), "train_per_class": 20}
+    r = run("SplitMNIST-v0", agent="er", memory="srm", budget=5, stream_kwargs=kw, out=tmp_path / "srm",
+            settings={"memory.items": 60, "memory.n_sets": 1}, progress=False)
+    rows = srm_recollection_gap.gap(tmp_path / "srm")
+    assert [row["task"] for row in rows] == list(range(5)) and sum(row["items"] for row in rows) == r.items
+    assert [row["test"] for row in rows] == pytest.approx(r.accuracy_matrix[-1])
+    assert all(0 <= row[k] <= 1 for row in rows for k in ("recollections", "test through the autoencoder"))
