@@ -260,3 +260,18 @@ def test_a_plugin_memory_on_the_frontier(mnist_root, tmp_path, capsys):
                  "--budgets", "8", "--out", str(out), "--workers", "0", "--no-progress", *_flags(mnist_root)]) == 0
     text = capsys.readouterr().out
     assert "| first_seen | - | 8 | 0 |" in text and "| reservoir | - | 8 | 0 |" in text
+
+
+def test_every_committed_frontier_grid_loads_and_checks():
+    """The grids docs/benchmarks.md cites (benchmarks/frontier_*.yaml) parse, name memories their
+    learner accepts and build every cell's configuration, before anyone spends hours on them."""
+    from pathlib import Path
+
+    from agents.harness.frontier_grid import load_grid
+
+    paths = sorted((Path(__file__).parents[2] / "benchmarks").glob("frontier_*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        grid = load_grid(path)
+        assert grid.memories and grid.budgets and grid.seeds, path.name
+        assert grid.out.startswith("runs/frontier-"), path.name
