@@ -230,10 +230,10 @@ class Lane:
             for v in losses.values():
                 self.finite &= torch.isfinite(v).all()
             self.finite_steps += self.finite
-        # the reward is the fraction of the batch predicted correctly: k / batch_size, so k exactly
-        if self.on_cpu:  # a Python int: no tensor arithmetic on the hot path
+        # reward = k / batch_size correct, so k exactly: a Python int on the CPU, else on the device (no sync)
+        if self.on_cpu:
             self.correct += round(float(self.reward) * self.batch_size)
-        else:  # kept on the device (no synchronisation), read at task ends and checkpoints
+        else:
             self.correct_acc += torch.round(torch.as_tensor(self.reward) * self.batch_size).to(torch.int64)
         self.steps += 1
         steps = self.steps
@@ -280,8 +280,7 @@ class Lane:
     def next_batch(self) -> None:
         """Move on to the next observation; done at the end of the stream."""
         self.obs = self.next_obs
-        if self.steps >= self.raw.n_batches:
-            self.done = True
+        self.done |= self.steps >= self.raw.n_batches
 
     def evaluated(self, accuracy: np.ndarray, task_il: np.ndarray | None) -> None:
         """The task end :meth:`after_step` left pending (``pending_eval``), once the caller has
