@@ -214,7 +214,7 @@ def test_every_held_item_decodes_to_its_own_code_through_drift_refits_and_evicti
     for step in range(400):
         p = [0.6, 0.2, 0.1, 0.1] if step < 200 else [0.25] * 4
         codes, ids = rng.choice(4, size=(10, 100), p=p), np.arange(10 * step, 10 * step + 10)
-        truth.update(zip(ids.tolist(), codes))
+        truth.update(zip(ids.tolist(), codes, strict=True))
         store.add(codes, ids, step // 100)
         if step % 100 == 99:
             store.refit()
