@@ -163,7 +163,8 @@ class ContinualEnv(gym.Env):
             raise RuntimeError("the stream has ended (terminated=True was returned); call reset()")
         y = self._y[i]
         if type(action) is np.ndarray and self._fast_numpy and action.dtype is _INT64 and action.shape == self._y_shape:
-            if not self._labels.issuperset(action.tolist()):  # the hot path: int64 labels, checked inline
+            # the hot path: int64 labels, _check_labels's subset test inline (0.4 against 0.7 us a step)
+            if not self._labels.issuperset(action.tolist()):
                 self._invalid(action)
             reward = np.count_nonzero(action == y) / self.batch_size
         else:
@@ -221,13 +222,7 @@ class ContinualEnv(gym.Env):
             if self.device.type == "cpu":
                 if a.is_floating_point() or a.dtype == torch.bool:
                     self._invalid(action)
-                if a.numel() <= 64:  # a subset test of the labels as Python ints (no tensor reductions)
-                    if not self._labels.issuperset(a.reshape(-1).tolist()):
-                        self._invalid(action)
-                else:
-                    lo, hi = torch.aminmax(a)
-                    if int(lo) < 0 or int(hi) >= self._n_classes:
-                        self._invalid(action)
+                self._check_labels(a.numpy(), action)  # integer labels: the NumPy mode's check, no copy
             return (a == y).float().mean()
         if self.batch_size == 1:
             if type(action) is int or type(action) is np.int64:  # the common label: no array made
