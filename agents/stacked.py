@@ -149,15 +149,17 @@ class StackedMLP:
         return h
 
     # ----------------------------------------------------------------- the lanes' sync points
+    def rows(self, ks: list[int]) -> dict[str, torch.Tensor] | None:
+        """The parameters of rows ``ks`` for :meth:`forward` (None: every row, in order)."""
+        if ks == list(range(self.K)):
+            return None
+        idx = torch.as_tensor(ks, device=self.params[0].device)
+        return {n: p.index_select(0, idx) for n, p in self.P.items()}
+
     def forward_rows(self, ks: list[int], xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per lane ``ks[j]``, its model's output on ``xs[j]`` (equal shapes): one batched forward,
         over every row or over an index of the rows."""
-        if len(ks) == self.K and ks == list(range(self.K)):
-            params = None
-        else:
-            idx = torch.as_tensor(ks, device=self.params[0].device)
-            params = {n: p.index_select(0, idx) for n, p in self.P.items()}
-        return list(self.forward(torch.stack(xs), params).unbind(0))
+        return list(self.forward(torch.stack(xs), self.rows(ks)).unbind(0))
 
     def _flat_row(self, grads: Sequence[torch.Tensor | None], k: int) -> torch.Tensor:
         """Row ``k`` of ``grads`` flattened as :meth:`agents.base.Agent.gradient` flattens (fresh memory)."""
@@ -262,10 +264,12 @@ class SeedStack:
         changed it, e.g. a resumed checkpoint)."""
         self.maths.load(self.agents)
 
-    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None) -> torch.Tensor:
-        """Logits ``(K, B, C)`` of every seed's model on its inputs ``x (K, B, ...)``, masked to the
-        task's classes like :meth:`Agent.forward`."""
-        h = self.maths.forward(x)
+    def forward(self, x: torch.Tensor, t: int | torch.Tensor | None,
+                params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits ``(K, B, C)`` of every seed's model on its inputs ``x (K, B, ...)`` (with
+        ``params``: of those rows, :meth:`StackedMLP.rows`), masked to the task's classes like
+        :meth:`Agent.forward`."""
+        h = self.maths.forward(x, params)
         if self.masked and t is not None:
             h = h.masked_fill(~self.class_mask[t], float("-inf"))
         return h
@@ -282,14 +286,7 @@ class SeedStack:
         one batched forward of their stacked parameters (current after :meth:`sync_in`), masked
         like :meth:`Agent.predict`. At one thread each slice equals the seed's own ``predict``
         (``baddbmm`` as ``F.linear``); at more, within float rounding."""
-        params = None
-        if ks != list(range(self.K)):
-            idx = torch.as_tensor(ks, device=self.maths.params[0].device)
-            params = {n: p.index_select(0, idx) for n, p in self.maths.P.items()}
-        h = self.maths.forward(x.unsqueeze(0).expand(len(ks), *x.shape), params)
-        if self.masked and t is not None:
-            h = h.masked_fill(~self.class_mask[t], float("-inf"))
-        return h
+        return self.forward(x.unsqueeze(0).expand(len(ks), *x.shape), t, self.maths.rows(ks))
 
     # ----------------------------------------------------------------- the env protocol, for K seeds
     def act(self, xs: Sequence[torch.Tensor], t: int | None) -> list[torch.Tensor]:
