@@ -32,18 +32,22 @@ def diagonal_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     was = model.training
     model.eval()
     try:
-        fisher = linear_fisher(model, x, y, mask) if _linear_only(model) else None
+        fisher = linear_fisher(model, x, y, mask)
         return fisher if fisher is not None else _vmap_fisher(model, x, y, mask, chunk)
     finally:
         model.train(was)
 
 
-def _linear_only(model: nn.Module) -> bool:
-    """Whether every parameter of ``model`` belongs to an ``nn.Linear`` and it holds no buffers."""
+def _linear_layers(model: nn.Module) -> list[nn.Linear] | None:
+    """``model``'s ``nn.Linear`` layers if every parameter belongs to exactly one of them and it
+    holds no buffers, else None (tied weights: a layer's gradient is not its own outer product)."""
     if any(True for _ in model.buffers()):
-        return False
-    owned = {id(p) for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters(recurse=False)}
-    return all(id(p) in owned for p in model.parameters())
+        return None
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    owned = [id(p) for m in layers for p in m.parameters(recurse=False)]
+    if len(set(owned)) != len(owned) or not {id(p) for p in model.parameters()} <= set(owned):
+        return None
+    return layers
 
 
 def linear_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -60,17 +64,15 @@ def linear_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     gradient).
 
     None (the caller falls back to ``vmap``) where the identity does not hold or cannot be read
-    off the forward: a layer called other than once, on inputs of more than two dimensions, or
-    whose parameters are shared with another layer; a layer output changed in place afterwards
+    off the forward: a parameter outside the linear layers, buffers, a layer called other than
+    once, on inputs of more than two dimensions, or whose parameters are shared with another
+    layer; a layer output changed in place afterwards
     (``ReLU(inplace=True)``: its gradient would be read past the mask); frozen layers or
     inference mode (no gradient reaches an output). A weight used outside its layer (a functional
     call in a custom ``forward``) is not seen here: such a model should not be an MLP of layers.
     """
-    if torch.is_inference_mode_enabled():
-        return None
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    owned = [id(p) for m in layers for p in m.parameters(recurse=False)]
-    if len(set(owned)) != len(owned):  # tied weights: a layer's gradient is not its own outer product
+    layers = _linear_layers(model)
+    if layers is None or torch.is_inference_mode_enabled():
         return None
     seen: dict[nn.Module, list] = {m: [] for m in layers}
 

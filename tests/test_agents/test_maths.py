@@ -377,7 +377,7 @@ def test_ewc_linear_fisher_equals_the_per_example_gradients_and_falls_back_when_
     both = diagonal_fisher(reused, x, y % 3)
     slow = ewc._vmap_fisher(reused, x, y % 3, torch.ones(9, 1, dtype=torch.bool), chunk=256)
     assert all(torch.equal(both[n], slow[n]) for n in slow)
-    assert not ewc._linear_only(nn.Sequential(nn.Conv2d(1, 2, 2), nn.Flatten(), nn.Linear(2, 3)))
+    assert ewc._linear_layers(nn.Sequential(nn.Conv2d(1, 2, 2), nn.Flatten(), nn.Linear(2, 3))) is None
 
     class Head(nn.Module):  # a second head the loss does not use
         def __init__(self):
@@ -407,7 +407,7 @@ def test_ewc_linear_fisher_equals_the_per_example_gradients_and_falls_back_when_
     assert all(torch.allclose(fast[n], slow[n], rtol=1e-5, atol=1e-8) for n in slow)
     with torch.inference_mode():
         assert ewc.linear_fisher(model, x, y, ones) is None
-    assert not ewc._linear_only(nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.BatchNorm1d(4)))
+    assert ewc._linear_layers(nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.BatchNorm1d(4))) is None
 
 
 def test_ewc_fisher_chunks_and_masks_agree_with_one_pass():
