@@ -27,6 +27,7 @@ import time
 from common import bare_loop
 
 from agents import run
+from agents.harness.cli.args import parse_assignments
 
 
 def timed(fn, repeats: int) -> float:
@@ -42,7 +43,7 @@ def main() -> None:
     p.add_argument("--process", action=argparse.BooleanOptionalAction, default=True,
                    help="also time cl-env run as a fresh process")
     args = p.parse_args()
-    env, stream = args.env, dict(item.split("=", 1) for item in args.stream)
+    env, stream = args.env, parse_assignments(args.stream, "--stream")
     cli_stream = ["--stream", *args.stream] if args.stream else []
     bare_train = timed(lambda: bare_loop(env, evaluate=False, stream_kwargs=stream), args.repeats)
     bare_eval = timed(lambda: bare_loop(env, evaluate=True, stream_kwargs=stream), args.repeats)

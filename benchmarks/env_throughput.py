@@ -17,7 +17,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import ast
 import resource
 import statistics
 import time
@@ -27,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 import cl_env  # noqa: F401  (registers the envs)
+from agents.harness.cli.args import parse_assignments
 
 
 def env_pass(env, actions) -> float:
@@ -107,13 +107,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--stream", nargs="*", default=[], metavar="KEY=VALUE", help="stream options, e.g. source=mnist")
     args = p.parse_args()
-    stream = {}
-    for item in args.stream:
-        key, raw = item.split("=", 1)
-        try:
-            stream[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            stream[key] = raw
+    stream = parse_assignments(args.stream, "--stream")
     start = time.perf_counter()
     built = cl_env.make_stream(args.env, **stream)
     print(f"stream {args.env} {stream or ''}: {built.n_train:,} training examples in {built.n_tasks} tasks, "
