@@ -140,3 +140,32 @@ def test_srm_recollection_gap_reads_a_run_back_from_its_checkpoint(mnist_root, t
     assert [row["task"] for row in rows] == list(range(5)) and sum(row["items"] for row in rows) == r.items
     assert [row["test"] for row in rows] == pytest.approx(r.accuracy_matrix[-1])
     assert all(0 <= row[k] <= 1 for row in rows for k in ("recollections", "test through the autoencoder"))
+
+
+def test_srm_entropy_seeds_sets_the_two_srm_stores_side_by_side_with_tests(mnist_root, tmp_path, capsys):
+    """benchmarks/srm_entropy_seeds.py reads bit-packed and entropy-coded SRM runs back by budget
+    and store, per seed, and tests their difference over the seeds."""
+    pytest.importorskip("constriction")
+    from agents import run
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import srm_entropy_seeds
+    finally:
+        sys.path.pop(0)
+    kw = {"source": "mnist", "verify": False, "root": str(mnist_root), "train_per_class": 10}
+    acc = {}
+    for coded in (False, True):
+        for seed in (0, 1):
+            r = run("SplitMNIST-v0", agent="er", memory="srm", budget=0.5, stream_kwargs=kw, seed=seed,
+                    settings={"memory.items": 40, "memory.n_sets": 1, "memory.entropy_coding": coded},
+                    out=tmp_path / "grid" / f"{int(coded)}-{seed}", progress=False)
+            acc[(coded, seed)] = (100 * r.retained_accuracy, r.items)
+    data = srm_entropy_seeds.collect(str(tmp_path / "grid"))
+    assert data == {(0.5, False): {0: acc[(False, 0)], 1: acc[(False, 1)]},
+                    (0.5, True): {0: acc[(True, 0)], 1: acc[(True, 1)]}}
+    assert srm_entropy_seeds.main([str(tmp_path / "grid")]) == 0
+    out = capsys.readouterr().out
+    assert "| 0.5 | srm (bit-packed) | 0-1 (2) |" in out and "| 0.5 | srm + entropy_coding | 0-1 (2) |" in out
+    assert "budget 0.5: entropy-coded minus packed" in out and "Welch t" in out
+    assert srm_entropy_seeds.main([str(tmp_path / "empty")]) == 2
