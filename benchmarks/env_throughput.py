@@ -3,9 +3,9 @@
 The bare loop does the same work minus the environment: slice x and y from the arrays the env
 prepared at reset, draw the same random actions, compute the same reward. Both loops take their
 actions from identical pre-drawn arrays, so the difference is the environment's own overhead
-(``gym.make``'s wrappers included). A third loop is the floor of any Gymnasium env: a null env
-that only slices, rewards and returns the API's observation and info dicts, behind the one
-wrapper ``gym.make`` keeps (``OrderEnforcing``), with no check of the action.
+(``gym.make`` adds no wrapper to cl-env's envs: the env refuses a step before ``reset`` itself). A
+third loop is the floor of any Gymnasium env: a null env that only slices, rewards and returns
+the API's observation and info dicts, with no check of the action.
 
 It also prints the process's peak resident memory after the stream is built and after the
 passes (``ru_maxrss``), e.g. for Seq-MNIST on full MNIST (``cl-env data get mnist`` first).
@@ -93,7 +93,7 @@ def measure(env_id: str, batch_size: int, repeats: int, stream: dict | None = No
         actions = [int(a) for a in actions]
     env_times = [env_pass(env, actions) for _ in range(repeats)]
     bare_times = [bare_pass(x, y, actions, batch_size) for _ in range(repeats)]
-    null = gym.wrappers.OrderEnforcing(NullEnv(x, y, batch_size))
+    null = NullEnv(x, y, batch_size)
     null_times = [env_pass(null, actions) for _ in range(repeats)]
     e, b, f = statistics.median(env_times), statistics.median(bare_times), statistics.median(null_times)
     return {"env": env_id, "batch_size": batch_size, "steps": raw.n_batches,

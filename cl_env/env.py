@@ -108,14 +108,15 @@ class ContinualEnv(gym.Env):
             else spaces.MultiDiscrete([stream.n_classes] * batch_size)
         )
 
+        self._t_obs = [np.int64(t) for t in range(stream.n_tasks)]
         # The batch plan: per batch, its task and whether it ends it (drawn again at each reset
         # when boundaries are gradual; this one, in stored order, serves until the first reset).
         self._set_plan(*stream.train_plan(batch_size, None, self.passes, self.transition))
-        self._t_obs = [np.int64(t) for t in range(stream.n_tasks)]
-        self._fast_numpy = self.device is None and 1 < batch_size <= 64  # _check_labels's subset test
+        # the shape of actions step() checks inline (_check_labels's subset test); None: never inline
+        self._fast_shape = (batch_size,) if self.device is None and 1 < batch_size <= 64 else None
+        self._full_info = task_labels and task_boundaries
         self._n_classes = stream.n_classes
         self._labels = frozenset(range(stream.n_classes))  # the hot path's range check (a subset test)
-        self._y_shape = (batch_size,)
         self._pool_x, self._pool_y, self._pool_index, _ = stream.pools()
         per_example = 4 * int(np.prod(stream.image_shape))
         self.chunk_batches = max(1, (chunk_bytes // per_example) // batch_size)
@@ -161,23 +162,25 @@ class ContinualEnv(gym.Env):
         i = self._i
         if i >= self.n_batches:
             raise RuntimeError("the stream has ended (terminated=True was returned); call reset()")
-        y = self._y[i]
-        if type(action) is np.ndarray and self._fast_numpy and action.dtype is _INT64 and action.shape == self._y_shape:
+        try:  # free on Python >= 3.11 unless raised
+            y = self._y[i]
+        except TypeError:  # _y is None: gym.make adds no OrderEnforcing wrapper (cl_env.registration)
+            raise RuntimeError("call reset() before step()") from None
+        b = self.batch_size
+        if type(action) is np.ndarray and action.dtype is _INT64 and action.shape == self._fast_shape:
             # the hot path: int64 labels, _check_labels's subset test inline (0.4 against 0.7 us a step)
             if not self._labels.issuperset(action.tolist()):
                 self._invalid(action)
-            reward = np.count_nonzero(action == y) / self.batch_size
+            reward = np.count_nonzero(action == y) / b
         else:
             reward = self._reward(action, y)
         self._i = n = i + 1
-        t = self._batch_t_list[i]
-        if self.task_labels and self.task_boundaries:
-            info = {"y": y, "examples_seen": n * self.batch_size, "t": t,
-                    "task_end": self._batch_end_list[i]}
+        if self._full_info:  # task labels and boundaries, the default
+            info = {"y": y, "examples_seen": n * b, "t": self._batch_t_list[i], "task_end": self._batch_end_list[i]}
         else:
-            info = {"y": y, "examples_seen": n * self.batch_size}
+            info = {"y": y, "examples_seen": n * b}
             if self.task_labels:
-                info["t"] = t
+                info["t"] = self._batch_t_list[i]
             if self.task_boundaries:
                 info["task_end"] = self._batch_end_list[i]
         if n >= self._chunk_end:  # one comparison on the hot path covers both cases
@@ -185,14 +188,14 @@ class ContinualEnv(gym.Env):
                 return self._terminal_obs(), reward, True, False, info
             self._load_chunk(n)
         if self.task_labels:
-            return ({"x": self._x[n - self._chunk_start], "t": self._t_obs[self._batch_t_list[n]]},
-                    reward, False, False, info)
+            return {"x": self._x[n - self._chunk_start], "t": self._batch_t_obs[n]}, reward, False, False, info
         return {"x": self._x[n - self._chunk_start]}, reward, False, False, info
 
     # ------------------------------------------------------------------ helpers
     def _set_plan(self, order, batch_t: np.ndarray, batch_end: np.ndarray) -> None:
         self._batch_t_list = batch_t.tolist()  # Python lists index faster than arrays
         self._batch_end_list = batch_end.tolist()
+        self._batch_t_obs = [self._t_obs[t] for t in self._batch_t_list]  # each batch's observed task id
         self.n_batches = len(self._batch_t_list)
 
     def _check_labels(self, a: np.ndarray, action) -> None:

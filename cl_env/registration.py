@@ -276,7 +276,8 @@ def register_envs() -> None:
 
     for env_id in STREAMS:
         if env_id not in gymnasium.registry:
-            # no PassiveEnvChecker wrapper on every step: gymnasium's full check_env runs on every
-            # env in the tests (tests/test_cl_env/test_envs.py); OrderEnforcing stays
-            gymnasium.register(id=env_id, entry_point="cl_env.env:make_env",
-                               kwargs={"stream_id": env_id}, disable_env_checker=True)
+            # no wrapper on every step: gymnasium's full check_env runs on every env in the tests
+            # (tests/test_cl_env/test_envs.py) instead of its PassiveEnvChecker, and the env refuses
+            # a step or a render before reset itself instead of OrderEnforcing (0.24 us a step)
+            gymnasium.register(id=env_id, entry_point="cl_env.env:make_env", kwargs={"stream_id": env_id},
+                               disable_env_checker=True, order_enforce=False)
