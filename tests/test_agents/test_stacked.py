@@ -305,3 +305,51 @@ def test_stacked_seeds_are_scored_together_and_equal_their_separate_runs(mnist_r
         assert r.task_il_accuracy_matrix is not None
         assert (r.accuracy_matrix, r.task_il_accuracy_matrix) == (alone.accuracy_matrix, alone.task_il_accuracy_matrix)
     assert len(calls) == n_calls  # a run of one seed scores its own model
+
+
+def test_share_out_splits_groups_of_four_or_more_seeds_while_cores_would_idle():
+    from agents.harness.sweep import Cell, share_out
+
+    def cells(agent, n):
+        return [Cell("MNISTRotations-v0", agent, None, 20.0, s) for s in range(n)]
+
+    def seeds(units):
+        return [[(c.agent, c.seed) for c in u] for u in units]
+
+    five, three = cells("er", 5), cells("ewc", 3)
+    assert seeds(share_out([five], 2)) == [[("er", 0), ("er", 1), ("er", 2)], [("er", 3), ("er", 4)]]
+    assert seeds(share_out([five], 1)) == seeds([five])  # one core: one stack
+    assert seeds(share_out([three], 2)) == seeds([three])  # a part of one seed would not stack
+    assert seeds(share_out([five, three], 2)) == seeds([five, three])  # no core idles
+    assert [len(u) for u in share_out([cells("er", 8)], 4)] == [2, 2, 2, 2]
+    assert [len(u) for u in share_out([five, three], 3)] == [3, 2, 3]
+    assert share_out([], 2) == []
+
+
+def test_seeds_of_a_group_on_idle_cores_train_in_parts_and_equal_their_separate_runs(mnist_root, tmp_path,
+                                                                                       monkeypatch):
+    """``cl-env run --seeds 0-3`` on 2 cores: two processes of 2 stacked seeds at one thread each
+    (not one process whose lanes use one core), every seed equal to its separate one-thread run."""
+    from agents.harness.results import load_result
+    from agents.harness.sweep import local, sweep
+
+    monkeypatch.setattr(local, "available_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    stream = {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 30}
+    cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er"], "budgets": [20],
+           "seeds": [0, 1, 2, 3], "stream": stream}
+    logs: list[str] = []
+    records = sweep(cfg, isolate=False, log=logs.append)
+    assert any("2 worker process(es) x 1 torch thread(s)" in line for line in logs)
+    assert sorted((r["cell"]["seed"], r["status"]) for r in records) == [(s, "completed") for s in range(4)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for r in records:
+            res = load_result(f"{r['dir']}/result.json")
+            assert res.data["config"]["derived"]["stacked_seeds"] == 2
+            alone = run("MNISTRotations-v0", agent="er", budget=20.0, seed=r["cell"]["seed"], stream_kwargs=stream,
+                        progress=False)
+            assert res.data["accuracy_matrix"] == alone.accuracy_matrix
+    finally:
+        torch.set_num_threads(before)

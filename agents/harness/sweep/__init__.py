@@ -75,6 +75,7 @@ from agents.harness.sweep.local import (
     run_cell,
     run_unit,
     seed_groups,
+    share_out,
     sweep,
 )
 from agents.harness.sweep.progress import summary_table
@@ -83,6 +84,6 @@ from agents.harness.sweep.ray.driver import run_on_ray
 __all__ = [
     "KEYS", "MAX_ALIASES", "MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "Cell", "available_cores", "check_config",
     "check_yaml_size", "execute", "execute_seeds", "expand", "load_config", "parse_seeds", "plan_threads",
-    "read_config_file", "record_of", "run_cell", "run_on_ray", "run_unit", "same_but_seed", "seed_groups",
+    "read_config_file", "record_of", "run_cell", "run_on_ray", "run_unit", "same_but_seed", "seed_groups", "share_out",
     "summary_table", "sweep",
 ]

@@ -82,6 +82,21 @@ def seed_groups(cells: list[Cell]) -> list[list[Cell]]:
     return units
 
 
+def share_out(units: list[list[Cell]], slots: int) -> list[list[Cell]]:
+    """``units`` with groups of stacked seeds split in halves while fewer units than ``slots`` (the
+    worker processes that can run at once) would leave cores idle: a group's lanes run one at a
+    time on one core (the GIL), so 5 seeds on 2 cores train as 3 and 2, one process and one
+    thread each. Only groups of 4 or more seeds are split, so every part still stacks (2 or more)."""
+    units = [list(u) for u in units]
+    while len(units) < slots:
+        big = max(range(len(units)), key=lambda i: len(units[i]), default=None)
+        if big is None or len(units[big]) < 4:
+            break
+        u = units[big]
+        units[big:big + 1] = [u[:(len(u) + 1) // 2], u[(len(u) + 1) // 2:]]
+    return units
+
+
 def run_cell(cell: dict, root: str, threads: int, checkpoint_every: int | None = None) -> dict:
     """Run one cell in a local worker process, in its directory under ``root``: resume it if a
     checkpoint exists."""
@@ -160,6 +175,8 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
     progress = _Progress(len(todo), log, bar)
     if backend == "local":
         units = seed_groups(todo) if cfg.get("stack_seeds", True) else [[c] for c in todo]
+        if workers != 0:  # idle cores take part of a group of stacked seeds
+            units = share_out(units, plan_threads(workers, 1 << 30, lambda *_: None, cfg.get("cpus_per_cell"))[0])
         in_process = workers == 0 or (not isolate and len(units) == 1)
         workers, threads = plan_threads(workers or (1 if in_process else None), len(units), log,
                                         cfg.get("cpus_per_cell"))
