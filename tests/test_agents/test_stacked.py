@@ -328,8 +328,9 @@ def test_share_out_splits_groups_of_four_or_more_seeds_while_cores_would_idle():
 
 def test_seeds_of_a_group_on_idle_cores_train_in_parts_and_equal_their_separate_runs(mnist_root, tmp_path,
                                                                                        monkeypatch):
-    """``cl-env run --seeds 0-3`` on 2 cores: two processes of 2 stacked seeds at one thread each
-    (not one process whose lanes use one core), every seed equal to its separate one-thread run."""
+    """``cl-env run --seeds 0-3`` on 2 cores: 2 stacked seeds in this process and 2 in a worker
+    process, one thread each (not one process whose lanes use one core), every seed equal to its
+    separate one-thread run."""
     from agents.harness.results import load_result
     from agents.harness.sweep import local, sweep
 
@@ -339,12 +340,12 @@ def test_seeds_of_a_group_on_idle_cores_train_in_parts_and_equal_their_separate_
     cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er"], "budgets": [20],
            "seeds": [0, 1, 2, 3], "stream": stream}
     logs: list[str] = []
-    records = sweep(cfg, isolate=False, log=logs.append)
-    assert any("2 worker process(es) x 1 torch thread(s)" in line for line in logs)
-    assert sorted((r["cell"]["seed"], r["status"]) for r in records) == [(s, "completed") for s in range(4)]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()  # the part run in this process sets one thread
     try:
+        records = sweep(cfg, isolate=False, log=logs.append)
+        assert any("this process and 1 worker process(es), 1 torch thread(s) each" in line for line in logs)
+        assert sorted((r["cell"]["seed"], r["status"]) for r in records) == [(s, "completed") for s in range(4)]
+        torch.set_num_threads(1)
         for r in records:
             res = load_result(f"{r['dir']}/result.json")
             assert res.data["config"]["derived"]["stacked_seeds"] == 2

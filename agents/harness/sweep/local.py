@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections import deque
 from dataclasses import asdict
@@ -187,14 +188,20 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         if grouped:
             log(f"{grouped} cell(s) in {sum(len(u) > 1 for u in units)} group(s) of seeds trained together "
                 f"(stacked; stack_seeds: false runs them apart)")
+        alongside = not in_process and not isolate and len(units) <= workers  # every unit starts at once
         if in_process:
             log(f"in this process, {threads} torch thread(s)")
+        elif alongside:
+            log(f"this process and {workers - 1} worker process(es), {threads} torch thread(s) each; a dead "
+                f"worker's cell is retried {retries} time(s)")
         else:
             log(f"{workers} worker process(es) x {threads} torch thread(s); a dead worker's cell is retried "
                 f"{retries} time(s)")
         if in_process:
             records = [progress({**rec, "attempts": 1}) for unit in units for rec in
                        run_unit([asdict(c) for c in unit], str(root), threads, cfg.get("checkpoint_every"))]
+        elif alongside:  # e.g. a group shared out over the cores: this process takes its first part
+            records = _alongside(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
         else:
             records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
     elif backend == "ray":
@@ -213,6 +220,33 @@ def _exit_reason(code: int | None) -> str:
         except ValueError:
             return f"worker killed by signal {-code}"
     return f"worker exited with code {code} without a result"
+
+
+def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, retries: int, progress,
+               checkpoint_every: int | None = None) -> list[dict]:
+    """The first unit in this process while worker processes run the others (:func:`_local`, from
+    a thread that only waits on them): no interpreter start for the first part, whose run overlaps
+    the workers' start-up. Used by ``isolate=False`` (``cl-env run --seeds``) once
+    :func:`share_out` has split its group of seeds."""
+    rest: dict[str, Any] = {}
+
+    def others() -> None:
+        try:
+            rest["records"] = _local(units[1:], root, max(1, workers - 1), threads, retries, progress,
+                                     checkpoint_every)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
+            rest["error"] = exc
+
+    waiter = threading.Thread(target=others, name="sweep-workers", daemon=True)
+    waiter.start()
+    try:
+        first = [progress({**rec, "attempts": 1}) for rec in
+                 run_unit([asdict(c) for c in units[0]], str(root), threads, checkpoint_every)]
+    finally:
+        waiter.join()
+    if "error" in rest:
+        raise rest["error"]
+    return first + rest["records"]
 
 
 def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retries: int, progress,

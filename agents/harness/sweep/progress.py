@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from tqdm.auto import tqdm
@@ -18,12 +19,17 @@ class _Progress:
         self.started = time.monotonic()
         self.seconds: list[float] = []
         self.bar = tqdm(total=total, unit="cell", dynamic_ncols=True) if bar else None
+        self.lock = threading.Lock()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
     def __call__(self, rec: dict) -> dict:
+        with self.lock:  # cells finish in this process and in a thread beside it (sweep._alongside)
+            return self._update(rec)
+
+    def _update(self, rec: dict) -> dict:
         self.done += 1
         if rec.get("seconds"):
             self.seconds.append(rec["seconds"])
