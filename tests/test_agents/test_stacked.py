@@ -354,3 +354,28 @@ def test_seeds_of_a_group_on_idle_cores_train_in_parts_and_equal_their_separate_
             assert res.data["accuracy_matrix"] == alone.accuracy_matrix
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_interrupted_part_in_this_process_stops_the_worker_beside_it(tmp_path, monkeypatch):
+    """Ctrl-C (or any error) in the part of a shared-out group that runs in this process ends the
+    worker process running the other part at once: no retry, no wait for its seeds."""
+    import multiprocessing
+    import time
+
+    from agents.harness.sweep import local, sweep
+
+    monkeypatch.setattr(local, "available_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+    def interrupted(*args, **kwargs):
+        time.sleep(1.0)  # the worker has started its part
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "run_unit", interrupted)
+    # the embedded MNIST-5k rotations (20 tasks): seconds of work for the worker's two seeds
+    cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er"], "budgets": [20],
+           "seeds": [0, 1, 2, 3]}
+    with pytest.raises(KeyboardInterrupt):
+        sweep(cfg, isolate=False, log=lambda *_: None)
+    assert multiprocessing.active_children() == []
+    assert not list((tmp_path / "s").rglob("result.json"))  # the worker's seeds were stopped, not waited for

@@ -229,11 +229,12 @@ def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, 
     the workers' start-up. Used by ``isolate=False`` (``cl-env run --seeds``) once
     :func:`share_out` has split its group of seeds."""
     rest: dict[str, Any] = {}
+    stop = threading.Event()  # set when this process's part fails or is interrupted: end the workers
 
     def others() -> None:
         try:
             rest["records"] = _local(units[1:], root, max(1, workers - 1), threads, retries, progress,
-                                     checkpoint_every)
+                                     checkpoint_every, stop)
         except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
             rest["error"] = exc
 
@@ -242,6 +243,9 @@ def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, 
     try:
         first = [progress({**rec, "attempts": 1}) for rec in
                  run_unit([asdict(c) for c in units[0]], str(root), threads, checkpoint_every)]
+    except BaseException:
+        stop.set()
+        raise
     finally:
         waiter.join()
     if "error" in rest:
@@ -250,15 +254,23 @@ def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, 
 
 
 def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retries: int, progress,
-           checkpoint_every: int | None = None) -> list[dict]:
+           checkpoint_every: int | None = None, stop: threading.Event | None = None) -> list[dict]:
     """Each unit (a cell, or one configuration's seeds trained together) in a process of its own
     (spawned), at most ``workers`` at once; a process that dies without reporting is retried up to
-    ``retries`` times with its unfinished cells (they resume from their checkpoints)."""
+    ``retries`` times with its unfinished cells (they resume from their checkpoints). Once ``stop``
+    is set the running processes are terminated and nothing more is started."""
     ctx = mp.get_context("spawn")
     pending = deque((unit, 1) for unit in units)
     running: dict[Any, tuple] = {}
     records = []
     while pending or running:
+        if stop is not None and stop.is_set():
+            for proc, *_ in running.values():
+                proc.terminate()
+            for proc, recv, *_ in running.values():
+                proc.join()
+                recv.close()
+            break
         while pending and len(running) < workers:
             unit, attempt = pending.popleft()
             recv, send = ctx.Pipe(duplex=False)
@@ -267,7 +279,7 @@ def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retr
             proc.start()
             send.close()
             running[proc.sentinel] = (proc, recv, unit, attempt, time.perf_counter())
-        for sentinel in wait(list(running)):
+        for sentinel in wait(list(running), timeout=None if stop is None else 0.2):
             proc, recv, unit, attempt, t0 = running.pop(sentinel)
             recs = None
             try:
