@@ -322,7 +322,13 @@ def test_share_out_splits_groups_of_four_or_more_seeds_while_cores_would_idle():
     assert seeds(share_out([three], 2)) == seeds([three])  # a part of one seed would not stack
     assert seeds(share_out([five, three], 2)) == seeds([five, three])  # no core idles
     assert [len(u) for u in share_out([cells("er", 8)], 4)] == [2, 2, 2, 2]
+    assert [len(u) for u in share_out([cells("er", 8)], 3)] == [3, 3, 2]  # as even as can be
+    assert [len(u) for u in share_out([cells("er", 10)], 3)] == [4, 3, 3]
+    assert [len(u) for u in share_out([cells("er", 6)], 4)] == [2, 2, 2]  # parts of 2 at least
     assert [len(u) for u in share_out([five, three], 3)] == [3, 2, 3]
+    assert [len(u) for u in share_out([three, cells("ewc", 4)], 3)] == [3, 2, 2]  # the larger group first
+    gpu = [Cell("MNISTRotations-v0", "er", None, 20.0, s, device="cuda") for s in range(5)]
+    assert [len(u) for u in share_out([gpu], 2)] == [5]  # one CUDA context, not two
     assert share_out([], 2) == []
 
 
@@ -335,7 +341,8 @@ def test_seeds_of_a_group_on_idle_cores_train_in_parts_and_equal_their_separate_
     from agents.harness.sweep import local, sweep
 
     monkeypatch.setattr(local, "available_cores", lambda: 2)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # recorded, so the part run here cannot leak its setting
+    monkeypatch.delenv("OMP_NUM_THREADS")
     stream = {"source": "mnist", "verify": False, "root": str(mnist_root), "n_tasks": 2, "train_per_task": 30}
     cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er"], "budgets": [20],
            "seeds": [0, 1, 2, 3], "stream": stream}
@@ -356,22 +363,31 @@ def test_seeds_of_a_group_on_idle_cores_train_in_parts_and_equal_their_separate_
         torch.set_num_threads(before)
 
 
-def test_an_interrupted_part_in_this_process_stops_the_worker_beside_it(tmp_path, monkeypatch):
-    """Ctrl-C (or any error) in the part of a shared-out group that runs in this process ends the
-    worker process running the other part at once: no retry, no wait for its seeds."""
+@pytest.mark.parametrize("when", ["while its part runs", "while it waits for the worker"])
+def test_an_interrupted_part_in_this_process_stops_the_worker_beside_it(tmp_path, monkeypatch, when):
+    """Ctrl-C (or any error) in this process, while its part of a shared-out group runs or while it
+    waits for the worker running the other part, ends that worker at once: no retry, no wait."""
     import multiprocessing
+    import os
+    import signal
     import time
 
     from agents.harness.sweep import local, sweep
 
     monkeypatch.setattr(local, "available_cores", lambda: 2)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("OMP_NUM_THREADS")
 
     def interrupted(*args, **kwargs):
         time.sleep(1.0)  # the worker has started its part
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(local, "run_unit", interrupted)
+    def finished_at_once(*args, **kwargs):
+        # SIGINT to this process alone (kill -INT, a notebook's interrupt) once it is waiting
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return []
+
+    monkeypatch.setattr(local, "run_unit", interrupted if when == "while its part runs" else finished_at_once)
     # the embedded MNIST-5k rotations (20 tasks): seconds of work for the worker's two seeds
     cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er"], "budgets": [20],
            "seeds": [0, 1, 2, 3]}

@@ -84,18 +84,31 @@ def seed_groups(cells: list[Cell]) -> list[list[Cell]]:
 
 
 def share_out(units: list[list[Cell]], slots: int) -> list[list[Cell]]:
-    """``units`` with groups of stacked seeds split in halves while fewer units than ``slots`` (the
+    """``units`` with groups of stacked seeds split into parts while fewer units than ``slots`` (the
     worker processes that can run at once) would leave cores idle: a group's lanes run one at a
     time on one core (the GIL), so 5 seeds on 2 cores train as 3 and 2, one process and one
-    thread each. Only groups of 4 or more seeds are split, so every part still stacks (2 or more)."""
-    units = [list(u) for u in units]
-    while len(units) < slots:
-        big = max(range(len(units)), key=lambda i: len(units[i]), default=None)
-        if big is None or len(units[big]) < 4:
-            break
-        u = units[big]
-        units[big:big + 1] = [u[:(len(u) + 1) // 2], u[(len(u) + 1) // 2:]]
-    return units
+    thread each. Each spare slot goes to the group whose parts are largest, as long as every
+    part keeps 2 or more seeds (so it still stacks); parts are as even as can be, in seed order.
+    Groups on a GPU are left whole (one process, one CUDA context)."""
+    parts = [1] * len(units)
+    free = slots - len(units)
+    splittable = [i for i, u in enumerate(units) if all(c.device == "cpu" for c in u)]
+    while free > 0 and splittable:
+        i = max(splittable, key=lambda j: len(units[j]) / parts[j])
+        if len(units[i]) < 2 * (parts[i] + 1):
+            splittable.remove(i)
+            continue
+        parts[i] += 1
+        free -= 1
+    out: list[list[Cell]] = []
+    for u, p in zip(units, parts, strict=True):
+        q, r = divmod(len(u), p)
+        start = 0
+        for k in range(p):
+            n = q + (k < r)
+            out.append(list(u[start:start + n]))
+            start += n
+    return out
 
 
 def run_cell(cell: dict, root: str, threads: int, checkpoint_every: int | None = None) -> dict:
@@ -147,8 +160,10 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
     ``isolate=False`` (what ``cl-env run --seeds`` passes) runs a sweep that is one unit of work
     (one cell, or one group of stacked seeds) in this process instead of a worker process: no
     second interpreter start, no retry (a killed run resumes from its checkpoints when started
-    again, as ``cl-env run`` does). ``workers=0`` runs every unit in this process, one after
-    another (local backend; as a DataLoader's ``num_workers=0``).
+    again, as ``cl-env run`` does); when :func:`share_out` splits that group over idle cores, its
+    first part runs in this process and the others in workers beside it (:func:`_alongside`).
+    ``workers=0`` runs every unit in this process, one after another (local backend; as a
+    DataLoader's ``num_workers=0``).
 
     ``cells`` (what ``cl-env frontier`` passes): these cells instead of the grid of ``cfg``
     (whose other keys still apply: ``out``, retries, threads, Ray's options). ``bar``: a progress
@@ -176,6 +191,7 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
     progress = _Progress(len(todo), log, bar)
     if backend == "local":
         units = seed_groups(todo) if cfg.get("stack_seeds", True) else [[c] for c in todo]
+        whole = len(units)
         if workers != 0:  # idle cores take part of a group of stacked seeds
             units = share_out(units, plan_threads(workers, 1 << 30, lambda *_: None, cfg.get("cpus_per_cell"))[0])
         in_process = workers == 0 or (not isolate and len(units) == 1)
@@ -188,7 +204,8 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         if grouped:
             log(f"{grouped} cell(s) in {sum(len(u) > 1 for u in units)} group(s) of seeds trained together "
                 f"(stacked; stack_seeds: false runs them apart)")
-        alongside = not in_process and not isolate and len(units) <= workers  # every unit starts at once
+        # a group shared out over the cores (isolate=False: cl-env run --seeds), every part started at once
+        alongside = not in_process and not isolate and whole == 1 < len(units) <= workers
         if in_process:
             log(f"in this process, {threads} torch thread(s)")
         elif alongside:
@@ -227,9 +244,11 @@ def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, 
     """The first unit in this process while worker processes run the others (:func:`_local`, from
     a thread that only waits on them): no interpreter start for the first part, whose run overlaps
     the workers' start-up. Used by ``isolate=False`` (``cl-env run --seeds``) once
-    :func:`share_out` has split its group of seeds."""
+    :func:`share_out` has split its one group of seeds. An exception or Ctrl-C here (while this
+    part runs or while it waits) terminates the workers before it is raised."""
     rest: dict[str, Any] = {}
     stop = threading.Event()  # set when this process's part fails or is interrupted: end the workers
+    done = threading.Event()  # waited on instead of Thread.join, which a Ctrl-C leaves unusable
 
     def others() -> None:
         try:
@@ -237,17 +256,18 @@ def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, 
                                      checkpoint_every, stop)
         except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
             rest["error"] = exc
+        finally:
+            done.set()
 
-    waiter = threading.Thread(target=others, name="sweep-workers", daemon=True)
-    waiter.start()
+    threading.Thread(target=others, name="sweep-workers", daemon=True).start()
     try:
         first = [progress({**rec, "attempts": 1}) for rec in
                  run_unit([asdict(c) for c in units[0]], str(root), threads, checkpoint_every)]
-    except BaseException:
+        done.wait()
+    except BaseException:  # this part failed, or Ctrl-C came (also while waiting for the workers)
         stop.set()
+        done.wait()
         raise
-    finally:
-        waiter.join()
     if "error" in rest:
         raise rest["error"]
     return first + rest["records"]
