@@ -4,8 +4,9 @@ one seed, all measured in this invocation (medians of ``--repeats``):
 - ``stacked``: :func:`agents.harness.runner.run_seeds` (one process, one stacked step per batch);
 - ``in turn``: ``run_seeds(stack=False)`` (one process, the stream prepared once, seeds one
   after another);
-- ``--seeds``: ``cl-env run --seeds 0-(K-1)`` as a user runs it (the stacked group in one worker
-  process, interpreter and worker start-up included);
+- ``--seeds``: ``cl-env run --seeds 0-(K-1)`` as a user runs it, interpreter start-up included
+  (the stacked group shared out over idle cores: on 2 cores, 3 seeds in the command's process
+  and 2 in one worker, :func:`agents.harness.sweep.share_out`);
 - ``processes``: ``cl-env run --seeds ... --no-stack`` (one process per seed, ``--workers``
   at once, threads shared out: what ``--seeds`` did before stacking), including interpreter start;
 - ``one seed``: ``cl-env run`` of one seed in a process of its own (the reference), also
