@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 
 import pytest
@@ -347,9 +348,11 @@ def test_seeds_of_a_group_on_idle_cores_train_in_parts_and_equal_their_separate_
     cfg = {"out": str(tmp_path / "s"), "envs": ["MNISTRotations-v0"], "agents": ["er"], "budgets": [20],
            "seeds": [0, 1, 2, 3], "stream": stream}
     logs: list[str] = []
-    before = torch.get_num_threads()  # the part run in this process sets one thread
+    before = torch.get_num_threads()
     try:
         records = sweep(cfg, isolate=False, log=logs.append)
+        # the part run here at one thread leaves the caller's settings as they were
+        assert torch.get_num_threads() == before and "OMP_NUM_THREADS" not in os.environ
         assert any("this process and 1 worker process(es), 1 torch thread(s) each" in line for line in logs)
         assert sorted((r["cell"]["seed"], r["status"]) for r in records) == [(s, "completed") for s in range(4)]
         torch.set_num_threads(1)
@@ -368,7 +371,6 @@ def test_an_interrupted_part_in_this_process_stops_the_worker_beside_it(tmp_path
     """Ctrl-C (or any error) in this process, while its part of a shared-out group runs or while it
     waits for the worker running the other part, ends that worker at once: no retry, no wait."""
     import multiprocessing
-    import os
     import signal
     import time
 

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -215,10 +216,12 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
             log(f"{workers} worker process(es) x {threads} torch thread(s); a dead worker's cell is retried "
                 f"{retries} time(s)")
         if in_process:
-            records = [progress({**rec, "attempts": 1}) for unit in units for rec in
-                       run_unit([asdict(c) for c in unit], str(root), threads, cfg.get("checkpoint_every"))]
+            with _caller_threads():
+                records = [progress({**rec, "attempts": 1}) for unit in units for rec in
+                           run_unit([asdict(c) for c in unit], str(root), threads, cfg.get("checkpoint_every"))]
         elif alongside:  # e.g. a group shared out over the cores: this process takes its first part
-            records = _alongside(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
+            with _caller_threads():
+                records = _alongside(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
         else:
             records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
     elif backend == "ray":
@@ -237,6 +240,21 @@ def _exit_reason(code: int | None) -> str:
         except ValueError:
             return f"worker killed by signal {-code}"
     return f"worker exited with code {code} without a result"
+
+
+@contextmanager
+def _caller_threads():
+    """Restore this process's torch threads and ``OMP_NUM_THREADS`` after :func:`run_unit` set
+    them for the cells it ran here."""
+    threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
 
 
 def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, retries: int, progress,
