@@ -253,7 +253,7 @@ class ContinualEnv(gym.Env):
             self._load_chunk(i)
         x = self._x[i - self._chunk_start]
         if self.task_labels:
-            return {"x": x, "t": self._t_obs[self._batch_t_list[i]]}
+            return {"x": x, "t": self._batch_t_obs[i]}
         return {"x": x}
 
     def _terminal_obs(self) -> dict:
