@@ -73,6 +73,23 @@ def test_memory_variants_and_memory_sets():
         ("pkg.mod:Cls", {"bits": 4})]
 
 
+def test_memory_set_values_parse_as_set_values():
+    """``--memory-set srm:entropy_coding=true`` means what ``--set memory.entropy_coding=true`` and
+    a grid file's ``true`` mean: a boolean, so the cell is the grid file's cell (same hash)."""
+    from agents.harness.cli.args import parse_assignments
+    from agents.harness.cli.frontier import parse_memory_sets
+
+    assert parse_memory_sets(["srm:entropy_coding=true,false", "srm:prior=shared"], ["srm"]) == [
+        ("srm", {"entropy_coding": True, "prior": "shared"}), ("srm", {"entropy_coding": False, "prior": "shared"})]
+    assert parse_assignments(["memory.entropy_coding=true"], "--set") == {"memory.entropy_coding": True}
+    yaml_grid = frontier_grid.grid_from_mapping({"env": "SplitMNIST-v0", "agent": "er", "budgets": [500], "seeds": [2],
+                                                 "memories": [{"srm": {"entropy_coding": True}}]})
+    cli_grid = frontier_grid.grid_from_mapping({"env": "SplitMNIST-v0", "agent": "er", "budgets": [500], "seeds": [2],
+                                                "memories": [{m: [o]} for m, o in parse_memory_sets(
+                                                    ["srm:entropy_coding=true"], ["srm"])]})
+    assert [c.config_hash() for c in cli_grid.cells()] == [c.config_hash() for c in yaml_grid.cells()]
+
+
 # --------------------------------------------------------------------------- synthetic results
 @pytest.fixture
 def stream(mnist_root):

@@ -14,21 +14,25 @@ from memory import memory_names
 DIVERGED_EXIT = 3  # a run (or a sweep cell) diverged: its result.json exists, with status "diverged"
 
 
+def parse_value(raw: str):
+    """One command-line value: a Python literal, else the string; ``true``/``false`` as YAML and
+    JSON spell them are booleans too (``--set``, ``--memory-set``, ``--stream``)."""
+    if raw.strip() in ("true", "false"):
+        return raw.strip() == "true"
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
 def parse_assignments(items: list[str] | None, flag: str) -> dict:
-    """``["lr=0.1", "model=mlp400"]`` -> ``{"lr": 0.1, "model": "mlp400"}`` (Python literals, else strings;
-    ``true``/``false`` as YAML and JSON spell them are booleans too)."""
+    """``["lr=0.1", "model=mlp400"]`` -> ``{"lr": 0.1, "model": "mlp400"}`` (:func:`parse_value`)."""
     out = {}
     for item in items or []:
         if "=" not in item or not item.split("=", 1)[0].strip():
             raise ValueError(f"{flag} expects key=value, got {item!r} (e.g. {flag} lr=0.05)")
         key, raw = item.split("=", 1)
-        if raw.strip() in ("true", "false"):
-            out[key.strip()] = raw.strip() == "true"
-            continue
-        try:
-            out[key.strip()] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = raw
+        out[key.strip()] = parse_value(raw)
     return out
 
 

@@ -14,14 +14,13 @@ runs nothing. Writes ``OUT/frontier.md``, ``frontier.csv``, ``frontier.png`` and
 from __future__ import annotations
 
 import argparse
-import ast
 import itertools
 import sys
 
 from tqdm.auto import tqdm
 
 from agents.harness import frontier_grid, results, sweep
-from agents.harness.cli.args import DIVERGED_EXIT, parse_assignments, parse_seeds
+from agents.harness.cli.args import DIVERGED_EXIT, parse_assignments, parse_seeds, parse_value
 from agents.harness.frontier_grid import Grid
 from cl_env import checks
 from cl_env.error import CLEnvError
@@ -34,7 +33,9 @@ def _words(text: str) -> list[str]:
 def parse_memory_sets(items: list[str] | None, memories: list[str]) -> list[tuple[str, dict]]:
     """``--memories reservoir,srm --memory-set srm:items=200,400 --memory-set srm:n_sets=1`` ->
     ``[("reservoir", {}), ("srm", {"items": 200, "n_sets": 1}), ("srm", {"items": 400, "n_sets": 1})]``:
-    comma-separated values are a grid axis, several keys of one memory combine (their product).
+    comma-separated values are a grid axis, several keys of one memory combine (their product);
+    each value is read as ``--set`` reads one (:func:`agents.harness.cli.args.parse_value`:
+    ``true`` is a boolean, so the cell is the grid file's cell, with the same hash).
     A memory name may itself hold a colon (``package.module:Class:KEY=VALUE``)."""
     fix = "--memory-set srm:items=200,400"
     axes: dict[str, dict[str, list]] = {m: {} for m in memories}
@@ -46,13 +47,7 @@ def parse_memory_sets(items: list[str] | None, memories: list[str]) -> list[tupl
         if name not in axes:
             raise checks.fail("--memory-set", item, f"a memory of --memories {memories}",
                               f"add {name} to --memories")
-        values = []
-        for w in _words(raw):
-            try:
-                values.append(ast.literal_eval(w))
-            except (ValueError, SyntaxError):
-                values.append(w)
-        axes[name][key.strip()] = values
+        axes[name][key.strip()] = [parse_value(w) for w in _words(raw)]
     out = []
     for m in memories:
         keys = sorted(axes[m])
