@@ -188,8 +188,8 @@ class RunConfig:
         if memory is not None and not is_memory_name(memory):
             raise UnknownNameError("memory", memory, memory_names())
         mem = memory or entry.default_memory
-        if mem is None and items is not None:
-            raise ValueError(f"agent {agent!r} uses no memory; drop --items")
+        if mem is None and (memory is not None or budget is not None or items is not None):
+            raise ValueError(f"agent {agent!r} uses no memory; drop --memory/--budget/--items")
         check_size(budget, items, memory_options, None if mem is None else memory_class(mem))
         if mem is not None:
             memory_options = {**entry.memory_kwargs.get(mem, {}), **memory_options}

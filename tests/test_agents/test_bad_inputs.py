@@ -62,6 +62,22 @@ CLI_CASES = [
     (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--l", "1"], "--categories: got 1"),  # old spelling
     (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--variables", "0"], "--variables: got 0"),
     (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--epochs", "0"], "--epochs: got 0"),
+    # a seed past 2**32 - 1: the seed check, not torch.manual_seed's overflow traceback
+    (["run", "MNISTRotations-v0", "--seed", "99999999999999999999"], "seed: got 99999999999999999999"),
+    (["distill", "mnist5k", "--seed", "99999999999999999999"], "--seed: got 99999999999999999999"),
+    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--seed", "99999999999999999999"],
+     "--seed: got 99999999999999999999"),
+    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--categories", "100000"], "parameters"),
+    (["pretrain-srm", "SplitMNIST-v0", "--out", "x.pt", "--variables", "99999999999"], "parameters"),
+    # --seeds refuses what one run refuses (its configuration is built and checked the same way)
+    (["run", "MNISTRotations-v0", "--seeds", "0-1", "--out", "s", "--budget", "50"], "uses no memory"),
+    (["run", "MNISTRotations-v0", "--seeds", "0-1", "--out", "s", "--items", "50"], "uses no memory"),
+    (["run", "MNISTRotations-v0", "--seeds", "0-1", "--out", "s", "--memory", "reservoir"],
+     "cannot use memory 'reservoir'"),
+    (["run", "MNISTRotations-v0", "--seeds", "0-1", "--out", "s", "--preset", "derpp-seqmnist-200"], "preset"),
+    (["run", "MNISTRotations-v0", "--seeds", "0-1", "--out", "s", "--checkpoint-every", "0"],
+     "checkpoint_every: got 0"),
+    (["run", "MNISTRotations-v0", "--seeds", "0-1", "--out", "s", "--log", "foo"], "foo"),
     (["compare", "/nonexistent/runs"], "no readable result.json"),
     (["report", "/nonexistent/runs"], "no readable result.json"),
     (["sweep", "/nonexistent/grid.yaml"], "does not exist"),

@@ -10,6 +10,9 @@ from agents.harness.cli import main, parse_assignments
 def test_parse_assignments():
     assert parse_assignments(["lr=0.05", "model=mlp400", "x=[1, 2]"], "--set") == {
         "lr": 0.05, "model": "mlp400", "x": [1, 2]}
+    # YAML's and JSON's spellings of booleans and None mean what they mean in a sweep file
+    assert parse_assignments(["a=true", "b=false", "c=null", "d=None", "e=nullx"], "--set") == {
+        "a": True, "b": False, "c": None, "d": None, "e": "nullx"}
 
 
 def test_run_then_compare(mnist_root, tmp_path, capsys):
@@ -131,3 +134,26 @@ def test_run_seeds_runs_each_seed_as_its_separate_run_would(mnist_root, tmp_path
         assert json.loads(r.path.read_text())["config_hash"] == alone.config_hash
     assert main(["run", "MNISTRotations-v0", "--seeds", "0-1", "--seed", "3", "--out", str(tmp_path / "y")]) == 2
     assert main(["run", "MNISTRotations-v0", "--seeds", "0-1"]) == 2  # no --out
+
+
+def test_run_seeds_logs_as_asked_and_sums_up_its_own_configuration_only(mnist_root, tmp_path, capsys):
+    """``--log`` reaches every seed's run (it was dropped: TensorBoard only), and the closing line
+    averages this configuration's seeds, not other runs under the same ``--out``."""
+    stream = ["--stream", "source=mnist", "verify=False", f"root={mnist_root}", "n_tasks=2", "train_per_task=100"]
+    out = tmp_path / "s"
+    assert main(["run", "MNISTRotations-v0", "--seeds", "0", "--out", str(out), "--log", "csv", *stream]) == 0
+    csvs = sorted(out.rglob("progress.csv"))
+    assert len(csvs) == 1 and csvs[0].read_text().count("\n") > 1
+    assert not list(out.rglob("events.out.tfevents.*"))  # csv only, as asked
+    capsys.readouterr()
+    assert main(["run", "MNISTRotations-v0", "--seeds", "0", "--out", str(out), "--set", "lr=0.01", *stream]) == 0
+    assert "retained accuracy over 1 seed(s)" in capsys.readouterr().out  # not 2: the lr=0.1 run is another
+
+
+def test_run_says_which_logs_it_wrote(mnist_root, tmp_path, capsys):
+    stream = ["--stream", "source=mnist", "verify=False", f"root={mnist_root}", "n_tasks=2", "train_per_task=100"]
+    assert main(["run", "MNISTRotations-v0", "--out", str(tmp_path / "a"), "--log", "csv", *stream]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "progress.csv" in last and "TensorBoard" not in last  # no events file was written
+    assert main(["run", "MNISTRotations-v0", "--out", str(tmp_path / "b"), *stream]) == 0
+    assert "TensorBoard events (tensorboard --logdir" in capsys.readouterr().out

@@ -182,7 +182,7 @@ def test_resuming_runs_only_the_unfinished_cells(stream, tmp_path, monkeypatch):
     _fill(grid, tmp_path)
     ran = []
 
-    def fake_run_unit(cells, root, threads, checkpoint_every=None):
+    def fake_run_unit(cells, root, threads, run_options=None):
         ran.extend(cells)
         return [{"cell": c, "status": "completed", "score": 0.5, "seconds": 0.0} for c in cells]
 
@@ -193,6 +193,21 @@ def test_resuming_runs_only_the_unfinished_cells(stream, tmp_path, monkeypatch):
     records = frontier_grid.run_grid(grid, workers=0, log=lambda *_: None)
     assert [r["cell"]["seed"] for r in records] == [gone.seed] and len(ran) == 1
     assert ran[0]["memory"] == gone.memory and ran[0]["budget"] == gone.budget
+
+
+def test_a_frontier_whose_every_cell_failed_says_so(mnist_root, tmp_path, monkeypatch, capsys):
+    """Every cell ran and failed: the command names the failures (exit 1), not "run it without
+    --read-only" (it was not read-only)."""
+    from agents.harness.cli import main
+
+    def failing_run_unit(cells, root, threads, run_options=None):
+        return [{"cell": c, "status": "failed", "error": "ValueError: boom", "seconds": 0.0} for c in cells]
+
+    monkeypatch.setattr(sweep.local, "run_unit", failing_run_unit)
+    assert main(["frontier", "MNISTRotations-v0", "--memories", "reservoir", "--budgets", "20", "--workers", "0",
+                 "--out", str(tmp_path / "f"), *_flags(mnist_root)]) == 1
+    err = capsys.readouterr().err
+    assert "1 failed" in err and "--read-only" not in err
 
 
 # --------------------------------------------------------------------------- the command

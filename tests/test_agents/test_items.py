@@ -49,7 +49,7 @@ def test_task_ring_spreads_the_items_over_the_tasks():
     ({"agent": "er", "settings": {"memory.capacity": 50}}, r"memory.capacity=50 is not an option .* --items 50"),
     ({"agent": "gem", "memory": "srm", "settings": {"memory.capacity": 50}}, r"--set memory.items=50"),
     ({"agent": "gem", "memory": "srm", "items": 50}, "not sized by an item count .* --budget"),
-    ({"agent": "online", "items": 50}, "uses no memory; drop --items"),
+    ({"agent": "online", "items": 50}, "uses no memory; drop --memory/--budget/--items"),
     ({"agent": "er", "items": 0}, "items"),
 ])
 def test_bad_sizes_are_one_clear_line(kwargs, match):

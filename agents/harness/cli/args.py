@@ -15,10 +15,12 @@ DIVERGED_EXIT = 3  # a run (or a sweep cell) diverged: its result.json exists, w
 
 
 def parse_value(raw: str):
-    """One command-line value: a Python literal, else the string; ``true``/``false`` as YAML and
-    JSON spell them are booleans too (``--set``, ``--memory-set``, ``--stream``)."""
+    """One command-line value: a Python literal, else the string; ``true``/``false``/``null`` as
+    YAML and JSON spell them are booleans and None too (``--set``, ``--memory-set``, ``--stream``)."""
     if raw.strip() in ("true", "false"):
         return raw.strip() == "true"
+    if raw.strip() == "null":  # YAML's and JSON's None
+        return None
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):

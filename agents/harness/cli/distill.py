@@ -15,10 +15,10 @@ from cl_env.error import CLEnvError
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Distil a dataset into addressable memories and measure them (Remember the Past, Table 1)."""
-    torch.manual_seed(args.seed)
     try:
         _check_options(args, positive=("images_per_class", "inner_lr"),
                        counts=("bases", "downsample", "iterations", "inner_steps", "repeats", "eval_epochs"))
+        torch.manual_seed(args.seed)  # after the seed's check: past 2**64 torch raises an overflow
         r = distill_source(args.source, ipc=args.images_per_class, n_bases=args.bases, ds=args.downsample, model=args.model,
                            iterations=args.iterations, inner_steps=args.inner_steps, inner_lr=args.inner_lr,
                            repeats=args.repeats, eval_epochs=args.eval_epochs, seed=args.seed,

@@ -113,6 +113,12 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         for note in skipped:
             print(f"skipped: {note}", file=sys.stderr)
         pts, missing = frontier_grid.points_of(grid, runs)
+        if not pts and not args.read_only:  # it ran, and nothing finished: the cells' own failures
+            failed = sum(r["status"] == "failed" for r in records)
+            print(f"error: none of this frontier's {len(grid.cells())} cell(s) has a result under {grid.out}: "
+                  f"{failed} failed (their errors: the summary above, and error.txt in each cell's directory)",
+                  file=sys.stderr)
+            return 1
         if not pts:
             raise ValueError(f"no result of this frontier's {len(grid.cells())} cell(s) under {grid.out}: "
                              f"run it without --read-only (or point --out at the directory that holds them)")

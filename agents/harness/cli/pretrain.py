@@ -13,14 +13,17 @@ from agents.harness.cli.args import _assignments, _check_options, parse_assignme
 from cl_env import checks
 from cl_env.error import CLEnvError
 from memory.nets import DiscreteVAE
+from memory.nets.discrete_vae import vae_parameters
 from memory.srm import latent_for_budget, pretrain_vae, save_vae
+
+MAX_VAE_PARAMETERS = 2**28  # 1 GiB of float32 weights (budget 500's autoencoder: 26.9 million)
 
 
 def cmd_pretrain_srm(args: argparse.Namespace) -> int:
     """Pretrain SRM's discrete VAE on one stream's training images, for transfer to another."""
-    torch.manual_seed(args.seed)
     try:
         _check_options(args, positive=("budget",), counts=("items", "epochs"))
+        torch.manual_seed(args.seed)  # after the seed's check: past 2**64 torch raises an overflow
         if args.variables is not None:
             checks.integer("--variables", args.variables, 1, fix="--variables 200")
         checks.integer("--categories", args.categories, 2, fix="--categories 4")
@@ -31,6 +34,11 @@ def cmd_pretrain_srm(args: argparse.Namespace) -> int:
             c = latent_for_budget(args.budget, spec, args.items, args.categories, args.policy)
         else:
             c = args.variables
+        size = vae_parameters(source.image_shape, c, args.categories)
+        if size > MAX_VAE_PARAMETERS:
+            raise ValueError(f"--variables {c} x --categories {args.categories}: an autoencoder of {size:,} "
+                             f"parameters ({4 * size / 2**30:.1f} GiB of float32), expected at most "
+                             f"{MAX_VAE_PARAMETERS:,} (1 GiB); fix: fewer --variables or --categories")
         vae = DiscreteVAE(source.image_shape, c, args.categories)
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,8 +18,11 @@ from agents.harness.cli.args import (
     parse_assignments,
     parse_seeds,
 )
-from agents.harness.runner import run
+from agents.harness.config import RunConfig
+from agents.harness.logger import parse_formats
+from agents.harness.runner import run, validate
 from agents.harness.sweep import sweep
+from cl_env import checks
 from cl_env.error import CLEnvError
 
 
@@ -36,17 +39,27 @@ def _run_seeds(args: argparse.Namespace) -> int:
         if args.resume or args.overwrite:
             raise ValueError("--seeds resumes unfinished seeds by itself and never overwrites finished ones; "
                              "drop --resume/--overwrite (or use another --out)")
+        settings, stream = parse_assignments(args.set, "--set"), parse_assignments(args.stream, "--stream")
+        # the configuration built and checked as one run's is (a sweep's grid would skip a
+        # memory the agent cannot use, or drop a budget it has no use for, without a word)
+        base = RunConfig.build(args.env_id, args.agent, args.memory, args.budget, seeds[0], args.device, settings,
+                               stream, args.batch_size, args.items, args.preset)
+        validate(args.agent, base.memory, base.to_dict()["settings"])
+        if args.checkpoint_every is not None:
+            checks.integer("checkpoint_every", args.checkpoint_every, 1, fix="--checkpoint-every 1000")
         cfg = {"out": args.out, "envs": [args.env_id], "agents": [args.agent], "memories": [args.memory],
-               "budgets": [args.budget], "items": [args.items], "preset": args.preset, "seeds": seeds, "settings": [parse_assignments(args.set, "--set")],
-               "stream": parse_assignments(args.stream, "--stream"), "batch_size": args.batch_size,
-               "device": args.device, "stack_seeds": not args.no_stack,
-               **({"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {})}
+               "budgets": [args.budget], "items": [args.items], "preset": args.preset, "seeds": seeds,
+               "settings": [settings], "stream": stream, "batch_size": args.batch_size,
+               "device": args.device, "stack_seeds": not args.no_stack, "log": args.log,
+               "checkpoint_every": args.checkpoint_every}
         records = sweep(cfg, isolate=False)  # one group of seeds: in this process
     except (CLEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     runs, _ = results.find_results([args.out])
-    scores = [r.data.get("retained_accuracy") for r in runs if r.seed in seeds and r.data.get("status") == "completed"]
+    group = base.group_hash  # this configuration's seeds only, not other runs under OUT
+    scores = [r.data.get("retained_accuracy") for r in runs if r.seed in seeds and r.data.get("status") == "completed"
+              and results.group_hash(r.config) == group]
     scores = [s for s in scores if s is not None]
     if scores:
         spread = f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
@@ -60,6 +73,11 @@ def _run_seeds(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "seeds", None) is not None:
         return _run_seeds(args)
+    try:  # the seed's own check first: past 2**64 torch.manual_seed raises an overflow
+        checks.integer("seed", args.seed, 0, 2**32 - 1, fix="--seed 0")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)  # only the CLI seeds globals; the library passes generators
     warnings.filterwarnings("ignore", message=".* diverged at step", category=RuntimeWarning)  # said below
     try:
@@ -97,8 +115,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if notable:
         print(f"counters: {notable} (in result.json)")
     if args.out:
-        print(f"wrote {Path(args.out) / 'result.json'} and TensorBoard events "
-              f"(tensorboard --logdir {args.out})")
+        logs = {"tensorboard": f"TensorBoard events (tensorboard --logdir {args.out})",
+                "csv": str(Path(args.out) / "progress.csv"), "jsonl": str(Path(args.out) / "progress.jsonl")}
+        wrote = [logs[f] for f in parse_formats(args.log) if f in logs]
+        print(f"wrote {Path(args.out) / 'result.json'}" + "".join(f" and {w}" for w in wrote))
     return 0
 
 

@@ -36,6 +36,7 @@ A config (YAML or TOML)::
     device: cpu
     retries: 2                     # attempts after a worker died, per cell
     checkpoint_every: null         # also checkpoint every this many steps (task ends always do)
+    log: tensorboard               # where each cell's scalars go, as --log (e.g. tensorboard,csv)
     cpus_per_cell: 1               # torch threads per cell (Ray: the CPUs each task requests)
     gpus_per_cell: null            # Ray: GPUs per task (default 1 for device: cuda, else 0)
     storage: null                  # Ray: checkpoints' path or fsspec URI (default OUT/.storage)

@@ -10,12 +10,14 @@ import tomllib
 import yaml
 
 from agents.harness import limits
+from agents.harness.logger import parse_formats
 from cl_env import checks
 from cl_env.checks import shown
 
 KEYS = {"out", "envs", "agents", "memories", "budgets", "items", "preset", "seeds", "settings", "stream", "streams", "batch_size",
         "device", "retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
-        "ship_requirements", "stack_seeds"}
+        "ship_requirements", "stack_seeds", "log"}
+RUN_OPTIONS = ("checkpoint_every", "log")  # keys handed to every cell's run (run_seeds' options)
 
 
 # the size of a sweep document, checked before it is used (a "billion laughs" file of nested
@@ -180,5 +182,13 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
     if "ship_requirements" in cfg and not isinstance(cfg["ship_requirements"], bool):
         raise checks.fail(f"{where}: ship_requirements", cfg["ship_requirements"], "true or false",
                           "ship_requirements: true")
+    if cfg.get("log") is not None:
+        parse_formats(cfg["log"])  # the run's own check: each format known, one line naming it
     if "out" in cfg and not isinstance(cfg["out"], str):
         raise checks.fail(f"{where}: out", cfg["out"], "a directory path", "out: runs/sweep")
+
+
+def run_options_of(cfg: dict) -> dict:
+    """The options every cell's run gets from the sweep's keys (:data:`RUN_OPTIONS`: how often to
+    checkpoint, where scalars go), the unset ones left out (the run's defaults)."""
+    return {k: cfg[k] for k in RUN_OPTIONS if cfg.get(k) is not None}

@@ -20,7 +20,7 @@ import torch
 from agents.harness import results
 from agents.harness.runner import Result
 from agents.harness.sweep.cells import Cell, execute_seeds, record_of
-from agents.harness.sweep.config import check_config
+from agents.harness.sweep.config import check_config, run_options_of
 from agents.harness.sweep.grid import expand
 from agents.harness.sweep.progress import _Progress, summary_table
 from agents.harness.sweep.ray.driver import run_on_ray
@@ -112,16 +112,18 @@ def share_out(units: list[list[Cell]], slots: int) -> list[list[Cell]]:
     return out
 
 
-def run_cell(cell: dict, root: str, threads: int, checkpoint_every: int | None = None) -> dict:
+def run_cell(cell: dict, root: str, threads: int, run_options: dict | None = None) -> dict:
     """Run one cell in a local worker process, in its directory under ``root``: resume it if a
     checkpoint exists."""
-    return run_unit([cell], root, threads, checkpoint_every)[0]
+    return run_unit([cell], root, threads, run_options)[0]
 
 
-def run_unit(cells: list[dict], root: str, threads: int, checkpoint_every: int | None = None) -> list[dict]:
+def run_unit(cells: list[dict], root: str, threads: int, run_options: dict | None = None) -> list[dict]:
     """Run a unit of work in a local worker process: one cell, or one configuration's seeds
     together (:func:`agents.harness.sweep.cells.execute_seeds`); each in its directory under ``root``,
-    resumed where a checkpoint exists (seeds with and without one run as two groups)."""
+    resumed where a checkpoint exists (seeds with and without one run as two groups).
+    ``run_options``: :func:`agents.harness.runner.run_seeds`'s options from the sweep's keys
+    (:func:`agents.harness.sweep.config.run_options_of`: ``checkpoint_every``, ``log``)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     cs = [Cell(**c) for c in cells]
@@ -134,7 +136,7 @@ def run_unit(cells: list[dict], root: str, threads: int, checkpoint_every: int |
         idx = [i for i, r in enumerate(resume) if r == flag]
         if idx:
             recs.update(zip(idx, execute_seeds([cs[i] for i in idx], [outs[i] for i in idx], resume=flag,
-                                               checkpoint_every=checkpoint_every), strict=True))
+                                               **(run_options or {})), strict=True))
     out_recs = []
     for i, out in enumerate(outs):
         rec = recs[i]
@@ -144,10 +146,10 @@ def run_unit(cells: list[dict], root: str, threads: int, checkpoint_every: int |
     return out_recs
 
 
-def _cell_process(cells: list[dict], root: str, threads: int, checkpoint_every: int | None, conn) -> None:
+def _cell_process(cells: list[dict], root: str, threads: int, run_options: dict | None, conn) -> None:
     """A worker process's body: run the unit, send its records (small) through ``conn``."""
     try:
-        recs = run_unit(cells, root, threads, checkpoint_every)
+        recs = run_unit(cells, root, threads, run_options)
     except BaseException as exc:  # noqa: BLE001 - reported as the cells' failure
         recs = [{"cell": cell, "status": "failed", "error": f"{type(exc).__name__}: {exc}"} for cell in cells]
     conn.send(recs)
@@ -190,6 +192,7 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
     if not todo:
         return []
     progress = _Progress(len(todo), log, bar)
+    opts = run_options_of(cfg)
     if backend == "local":
         units = seed_groups(todo) if cfg.get("stack_seeds", True) else [[c] for c in todo]
         whole = len(units)
@@ -218,12 +221,12 @@ def sweep(cfg: dict, workers: int | None = None, backend: str = "local", address
         if in_process:
             with _caller_threads():
                 records = [progress({**rec, "attempts": 1}) for unit in units for rec in
-                           run_unit([asdict(c) for c in unit], str(root), threads, cfg.get("checkpoint_every"))]
+                           run_unit([asdict(c) for c in unit], str(root), threads, opts)]
         elif alongside:  # e.g. a group shared out over the cores: this process takes its first part
             with _caller_threads():
-                records = _alongside(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
+                records = _alongside(units, root, workers, threads, retries, progress, opts)
         else:
-            records = _local(units, root, workers, threads, retries, progress, cfg.get("checkpoint_every"))
+            records = _local(units, root, workers, threads, retries, progress, opts)
     elif backend == "ray":
         records = run_on_ray(todo, root, cfg, address, workers, retries, progress, log)
     else:
@@ -258,7 +261,7 @@ def _caller_threads():
 
 
 def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, retries: int, progress,
-               checkpoint_every: int | None = None) -> list[dict]:
+               run_options: dict | None = None) -> list[dict]:
     """The first unit in this process while worker processes run the others (:func:`_local`, from
     a thread that only waits on them): no interpreter start for the first part, whose run overlaps
     the workers' start-up. Used by ``isolate=False`` (``cl-env run --seeds``) once
@@ -271,7 +274,7 @@ def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, 
     def others() -> None:
         try:
             rest["records"] = _local(units[1:], root, max(1, workers - 1), threads, retries, progress,
-                                     checkpoint_every, stop)
+                                     run_options, stop)
         except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
             rest["error"] = exc
         finally:
@@ -280,7 +283,7 @@ def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, 
     threading.Thread(target=others, name="sweep-workers", daemon=True).start()
     try:
         first = [progress({**rec, "attempts": 1}) for rec in
-                 run_unit([asdict(c) for c in units[0]], str(root), threads, checkpoint_every)]
+                 run_unit([asdict(c) for c in units[0]], str(root), threads, run_options)]
         done.wait()
     except BaseException:  # this part failed, or Ctrl-C came (also while waiting for the workers)
         stop.set()
@@ -292,7 +295,7 @@ def _alongside(units: list[list[Cell]], root: Path, workers: int, threads: int, 
 
 
 def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retries: int, progress,
-           checkpoint_every: int | None = None, stop: threading.Event | None = None) -> list[dict]:
+           run_options: dict | None = None, stop: threading.Event | None = None) -> list[dict]:
     """Each unit (a cell, or one configuration's seeds trained together) in a process of its own
     (spawned), at most ``workers`` at once; a process that dies without reporting is retried up to
     ``retries`` times with its unfinished cells (they resume from their checkpoints). Once ``stop``
@@ -313,7 +316,7 @@ def _local(units: list[list[Cell]], root: Path, workers: int, threads: int, retr
             unit, attempt = pending.popleft()
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_cell_process,
-                               args=([asdict(c) for c in unit], str(root), threads, checkpoint_every, send))
+                               args=([asdict(c) for c in unit], str(root), threads, run_options, send))
             proc.start()
             send.close()
             running[proc.sentinel] = (proc, recv, unit, attempt, time.perf_counter())

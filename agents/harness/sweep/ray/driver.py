@@ -39,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 
 from agents.harness import results
+from agents.harness.sweep.config import run_options_of
 from agents.harness.sweep.ray import entry as _ray_entry
 from agents.harness.sweep.ray.task import (
     RETURN_LIMIT,
@@ -152,7 +153,7 @@ def run_on_ray(todo: list, root: Path, cfg: dict, address: str | None, workers: 
             gpus = (1 if c.device.startswith("cuda") else 0) if gpus is None else gpus
             ref = task.options(**options, num_gpus=gpus).remote(
                 asdict(c), c.directory(Path(".")).as_posix(), storage, threads, driver_env,
-                cfg.get("checkpoint_every"))
+                run_options_of(cfg))
             refs[ref] = c
         done, _ = ray.wait(list(refs), num_returns=1)
         cell = refs.pop(done[0])

@@ -189,7 +189,7 @@ def _artefacts(run_dir: Path, limit: int = RETURN_LIMIT) -> tuple[dict[str, byte
 
 
 def cell_task(cell: dict, key: str, storage: str, threads: int, driver_env: dict,
-              checkpoint_every: int | None = None) -> dict:
+              run_options: dict | None = None) -> dict:
     """The body of one Ray task: run ``cell`` in a scratch directory, snapshot its checkpoints to
     ``storage``, and return its record with its artefacts (``files``) for the driver to write."""
     for var in THREAD_VARS:
@@ -225,7 +225,7 @@ def cell_task(cell: dict, key: str, storage: str, threads: int, driver_env: dict
             last["steps"] = steps
 
         rec = execute(c, work, resume=snap is not None, started=started,
-                      on_checkpoint=snapshot, checkpoint_every=checkpoint_every)
+                      on_checkpoint=snapshot, **(run_options or {}))
         final = None
         if (work / results.RESULT_FILE).exists():
             final = store.save(key, attempt, work, last["steps"], node, final=True)
