@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agents.base import Agent
@@ -10,7 +12,7 @@ from cl_env.error import UnknownNameError
 from memory import MEMORIES, is_memory_name, load_object, memory_class, memory_names, plugin_names
 from memory.base import Memory
 
-__all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory"]
+__all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory", "memory_options"]
 
 ENTRY_POINTS = "cl_env.agents"  # a user's package registers agents here (pyproject entry points)
 
@@ -199,8 +201,7 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
     cls = memory_class(name)
     kwargs = {"seed": seed} if _accepts_seed(cls) else {}
     kwargs.update(entry.memory_kwargs.get(name, {}))
-    kwargs.update(options or {})
-    _check_options(cls, name, options or {})
+    kwargs.update(memory_options(name, options or {}))
     if items is not None:
         return cls.for_items(items, spec, **kwargs)
     if budget is None and entry.default_budget is None:
@@ -215,14 +216,54 @@ def _accepts_seed(cls) -> bool:
     return any("seed" in inspect.signature(fn).parameters for fn in (cls.__init__, cls.for_budget, cls.default))
 
 
-def _check_options(cls, name: str, options: dict) -> None:
-    """``--set memory.KEY=VALUE`` keys must be arguments of the memory (or of ``for_budget``)."""
+def memory_options(name: str, options: Mapping) -> dict:
+    """``--set memory.KEY=VALUE`` options of memory ``name``, checked and normalised: each key an
+    argument of the memory's constructor or of its ``for_budget`` (``capacity`` is ``--items``;
+    arguments its size sets, ``Memory.sized_arguments``, are refused with their fix), each value of
+    its default's type. An int where the default is a float becomes that float (``tau=1`` is
+    ``tau=1.0``) and a default given explicitly is left out (``tau=1.0`` is no option at all), so
+    one configuration has one identity however it was typed.
+
+    Raises:
+        UnknownNameError: An unknown key (lists the valid ones).
+        InvalidValueError: A sized argument, or a value not of its default's type (one line, the fix).
+    """
     import inspect
 
-    valid = set()
+    cls = memory_class(name)
+    defaults: dict = {}
     for fn in (cls.__init__, cls.for_budget):
-        valid |= {k for k in inspect.signature(fn).parameters
-                  if k not in ("self", "spec", "budget", "kwargs", "capacity")}  # capacity: --items
-    for key in options:
-        if key not in valid:
-            raise UnknownNameError(f"option of memory {name!r} (--set memory.KEY=...)", key, valid)
+        for k, p in inspect.signature(fn).parameters.items():
+            if k not in ("self", "cls", "spec", "budget", "kwargs", "capacity"):
+                defaults.setdefault(k, p.default)
+    sized = getattr(cls, "sized_arguments", {})
+    out = {}
+    for key, value in options.items():
+        where = f"memory.{key} of memory {name!r}"
+        if key in sized:
+            raise checks.fail(where, value, "no value: the memory's size sets it", sized[key])
+        if key not in defaults or key in sized:
+            raise UnknownNameError(f"option of memory {name!r} (--set memory.KEY=...)", key,
+                                   sorted(k for k in defaults if k not in sized))
+        value = _typed(where, key, value, defaults[key])
+        if type(value) is not type(defaults[key]) or value != defaults[key]:
+            out[key] = value  # a default given explicitly is the default: one identity, not two
+    return out
+
+
+def _typed(where: str, key: str, value, default):
+    """``value`` checked against its default's type (bool, int, float, str; other defaults, None
+    among them, leave it to the memory); an int for a float default becomes that float."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise checks.fail(where, value, "true or false", f"--set memory.{key}={str(default).lower()}")
+    elif checks.is_int(default):
+        if not checks.is_int(value):
+            raise checks.fail(where, value, "an integer", f"--set memory.{key}={default}")
+    elif isinstance(default, float):
+        if not checks.is_number(value) or not math.isfinite(value):
+            raise checks.fail(where, value, "a finite number", f"--set memory.{key}={default}")
+        return float(value)
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise checks.fail(where, value, "a string", f"--set memory.{key}={default}")
+    return value

@@ -91,6 +91,9 @@ class Memory(ABC):
     # True (declared on the class itself, not inherited) where the memory never reads the model
     # it is given as ``ctx``: agents.stacked may then train several seeds' agents together
     stackable: ClassVar[bool] = False
+    # constructor arguments that the memory's size sets (for_budget/for_items), never options:
+    # each with the fix to show (``--set memory.KEY=...`` for one of these is refused)
+    sized_arguments: ClassVar[dict[str, str]] = {}
 
     def __init__(self, spec: MemorySpec):
         self.spec = spec

@@ -24,6 +24,7 @@ from typing import Any
 from agents.harness import limits
 from agents.presets import apply_preset
 from agents.registry import agent_class, agent_entry, check_size
+from agents.registry import memory_options as registry_memory_options
 from cl_env import checks
 from cl_env.error import UnknownNameError
 from cl_env.registration import _plain, resolve_stream_kwargs
@@ -191,8 +192,10 @@ class RunConfig:
         if mem is None and (memory is not None or budget is not None or items is not None):
             raise ValueError(f"agent {agent!r} uses no memory; drop --memory/--budget/--items")
         check_size(budget, items, memory_options, None if mem is None else memory_class(mem))
-        if mem is not None:
-            memory_options = {**entry.memory_kwargs.get(mem, {}), **memory_options}
+        if mem is None and memory_options:
+            raise ValueError(f"agent {agent!r} uses no memory; drop the memory.* settings {sorted(memory_options)}")
+        if mem is not None:  # checked and typed once, so that one configuration has one identity
+            memory_options = {**entry.memory_kwargs.get(mem, {}), **registry_memory_options(mem, memory_options)}
             if budget is None and items is None:
                 budget = entry.default_budget
         if batch_size is None:

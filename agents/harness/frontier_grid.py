@@ -34,11 +34,10 @@ from pathlib import Path
 from agents.harness import frontier, results, sweep
 from agents.harness.sweep.cells import Cell
 from agents.harness.sweep.grid import parse_seeds
-from agents.registry import _check_options as check_memory_options
 from agents.registry import agent_entry
 from cl_env import checks
 from cl_env.error import UnknownNameError
-from memory import is_memory_name, memory_class, memory_names
+from memory import is_memory_name, memory_names
 
 GRID_FILE = "frontier.json"
 SWEEP_KEYS = ("retries", "checkpoint_every", "cpus_per_cell", "gpus_per_cell", "storage", "runtime_env",
@@ -176,8 +175,7 @@ def check_grid(grid: Grid) -> None:
                              f"{list(entry.memories) or 'no memory'} (a frontier compares memories of one "
                              f"learner: pick one that accepts them all)")
     for c in grid.cells():
-        cfg = c.config()  # every name, setting and stream option
-        check_memory_options(memory_class(cfg["memory"]), cfg["memory"], cfg["memory_options"])
+        c.config()  # every name, setting, memory option and stream option (RunConfig.build)
 
 
 def load_grid(path: str | Path) -> Grid:

@@ -73,6 +73,21 @@ def test_memory_variants_and_memory_sets():
         ("pkg.mod:Cls", {"bits": 4})]
 
 
+def test_a_memory_option_has_one_identity_however_it_is_typed():
+    """``tau: 1``, ``tau: 1.0`` and no ``tau`` (its default) are one configuration: one cell of a
+    sweep, one hash (they were three cells of the same run)."""
+    from agents.harness.config import RunConfig
+    from agents.harness.sweep.grid import expand
+
+    hashes = {RunConfig.build("MNISTRotations-v0", "er", "srm", 50, settings=s).hash
+              for s in ({"memory.tau": 1}, {"memory.tau": 1.0}, {})}
+    assert len(hashes) == 1
+    assert RunConfig.build("MNISTRotations-v0", "er", "srm", 50, settings={"memory.tau": 0.5}).hash not in hashes
+    cells, _ = expand({"envs": ["MNISTRotations-v0"], "agents": ["er"], "memories": ["srm"], "budgets": [50],
+                       "settings": [{"memory.tau": 1}, {"memory.tau": 1.0}, {}]})
+    assert len(cells) == 1
+
+
 def test_memory_set_values_parse_as_set_values():
     """``--memory-set srm:entropy_coding=true`` means what ``--set memory.entropy_coding=true`` and
     a grid file's ``true`` mean: a boolean, so the cell is the grid file's cell (same hash)."""

@@ -176,7 +176,7 @@ def test_the_cli_spells_booleans_true_and_false():
         "memory.entropy_coding": True, "a": False, "b": True, "c": "yes"}
 
 
-@pytest.mark.parametrize("value,text", [("yes", "memory.entropy_coding: got 'yes'"),
+@pytest.mark.parametrize("value,text", [("yes", "memory.entropy_coding of memory 'srm': got 'yes'"),
                                         ("true", "pip install 'cl-env[entropy]'")])
 def test_cli_bad_entropy_input_exits_2_with_one_line(value, text, tiny, capsys, monkeypatch):
     from agents.harness.cli import main
