@@ -62,8 +62,7 @@ class SRM(Memory):
     """
 
     name = "srm"
-    sized_arguments = {"c": "the variables per code follow from the budget (eq. 4): change --budget or memory.items",
-                       "l": "--set memory.categories=8 (the categories per variable)"}
+    sized_arguments = {"c": "change --budget or memory.items (eq. 4 sets c)", "l": "--set memory.categories=8"}
     static_items = False  # recollections change as the decoder learns
 
     def __init__(self, spec: MemorySpec, c: int, l: int = 4, capacity: int = 3000,  # noqa: E741
