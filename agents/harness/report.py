@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def retention_vs_storage(runs: list[results.Run], path: str | Path | None = None
     series: dict[str, dict[str, list[results.Run]]] = defaultdict(lambda: defaultdict(list))
     configs: dict[str, dict] = {}
     for r in runs:
-        if r.status != "completed" or r.data.get("retained_accuracy") is None:
+        if (r.status != "completed" or r.data.get("retained_accuracy") is None
+                or r.data.get("effective_examples") is None):  # no point without its storage
             continue
         cfg = {k: v for k, v in results.identity(r.config).items() if k not in ("seed", "budget")}
         key = results.canonical(cfg)
@@ -128,6 +130,8 @@ def _event_images(run_dir: Path) -> dict[str, str]:
 
     out = {}
     for ev in events:
+        if _path_text(ev) != str(ev):
+            continue  # TensorBoard's reader opens UTF-8 paths only: this run's images are left out
         acc = EventAccumulator(str(ev), size_guidance={"images": 1})
         acc.Reload()
         for tag in acc.Tags().get("images", []):
@@ -170,31 +174,31 @@ def build_report(root: str | Path, out: str | Path | None = None) -> Path:
     for run in runs:
         run_dir, r = run.path.parent, run.data
         rel = run_dir.relative_to(root) if run_dir != root and root in run_dir.parents else run_dir.name
-        title = f"{r['agent']} · {r['memory'] or 'no memory'} · {r['env']} · seed {r['seed']}"
+        title = f"{r['agent']} · {r.get('memory') or 'no memory'} · {r['env']} · seed {r['seed']}"
         if run.status != "completed":
             title += f" · {run.status.upper()}"
-        parts.append(f'<section><h3>{html.escape(title)}</h3><p class="path">{html.escape(str(rel))} · '
+        parts.append(f'<section><h3>{html.escape(title)}</h3><p class="path">{html.escape(_path_text(rel))} · '
                      f'configuration {html.escape(r.get("config_hash", ""))}</p>')
         if run.status == "diverged":
             d = r.get("divergence") or {}
             parts.append(f'<p class="bad">Diverged at step {d.get("step")} (task {d.get("task")}): '
                          f'{html.escape(str(d.get("reason")))}. Not a result: never averaged in.</p>')
-        if r.get("accuracy_matrix"):
-            R = np.array(r["accuracy_matrix"], dtype=float)
+        R = np.array([[np.nan if v is None else v for v in row] for row in r.get("accuracy_matrix") or []], dtype=float)
+        if R.ndim == 2 and R.size:  # (a run diverged before its first evaluation has none)
             parts.append(_img(_png(_heatmap(R, "accuracy matrix")), "accuracy matrix")
                          + _img(_png(_curves(R, "accuracy of each task over the stream")), "per-task accuracy"))
         if run.status == "completed" and r.get("retained_accuracy") is not None:
-            scores = (f"retained accuracy {100 * r['retained_accuracy']:.2f} %, BWT "
-                      f"{100 * r['backward_transfer']:+.2f} %, forgetting {100 * r['forgetting']:.2f} %")
+            scores = (f"retained accuracy {_pct(r['retained_accuracy'])} %, BWT "
+                      f"{_pct(r.get('backward_transfer'), '+.2f')} %, forgetting {_pct(r.get('forgetting'))} %")
         elif run.status == "completed":
             parts.append(_img(_png(_generative(r)), "generative metrics"))
             scores = f"-ELBO {r['neg_test_elbo'][-1]:.2f} nats, Fréchet {r['frechet_distance'][-1]:.2f}"
         else:
             scores = "no scores: the run diverged"
-        storage = [["incremental storage (bits)", f"{r['storage_bits']:,}"],
-                   ["effective real examples", f"{r['effective_examples']:.1f}"],
-                   ["replayable items", f"{r['items']:,}"], ["overhead (bits)", f"{r['overhead_bits']:,}"],
-                   ["wall time (s)", f"{r['wall_time_s']:.1f}"]]
+        storage = [["incremental storage (bits)", _num(r.get("storage_bits"), ",")],
+                   ["effective real examples", _num(r.get("effective_examples"), ".1f")],
+                   ["replayable items", _num(r.get("items"), ",")], ["overhead (bits)", _num(r.get("overhead_bits"), ",")],
+                   ["wall time (s)", _num(r.get("wall_time_s"), ".1f")]]
         parts.append(f"<p>{html.escape(scores)}</p>" + _table(["storage", "value"], storage))
         counters = {**(r.get("counters") or {})}
         if counters or r.get("warnings"):
@@ -236,6 +240,20 @@ def _frontier_section(root: Path, runs: list[results.Run]) -> list[str]:
             *(f"<p>{html.escape(n)}</p>" for n in notes),
             _img(_png(frontier.plot_frontier(pts, title=frontier.describe(grid.env, grid.agent, pts))),
                  "frontier: retained accuracy against stored kilobytes")]
+
+
+def _num(v, spec: str) -> str:
+    """A value of a result as text; ``-`` where the file has none (an older or hand-edited file)."""
+    return "-" if v is None else format(v, spec)
+
+
+def _pct(v, spec: str = ".2f") -> str:
+    return "-" if v is None else format(100 * v, spec)
+
+
+def _path_text(p) -> str:
+    """A path as text that UTF-8 can hold (a name with bytes that are not UTF-8 shows U+FFFD)."""
+    return os.fsencode(str(p)).decode("utf-8", "replace")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -139,6 +139,11 @@ def _field_problem(data: dict) -> str | None:
 
 def _identity_problem(data: dict, hash_of: Callable[[dict], str]) -> str | None:
     cfg = data["config"]
+    for key in ("runtime", "derived"):  # outside the identity, but read by compare and report
+        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+            return f"config.{key} is {shown(cfg[key])}, expected a mapping"
+    if (cfg.get("runtime") or {}).get("versions") is not None and not isinstance(cfg["runtime"]["versions"], dict):
+        return f"config.runtime.versions is {shown(cfg['runtime']['versions'])}, expected a mapping"
     h = data.get("config_hash")
     if not isinstance(h, str) or not re.fullmatch(r"[0-9a-f]{16}", h):
         return f"config_hash is {shown(h)}, expected 16 hex digits"
@@ -154,7 +159,11 @@ def _identity_problem(data: dict, hash_of: Callable[[dict], str]) -> str | None:
 
 def _consistency_problem(data: dict) -> str | None:
     """A completed classifier's summary metrics against its own matrix."""
-    if data["status"] != "completed" or data.get("neg_test_elbo") is not None:
+    if data["status"] != "completed":
+        return None
+    if data.get("neg_test_elbo") is not None:
+        if not data["neg_test_elbo"] or not data.get("frechet_distance"):
+            return "a completed generative result with an empty neg_test_elbo or frechet_distance"
         return None
     R = data.get("accuracy_matrix")
     if not isinstance(R, list) or not R or data.get("retained_accuracy") is None:

@@ -63,3 +63,72 @@ def test_compare_plot(runs_dir, tmp_path, capsys):
 def test_report_without_results(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no readable result.json" in capsys.readouterr().err
+
+
+def _edited(src, dst, edit):
+    """A copy of ``src``'s result.json under ``dst``, changed by ``edit(data)`` (its hash kept
+    valid where the edit leaves the configuration's identity alone)."""
+    import json
+
+    data = json.loads((src / "result.json").read_text())
+    edit(data)
+    dst.mkdir(parents=True)
+    (dst / "result.json").write_text(json.dumps(data))
+    return dst
+
+
+def _set(path, value):
+    def edit(d):
+        *keys, last = path
+        for k in keys:
+            d = d[k]
+        if value is KeyError:
+            d.pop(last, None)
+        else:
+            d[last] = value
+    return edit
+
+
+# hand-edited results that carry no identity change: each is refused with a reason (compare and
+# report go on without it) or shown with "-" where a value is missing, never a traceback
+EDITS = {
+    "runtime not a mapping": _set(["config", "runtime"], 5),
+    "versions not a mapping": _set(["config", "runtime", "versions"], "x"),
+    "derived not a mapping": _set(["config", "derived"], 5),
+    "storage_bits missing": _set(["storage_bits"], KeyError),
+    "storage_bits null": _set(["storage_bits"], None),
+    "backward_transfer null": _set(["backward_transfer"], None),
+    "effective_examples null": _set(["effective_examples"], None),
+    "effective_examples missing": _set(["effective_examples"], KeyError),
+}
+
+
+@pytest.mark.parametrize("name", list(EDITS))
+def test_compare_and_report_survive_a_hand_edited_result(name, runs_dir, tmp_path, capsys):
+    src = next(p for p in sorted(runs_dir.iterdir()) if p.name.startswith("er-None-0"))
+    shutil.copytree(src, tmp_path / "good")
+    _edited(src, tmp_path / "bad", EDITS[name])
+    for argv in (["compare", str(tmp_path)], ["compare", str(tmp_path), "--plot", str(tmp_path / "p.png")],
+                 ["report", str(tmp_path)]):
+        assert main(argv) == 0, argv
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_report_survives_odd_but_valid_results(runs_dir, tmp_path, capsys):
+    """A diverged run stopped before its first evaluation (matrix ``[[]]``), a completed generative
+    run with empty metric lists (refused: nothing to show), a path that is not UTF-8."""
+    src = next(p for p in sorted(runs_dir.iterdir()) if p.name.startswith("er-None-0"))
+
+    def diverged(d):
+        d.update(status="diverged", accuracy_matrix=[[]], retained_accuracy=None, backward_transfer=None,
+                 forgetting=None, divergence={"step": 3, "task": 0, "reason": "nan loss"})
+
+    _edited(src, tmp_path / "diverged", diverged)
+    _edited(src, tmp_path / "gen", lambda d: d.update(retained_accuracy=None, neg_test_elbo=[], frechet_distance=[]))
+    odd = tmp_path / "zz\udcff"  # the name a non-UTF-8 byte gets (surrogate escape)
+    shutil.copytree(src, odd)
+    assert main(["report", str(tmp_path)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    page = (tmp_path / "report.html").read_text()
+    assert "empty neg_test_elbo" in page  # the empty generative result left out, and why
+    assert "Diverged at step 3" in page and "zz\ufffd" in page
