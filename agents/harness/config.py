@@ -182,6 +182,9 @@ class RunConfig:
             if budget is None and items is None:
                 items = applied.items
         settings = dict(settings or {})
+        for key in settings:
+            if not isinstance(key, str):
+                raise checks.fail("settings", key, "setting names (text)", "--set lr=0.05")
         memory_options = {k.split(".", 1)[1]: settings.pop(k) for k in list(settings) if k.startswith("memory.")}
         klass = agent_class(agent)
         resolved = _coerce_numbers(klass.resolve_settings(settings), klass.all_settings())

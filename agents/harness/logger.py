@@ -30,7 +30,9 @@ def parse_formats(text: str | list | tuple | None) -> tuple[str, ...]:
     """``"tensorboard,csv"`` (or a list) -> the formats, each checked; None -> TensorBoard only."""
     if text is None:
         return ("tensorboard",)
-    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if str(s).strip()]
+    if not isinstance(text, (str, list, tuple)):
+        raise checks.fail("log", text, f"formats as text or a list of names, of {list(FORMATS)}", "--log tensorboard,csv")
+    items = [str(s).strip() for s in (text.split(",") if isinstance(text, str) else text) if str(s).strip()]
     for item in items:
         checks.choice("log", item, FORMATS, fix="--log tensorboard,csv,jsonl,stdout,wandb")
     if not items:

@@ -119,6 +119,12 @@ SWEEP_CASES = [
     ("envs: [MNISTRotations-v0]\nagents: [er]\nsettings: [{lr: abc}]\n", "setting lr of agent 'er'"),
     ("envs: [MNISTRotations-v0]\nagents: [er]\nstreams: [source=mnist]\n", "streams: got 'source=mnist'"),
     ("envs: [MNISTRotations-v0]\nagent: [er]\n", "unknown keys ['agent']"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nsettings: [{1: 2}]\n", "settings: got {1: 2}"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nlog: [5]\n", "log: got [5]"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nlog: 5\n", "log: got 5"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nseeds: []\n", "seeds: got []"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nbudgets: []\n", "budgets: got []"),
+    ("envs: [MNISTRotations-v0]\nagents: [er]\nstreams: []\n", "streams: got []"),
 ]
 
 

@@ -438,3 +438,21 @@ def test_a_loaded_result_reads_its_configuration_back_as_a_run_config(tiny, tmp_
     results.write_json_atomic(path, data)
     with pytest.raises(ValueError, match="result.json.*batch_size"):
         results.load_result(path)
+
+
+def test_a_result_file_past_the_size_limit_is_left_out_without_reading_it_whole(tmp_path, monkeypatch):
+    """A result.json larger than any run writes (or a link to an endless device) is refused with
+    its reason after reading at most the limit, never read into memory whole."""
+    import os
+
+    from agents.harness.results import files, find_results
+
+    monkeypatch.setattr(files, "MAX_RESULT_BYTES", 1000)
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "result.json").write_text("{" + " " * 2000 + "}")
+    endless = tmp_path / "endless"
+    endless.mkdir()
+    os.symlink("/dev/zero", endless / "result.json")
+    runs, skipped = find_results([tmp_path])
+    assert runs == [] and len(skipped) == 2 and all("larger than 1,000 bytes" in s for s in skipped)

@@ -71,6 +71,9 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             tmp.unlink()
 
 
+MAX_RESULT_BYTES = 256 * 2**20  # a run of 2,000 tasks: its three accuracy matrices take about 150 MB of text
+
+
 def read_json(path: str | Path) -> dict:
     """A JSON object from ``path``.
 
@@ -79,7 +82,11 @@ def read_json(path: str | Path) -> dict:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:  # at most MAX_RESULT_BYTES + 1: a link to /dev/zero ends too
+            raw = f.read(MAX_RESULT_BYTES + 1)
+        if len(raw) > MAX_RESULT_BYTES:
+            raise ResultFileError(f"{path}: larger than {MAX_RESULT_BYTES:,} bytes, not a result cl-env writes")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultFileError(f"{path}: cannot be read ({exc})") from None
     if not text.strip():

@@ -175,6 +175,13 @@ def check_run_state(state: Any, path: str | Path, n_tasks: int, n_batches: int, 
         if not isinstance(v, np.ndarray) or v.shape != shape or v.dtype.kind != "f":
             got = v.shape if isinstance(v, np.ndarray) else type(v).__name__
             raise _bad(path, f"{key} is {got}, expected a float array of shape {shape}")
+        seen = v[~np.isnan(v)]  # NaN: not measured yet
+        if ((seen < 0) | (seen > 1)).any():
+            raise _bad(path, f"{key} holds accuracies outside [0, 1]")
+        if v.ndim == 2:  # a row is measured whole (every task at one task end) or not at all
+            holes = np.isnan(v).any(1) & ~np.isnan(v).all(1)
+            if holes.any():
+                raise _bad(path, f"{key} row {int(np.argmax(holes))} is partly measured")
     if not isinstance(state["gen_log"], dict) or not isinstance(state["agent"], dict):
         raise _bad(path, "gen_log and agent must be mappings")
     return state

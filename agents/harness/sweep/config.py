@@ -156,8 +156,12 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
                           "budgets: [null] with items: [200, 500]")
     each("preset", lambda v: v is None or isinstance(v, str), "preset names or null", "[derpp-seqmnist-500]")
     each("seeds", lambda v: checks.is_int(v) and 0 <= v < 2**32, "non-negative integers", "[0, 1, 2]")
-    each("settings", lambda v: isinstance(v, dict), "mappings of --set keys to values (not key=value text)",
-         "[{}, {lr: 0.03}]")
+    for key in ("envs", "agents", "memories", "budgets", "items", "preset", "seeds", "settings", "streams"):
+        if cfg.get(key) == []:
+            raise checks.fail(f"{where}: {key}", [], "one value or more (an empty axis runs no cell)",
+                              f"leave {key} out for its default")
+    each("settings", lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+         "mappings of --set keys (text) to values (not key=value text)", "[{}, {lr: 0.03}]")
     each("streams", lambda v: isinstance(v, dict), "mappings of --stream options", "[{source: mnist5k}]")
     if "stream" in cfg and not isinstance(cfg["stream"] or {}, dict):
         raise checks.fail(f"{where}: stream", cfg["stream"], "a mapping of --stream options", "stream: {}")
@@ -183,7 +187,10 @@ def check_config(cfg: dict, where: str = "sweep config") -> None:
         raise checks.fail(f"{where}: ship_requirements", cfg["ship_requirements"], "true or false",
                           "ship_requirements: true")
     if cfg.get("log") is not None:
-        parse_formats(cfg["log"])  # the run's own check: each format known, one line naming it
+        log = cfg["log"]
+        if not isinstance(log, str) and not (isinstance(log, list) and all(isinstance(f, str) for f in log)):
+            raise checks.fail(f"{where}: log", log, "formats as text or a list of names", "log: tensorboard,csv")
+        parse_formats(log)  # the run's own check: each format known, one line naming it
     if "out" in cfg and not isinstance(cfg["out"], str):
         raise checks.fail(f"{where}: out", cfg["out"], "a directory path", "out: runs/sweep")
 
