@@ -12,7 +12,8 @@ from cl_env.error import UnknownNameError
 from memory import MEMORIES, is_memory_name, load_object, memory_class, memory_names, plugin_names
 from memory.base import Memory
 
-__all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory", "memory_options"]
+__all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory", "memory_option_names",
+           "memory_options"]
 
 ENTRY_POINTS = "cl_env.agents"  # a user's package registers agents here (pyproject entry points)
 
@@ -228,14 +229,8 @@ def memory_options(name: str, options: Mapping) -> dict:
         UnknownNameError: An unknown key (lists the valid ones).
         InvalidValueError: A sized argument, or a value not of its default's type (one line, the fix).
     """
-    import inspect
-
     cls = memory_class(name)
-    defaults: dict = {}
-    for fn in (cls.__init__, cls.for_budget):
-        for k, p in inspect.signature(fn).parameters.items():
-            if k not in ("self", "cls", "spec", "budget", "kwargs", "capacity"):
-                defaults.setdefault(k, p.default)
+    defaults = _option_defaults(cls)
     sized = getattr(cls, "sized_arguments", {})
     out = {}
     for key, value in options.items():
@@ -249,6 +244,24 @@ def memory_options(name: str, options: Mapping) -> dict:
         if type(value) is not type(defaults[key]) or value != defaults[key]:
             out[key] = value  # a default given explicitly is the default: one identity, not two
     return out
+
+
+def _option_defaults(cls) -> dict:
+    """The arguments of a memory's constructor and ``for_budget`` a user may set, with their defaults."""
+    import inspect
+
+    defaults: dict = {}
+    for fn in (cls.__init__, cls.for_budget):
+        for k, p in inspect.signature(fn).parameters.items():
+            if k not in ("self", "cls", "spec", "budget", "kwargs", "capacity"):
+                defaults.setdefault(k, p.default)
+    return defaults
+
+
+def memory_option_names(name: str) -> set[str]:
+    """The ``memory.KEY`` options memory ``name`` takes (:func:`memory_options` checks values)."""
+    cls = memory_class(name)
+    return set(_option_defaults(cls)) - set(getattr(cls, "sized_arguments", {}))
 
 
 def _typed(where: str, key: str, value, default):

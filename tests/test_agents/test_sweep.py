@@ -86,3 +86,22 @@ def test_ray_backend(mnist_root, tmp_path, ray_installed):
     from agents.harness.results import find_results
 
     assert len(find_results([tmp_path / "runs"])[0]) == 1   # the driver's copy; .storage snapshots are not read
+
+
+def test_a_settings_axis_of_several_memories_options_skips_the_pairs_it_does_not_fit():
+    """``memories: [reservoir, srm]`` with ``settings: [{memory.tau: 0.5}]``: the tau setting is
+    SRM's, so (er, reservoir, tau) is skipped and named, as the memories axis skips an agent's
+    misfits; a key no memory of the grid takes is still an error (a typo, not a skip)."""
+    import pytest
+
+    from agents.harness.sweep.grid import expand
+    from cl_env.error import UnknownNameError
+
+    base = {"envs": ["MNISTRotations-v0"], "agents": ["er", "online"], "memories": [None, "srm"], "budgets": [50]}
+    cells, skipped = expand({**base, "settings": [{}, {"memory.tau": 0.5}]})
+    runs = sorted(((c.agent, c.memory, c.settings.get("memory.tau")) for c in cells), key=str)
+    assert runs == sorted([("er", None, None), ("er", "srm", None), ("er", "srm", 0.5), ("online", None, None)], key=str)
+    assert any("er + reservoir" in s and "tau" in s for s in skipped)
+    assert any("online + no memory" in s for s in skipped)
+    with pytest.raises(UnknownNameError, match="taux"):
+        expand({**base, "settings": [{"memory.taux": 0.5}]})

@@ -9,7 +9,7 @@ import math
 from agents.harness import limits
 from agents.harness.sweep.cells import Cell
 from agents.presets import preset_agents, preset_mismatch
-from agents.registry import agent_entry
+from agents.registry import agent_entry, memory_option_names
 from cl_env import checks
 from cl_env.error import UnknownNameError
 from memory import is_memory_name, memory_names
@@ -34,6 +34,8 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
         if memory is not None and not is_memory_name(memory):
             raise UnknownNameError("memory (sweep config: memories)", memory, memory_names())
     cells, skipped = [], []
+    # the memory options some memory of this grid takes: where a pair's memory does not, the pair is skipped
+    elsewhere = set().union(*(memory_option_names(m) for m in _grid_memories(axes[2], axes[3])))
     for env, stream, agent, memory, budget, items, preset, settings, seed in itertools.product(*axes):
         if preset is not None and (why := preset_mismatch(preset, env, agent)):
             skipped.append(why)
@@ -41,6 +43,13 @@ def expand(cfg: dict) -> tuple[list[Cell], list[str]]:
         entry = agent_entry(agent)  # built in, a plugin's entry point, or package.module:Class
         if memory is not None and memory not in entry.memories:
             skipped.append(f"{agent} + {memory}: the agent accepts {list(entry.memories) or 'no memory'}")
+            continue
+        mem_keys = sorted(k.split(".", 1)[1] for k in (settings or {}) if isinstance(k, str) and k.startswith("memory."))
+        mem = memory or entry.default_memory
+        foreign = set(mem_keys) - (set() if mem is None else memory_option_names(mem))
+        if foreign and foreign <= elsewhere:
+            # settings of the other memories of this grid: not this pair's (a misspelt key still fails below)
+            skipped.append(f"{agent} + {mem or 'no memory'}: memory options {mem_keys} are another memory's")
             continue
         if not entry.memories:
             budget = items = None  # a memoryless agent runs once per remaining combination
@@ -73,3 +82,11 @@ def parse_seeds(spec: str) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise checks.fail("--seeds", spec, "each seed once", "--seeds 0-4")
     return seeds
+
+
+def _grid_memories(agents: list, memories: list) -> set[str]:
+    """Every memory a grid's cells can use: the ``memories`` axis, and each agent's own where it is null."""
+    out = {m for m in memories if m is not None}
+    if None in memories:
+        out |= {agent_entry(a).default_memory for a in agents if a is not None and agent_entry(a).default_memory}
+    return out
