@@ -456,3 +456,16 @@ def test_a_result_file_past_the_size_limit_is_left_out_without_reading_it_whole(
     os.symlink("/dev/zero", endless / "result.json")
     runs, skipped = find_results([tmp_path])
     assert runs == [] and len(skipped) == 2 and all("larger than 1,000 bytes" in s for s in skipped)
+
+
+def test_an_unwritable_output_is_named_as_given_not_as_its_temporary(tmp_path):
+    """An atomic write into a directory that does not exist names the path the user gave, not the
+    hidden temporary it would have written first."""
+    import pytest
+
+    from agents.harness.results.files import write_text_atomic
+
+    target = tmp_path / "no" / "such" / "t.csv"
+    with pytest.raises(OSError) as info:
+        write_text_atomic(target, "a,b\n")
+    assert info.value.filename == str(target) and ".tmp" not in str(info.value)

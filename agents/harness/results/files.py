@@ -63,7 +63,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        if exc.filename is None:  # a failed write() names no file: name the one being written
+        if exc.filename is None or exc.filename == str(tmp):  # name the file the caller asked for
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
     finally:
