@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from agents.base import Agent
@@ -202,7 +202,7 @@ def build_memory(agent: str, memory: str | None, budget: float | None, spec, see
     cls = memory_class(name)
     kwargs = {"seed": seed} if _accepts_seed(cls) else {}
     kwargs.update(entry.memory_kwargs.get(name, {}))
-    kwargs.update(memory_options(name, options or {}))
+    kwargs.update(memory_options(name, options or {}, keep=entry.memory_kwargs.get(name, {})))
     if items is not None:
         return cls.for_items(items, spec, **kwargs)
     if budget is None and entry.default_budget is None:
@@ -217,13 +217,15 @@ def _accepts_seed(cls) -> bool:
     return any("seed" in inspect.signature(fn).parameters for fn in (cls.__init__, cls.for_budget, cls.default))
 
 
-def memory_options(name: str, options: Mapping) -> dict:
+def memory_options(name: str, options: Mapping, keep: Collection[str] = ()) -> dict:
     """``--set memory.KEY=VALUE`` options of memory ``name``, checked and normalised: each key an
     argument of the memory's constructor or of its ``for_budget`` (``capacity`` is ``--items``;
     arguments its size sets, ``Memory.sized_arguments``, are refused with their fix), each value of
     its default's type. An int where the default is a float becomes that float (``tau=1`` is
     ``tau=1.0``) and a default given explicitly is left out (``tau=1.0`` is no option at all), so
-    one configuration has one identity however it was typed.
+    one configuration has one identity however it was typed. Keys in ``keep`` (those the agent
+    itself sets, ``AgentEntry.memory_kwargs``) stay, defaults or not: the user's value wins over the
+    agent's.
 
     Raises:
         UnknownNameError: An unknown key (lists the valid ones).
@@ -241,7 +243,7 @@ def memory_options(name: str, options: Mapping) -> dict:
             raise UnknownNameError(f"option of memory {name!r} (--set memory.KEY=...)", key,
                                    sorted(k for k in defaults if k not in sized))
         value = _typed(where, key, value, defaults[key])
-        if type(value) is not type(defaults[key]) or value != defaults[key]:
+        if key in keep or type(value) is not type(defaults[key]) or value != defaults[key]:
             out[key] = value  # a default given explicitly is the default: one identity, not two
     return out
 

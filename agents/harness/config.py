@@ -198,7 +198,8 @@ class RunConfig:
         if mem is None and memory_options:
             raise ValueError(f"agent {agent!r} uses no memory; drop the memory.* settings {sorted(memory_options)}")
         if mem is not None:  # checked and typed once, so that one configuration has one identity
-            memory_options = {**entry.memory_kwargs.get(mem, {}), **registry_memory_options(mem, memory_options)}
+            own = entry.memory_kwargs.get(mem, {})
+            memory_options = {**own, **registry_memory_options(mem, memory_options, keep=own)}
             if budget is None and items is None:
                 budget = entry.default_budget
         if batch_size is None:

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_plugins import plugin  # noqa: F401 - the fixture: a user's package with an agent and a memory
 
+import cl_env
 from agents.harness import frontier, frontier_grid, results, sweep
 from agents.harness.cli import main
 from agents.harness.runner import Result
@@ -323,3 +324,18 @@ def test_every_committed_frontier_grid_loads_and_checks():
         grid = load_grid(path)
         assert grid.memories and grid.budgets and grid.seeds, path.name
         assert grid.out.startswith("runs/frontier-" if path in paths else "runs/"), path.name
+
+
+def test_a_memory_option_the_agent_sets_keeps_the_users_value_even_at_the_memorys_default():
+    """GEM's own memory kwargs hold ``policy: task_ring``; a user's ``memory.policy=reservoir`` (the
+    memory's default) must win, not be dropped as a default and replaced by the agent's."""
+    from agents.harness.config import RunConfig
+
+    c = RunConfig.build("MNISTRotations-v0", "agem", "quantized", 20, settings={"memory.policy": "reservoir"})
+    assert c.memory_options["policy"] == "reservoir"
+    assert RunConfig.build("MNISTRotations-v0", "agem", "quantized", 20).memory_options["policy"] == "task_ring"
+    from agents.base import StreamInfo
+    from agents.registry import build_memory
+
+    spec = StreamInfo.from_stream(cl_env.make_stream("MNISTRotations-v0", n_tasks=2, train_per_task=50)).memory_spec("cpu")
+    assert build_memory("agem", "quantized", 20, spec, options={"policy": "reservoir"}).policy == "reservoir"
