@@ -104,7 +104,8 @@ class SlotBuffer(Memory):
         return self.items * self.item_bits(self.spec)
 
     def state_dict(self) -> dict:
-        return {"x": self.x, "y": self.y, "t": self.t, "capacity": self.capacity}
+        # copies: a snapshot stays what it was as the buffer goes on (its counters are copied too)
+        return {"x": self.x.clone(), "y": self.y.clone(), "t": self.t.clone(), "capacity": self.capacity}
 
     def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         if state["capacity"] != self.capacity:

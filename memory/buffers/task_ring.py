@@ -129,7 +129,7 @@ class TaskRingBuffer(Memory):
         return self.items * self.item_bits(self.spec)
 
     def state_dict(self) -> dict:
-        return {"x": self.x, "y": self.y, "count": self.count.copy(), "caps": self.caps.copy()}
+        return {"x": self.x.clone(), "y": self.y.clone(), "count": self.count.copy(), "caps": self.caps.copy()}
 
     def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         if not np.array_equal(state["caps"], self.caps):

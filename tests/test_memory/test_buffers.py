@@ -230,3 +230,20 @@ def test_task_ring_default_takes_its_size_from_per_task_and_refuses_it_with_a_bu
     assert TaskRingBuffer.default(spec, per_task=8).caps.tolist() == [8, 8, 8]
     with pytest.raises(ValueError, match="either a budget or memory.per_task"):
         TaskRingBuffer.for_budget(10, spec, per_task=8)
+
+
+@pytest.mark.parametrize("name", ["reservoir", "class_balanced", "task_ring"])
+def test_a_state_dict_is_a_snapshot_not_a_view(name):
+    """A state taken, then more writes, then the state loaded back: the buffer holds what it held
+    when the state was taken (its counters and its tensors alike)."""
+    spec = MemorySpec((1, 2, 2), 10, 2)
+    m = memory_class(name)(spec, 3) if name != "task_ring" else TaskRingBuffer(spec, 3)
+    m.observe(torch.full((3, 1, 2, 2), 0.25), 0, torch.tensor([1, 2, 3]))
+    before = m.sample_all() if hasattr(m, "sample_all") else m.sample(64, generator=torch.Generator().manual_seed(0))
+    state = m.state_dict()
+    for _ in range(5):  # enough later writes to replace what was held (a full buffer, a full ring)
+        m.observe(torch.ones(4, 1, 2, 2), 0, torch.tensor([7, 7, 7, 7]))
+    m.load_state_dict(state)
+    after = m.sample_all() if hasattr(m, "sample_all") else m.sample(64, generator=torch.Generator().manual_seed(0))
+    assert m.items == 3
+    assert torch.equal(before.y, after.y) and torch.equal(before.x, after.x)
