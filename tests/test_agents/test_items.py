@@ -4,6 +4,7 @@ reported as for a budget; ``--set memory.capacity`` refused in one line pointing
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -93,3 +94,19 @@ def test_run_config_and_the_frozen_runconfig_agree_on_items(kwargs):
     frozen = RunConfig.build("SplitMNIST-v0", "derpp", **kwargs)
     assert frozen.to_dict() == results.run_config("SplitMNIST-v0", "derpp", **kwargs)
     assert RunConfig.from_dict(frozen.to_dict()) == frozen and frozen.memory_items == kwargs.get("items")
+
+
+@pytest.mark.parametrize("seeds,words", [([1.5], "seed: got 1.5"), (["3"], "seed: got '3'"), ([True], "seed: got True"),
+                                         ("01", "seeds: got '01'"), (2, "seeds: got 2"), ([None], "seed: got None")])
+def test_run_seeds_checks_its_seeds_instead_of_converting_them(seeds, words):
+    from agents.harness.runner import run_seeds
+
+    with pytest.raises(ValueError, match=re.escape(words)):
+        run_seeds("MNISTRotations-v0", "online", seeds=seeds)
+
+
+def test_run_seeds_refuses_one_directory_for_two_seeds(tmp_path):
+    from agents.harness.runner import run_seeds
+
+    with pytest.raises(ValueError, match="one directory per seed"):
+        run_seeds("MNISTRotations-v0", "online", seeds=[0, 1], outs=[tmp_path / "d", str(tmp_path / "d")])

@@ -17,6 +17,7 @@ start), ``checkpoint.pt`` (at task ends), TensorBoard events and, at the end, ``
 from __future__ import annotations
 
 import contextlib
+import operator
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -199,8 +200,17 @@ def run_seeds(
     The other arguments are :func:`run`'s.
     """
     started = time.perf_counter()
-    seeds = [int(s) for s in seeds]
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise checks.fail("seeds", seeds, "a list of seeds", "seeds=[0, 1, 2]")
+    seeds = list(seeds)
+    # integers (numpy's too) checked, never converted: 1.5, "3" or True are not seeds
+    seeds = [operator.index(s) if hasattr(s, "__index__") and not isinstance(s, bool) else s for s in seeds]
+    for s in seeds:
+        checks.integer("seed", s, 0, 2**32 - 1, fix="seed=0")
     outs = [None] * len(seeds) if outs is None else list(outs)
+    dirs = [str(Path(o).resolve()) for o in outs if o is not None]
+    if len(set(dirs)) != len(dirs):
+        raise checks.fail("outs", outs, "one directory per seed (distinct)", "outs=['runs/s0', 'runs/s1']")
     if not seeds or len(set(seeds)) != len(seeds) or len(outs) != len(seeds):
         raise ValueError(f"seeds must be distinct and one out directory per seed, got seeds {seeds} and "
                          f"{len(outs)} out director(ies)")
