@@ -228,9 +228,7 @@ def check_stream_kwargs(env_id: str, kwargs: dict, defaults: dict) -> None:
                 raise UnknownNameError(f"data source ({name})", str(v), SOURCES)
         elif isinstance(d, bool):
             checks.boolean(name, v, f"{k}={d}")
-        elif checks.is_int(d):
-            if v is None:
-                continue
+        elif checks.is_int(d):  # None too is refused: seed=None drew other data under one identity
             checks.integer(name, v, 0 if k in _ZERO_OK else 1, fix=f"{k}={d}")
         elif isinstance(d, float):
             if k.endswith("fraction"):
