@@ -11,8 +11,9 @@ from cl_env import checks
 from cl_env.error import UnknownNameError
 from memory import MEMORIES, is_memory_name, load_object, memory_class, memory_names, plugin_names
 from memory.base import Memory
+from memory.packed import POLICIES, check_policy
 
-__all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory", "memory_option_names",
+__all__ = ["AGENTS", "MEMORIES", "AgentEntry", "agent_class", "agent_entry", "agent_names", "build_memory", "check_compressed_policy", "memory_option_names",
            "memory_options"]
 
 ENTRY_POINTS = "cl_env.agents"  # a user's package registers agents here (pyproject entry points)
@@ -46,6 +47,20 @@ class AgentEntry:
 # arm/adi (self_recall: the model's own recall), recall (distilled memories), lvae/vae/ewc_vae
 # (a generative teacher), and codec cannot serve icarl (see its row).
 COMPRESSED = ("quantized", "codec")
+
+
+def check_compressed_policy(agent: str, memory: str, policy: str | None) -> None:
+    """A compressed memory under write policy ``P`` is the buffer ``P`` holding compressed items, so
+    it serves the learners that accept the buffer ``P`` itself (GEM reads per-task rings, DER the
+    stored logits, iCaRL herding, GDumb class balance). One line naming the ones that fit."""
+    if memory not in COMPRESSED:
+        return
+    policy = policy or "reservoir"  # the memories' default
+    check_policy(policy, memory)  # an unknown policy: the memory's own error, listing them
+    fits = [m for m in agent_entry(agent).memories if m in POLICIES]
+    if policy not in fits:
+        raise checks.fail(f"memory.policy of {memory!r} for agent {agent!r}", policy,
+                          f"a policy of the buffers the agent uses, one of {fits}", f"--set memory.policy={fits[0]}")
 
 
 def compressed(policy: str) -> dict:

@@ -23,7 +23,7 @@ from typing import Any
 
 from agents.harness import limits
 from agents.presets import apply_preset
-from agents.registry import agent_class, agent_entry, check_size
+from agents.registry import agent_class, agent_entry, check_compressed_policy, check_size
 from agents.registry import memory_options as registry_memory_options
 from cl_env import checks
 from cl_env.error import UnknownNameError
@@ -200,6 +200,7 @@ class RunConfig:
         if mem is not None:  # checked and typed once, so that one configuration has one identity
             own = entry.memory_kwargs.get(mem, {})
             memory_options = {**own, **registry_memory_options(mem, memory_options, keep=own)}
+            check_compressed_policy(agent, mem, memory_options.get("policy"))
             if budget is None and items is None:
                 budget = entry.default_budget
         if batch_size is None:

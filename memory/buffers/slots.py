@@ -105,7 +105,7 @@ class SlotBuffer(Memory):
 
     def state_dict(self) -> dict:
         # copies: a snapshot stays what it was as the buffer goes on (its counters are copied too)
-        return {"x": self.x.clone(), "y": self.y.clone(), "t": self.t.clone(), "capacity": self.capacity}
+        return {"x": _snapshot(self.x), "y": self.y.clone(), "t": self.t.clone(), "capacity": self.capacity}
 
     def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         if state["capacity"] != self.capacity:
@@ -113,3 +113,9 @@ class SlotBuffer(Memory):
         self.x.copy_(state["x"])
         self.y.copy_(state["y"])
         self.t.copy_(state["t"])
+
+
+def _snapshot(v):
+    """A copy of a tensor (a composed memory's own store, e.g. coded images, copies itself in its
+    ``state_dict``)."""
+    return v.clone() if isinstance(v, torch.Tensor) else v

@@ -129,7 +129,7 @@ class TaskRingBuffer(Memory):
         return self.items * self.item_bits(self.spec)
 
     def state_dict(self) -> dict:
-        return {"x": self.x.clone(), "y": self.y.clone(), "count": self.count.copy(), "caps": self.caps.copy()}
+        return {"x": _snapshot(self.x), "y": self.y.clone(), "count": self.count.copy(), "caps": self.caps.copy()}
 
     def load_state_dict(self, state: dict, ctx: Any = None) -> None:
         if not np.array_equal(state["caps"], self.caps):
@@ -137,3 +137,9 @@ class TaskRingBuffer(Memory):
         self.x.copy_(state["x"])
         self.y.copy_(state["y"])
         self.count = np.asarray(state["count"]).copy()
+
+
+def _snapshot(v):
+    """A copy of a tensor (a composed memory's own store, e.g. coded images, copies itself in its
+    ``state_dict``)."""
+    return v.clone() if isinstance(v, torch.Tensor) else v

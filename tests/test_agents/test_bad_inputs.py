@@ -94,6 +94,14 @@ CLI_CASES = [
     (["run", "MNISTRotations-v0", "--agent", "er", "--memory", "codec", "--set", "memory.quality=high"],
      "memory.quality of memory 'codec': got 'high' (str), expected an integer"),
     (["run", "MNISTRotations-v0", "--set", "memory.bits=4"], "uses no memory"),
+    # a compressed memory's write policy is a buffer the learner itself accepts (er + herding held
+    # nothing, gdumb + task_ring failed mid-run, gem + reservoir too)
+    (["run", "MNISTRotations-v0", "--agent", "er", "--memory", "quantized", "--set", "memory.policy=herding"],
+     "one of ['reservoir', 'task_ring']"),
+    (["run", "MNISTRotations-v0", "--agent", "gdumb", "--memory", "codec", "--set", "memory.policy=task_ring"],
+     "fix: --set memory.policy=class_balanced"),
+    (["run", "MNISTRotations-v0", "--agent", "gem", "--memory", "quantized", "--set", "memory.policy=reservoir"],
+     "fix: --set memory.policy=task_ring"),
     (["compare", "/nonexistent/runs"], "no readable result.json"),
     (["report", "/nonexistent/runs"], "no readable result.json"),
     (["sweep", "/nonexistent/grid.yaml"], "does not exist"),
