@@ -217,7 +217,10 @@ class ContinualEnv(gym.Env):
 
     def _reward(self, action, y):
         if self.device is not None:
-            a = torch.as_tensor(action, device=self.device)
+            try:  # None, text, NumPy's unsigned wider than 8 bits, ints past int64: invalid actions
+                a = torch.as_tensor(action, device=self.device)
+            except (TypeError, ValueError, RuntimeError, OverflowError):
+                self._invalid(action)
             if a.shape != y.shape:
                 raise ValueError(f"action has shape {tuple(a.shape)}, expected {tuple(y.shape)}")
             # the range check reads two numbers back, so on a GPU it is skipped (no synchronisation
@@ -226,6 +229,8 @@ class ContinualEnv(gym.Env):
                 if a.is_floating_point() or a.dtype == torch.bool:
                     self._invalid(action)
                 self._check_labels(a.numpy(), action)  # integer labels: the NumPy mode's check, no copy
+                if a.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch compares these with no int64
+                    a = a.to(torch.int64)
             return (a == y).float().mean()
         if self.batch_size == 1:
             if type(action) is int or type(action) is np.int64:  # the common label: no array made

@@ -219,7 +219,8 @@ def check_stream_kwargs(env_id: str, kwargs: dict, defaults: dict) -> None:
             if v is not None and not isinstance(v, (str, PurePath)):
                 raise checks.fail(name, v, "a path (str) or None", f"{k}='/path/to/data'")
         elif k == "class_order":  # a permutation's range is checked where the classes are known
-            ok = v in ("sorted", "random") or (isinstance(v, (list, tuple)) and all(checks.is_int(c) and c >= 0 for c in v))
+            ok = (isinstance(v, str) and v in ("sorted", "random")) or (
+                isinstance(v, (list, tuple)) and all(checks.is_int(c) and c >= 0 for c in v))
             if not ok:
                 raise checks.fail(name, v, "'sorted', 'random' or a list of class ids",
                                   f"{k}=[1,0,3,2,5,4,7,6,9,8] (a permutation of the classes)")

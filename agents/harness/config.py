@@ -157,6 +157,8 @@ class RunConfig:
             raise checks.fail("env id", env_id, "a registered id such as 'MNISTRotations-v0' (cl-env list)")
         if not isinstance(agent, str):
             raise checks.fail("agent", agent, "a registered agent name (cl-env list)")
+        if memory is not None and not isinstance(memory, str):
+            raise checks.fail("memory", memory, "a registered memory name or None (cl-env list)")
         checks.integer("seed", seed, 0, 2**32 - 1, fix="--seed 0")
         checks.device("device", device)
         if budget is not None:

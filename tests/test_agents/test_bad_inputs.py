@@ -218,3 +218,40 @@ def test_every_integer_stream_option_refuses_bad_values(env_id, key, bad):
 
     with pytest.raises(InvalidValueError, match=f"{env_id} option {key}: got"):
         resolve_stream_kwargs(env_id, {key: bad})
+
+
+@pytest.mark.parametrize("action", [None, "3", [2**63] * 10])
+def test_torch_mode_env_refuses_odd_actions_as_the_numpy_mode_does(action):
+    from cl_env.env import InvalidActionError
+
+    env = gym.make("MNISTRotations-v0", n_tasks=2, train_per_task=50, device="cpu")
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError):
+        env.step(action)
+
+
+def test_torch_mode_env_takes_wide_unsigned_labels_as_the_numpy_mode_does():
+    env = gym.make("MNISTRotations-v0", n_tasks=2, train_per_task=50, device="cpu")
+    env.reset(seed=0)
+    for dtype in (np.uint16, np.uint32, np.uint64):
+        env.step(np.full(10, 2, dtype=dtype))
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"memory": 3}, "memory: got 3"),
+    ({"stop_after_task": "1"}, "stop_after_task: got '1'"),
+    ({"on_checkpoint": 3}, "on_checkpoint: got 3"),
+    ({"callbacks": None}, "callbacks: got None"),
+    ({"stream_kwargs": {"class_order": np.arange(10)}}, "option class_order"),
+])
+def test_run_arguments_are_checked_before_any_work(kwargs, words):
+    from agents import run
+
+    args = {"agent": "er", "budget": 20, "stream_kwargs": {"n_tasks": 2, "train_per_task": 50}, "progress": False}
+    env = "SplitMNIST-v0" if "class_order" in str(kwargs) else "MNISTRotations-v0"
+    if env == "SplitMNIST-v0":
+        args["stream_kwargs"] = {}
+    args.update({k: v for k, v in kwargs.items() if k != "stream_kwargs"})
+    args["stream_kwargs"] = {**args["stream_kwargs"], **kwargs.get("stream_kwargs", {})}
+    with pytest.raises((ValueError, TypeError), match=words):
+        run(env, **args)

@@ -217,6 +217,12 @@ def run_seeds(
     if checkpoint_every is not None:
         checks.integer("checkpoint_every", checkpoint_every, 1, fix="--checkpoint-every 1000")
     checks.integer("log_every", log_every, 1, fix="log_every=50")
+    if stop_after_task is not None:
+        checks.integer("stop_after_task", stop_after_task, 0, fix="stop_after_task=0")
+    if on_checkpoint is not None and not callable(on_checkpoint):
+        raise checks.fail("on_checkpoint", on_checkpoint, "a function of (out, steps) or None")
+    if callbacks is None or isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise checks.fail("callbacks", callbacks, "a list of Callback objects", "callbacks=[]")
     # the identity, built and checked once (a preset filled in under the explicit options); each
     # seed's configuration is this one with its seed
     base = RunConfig.build(env_id, agent, memory, budget, seeds[0], device, settings, stream_kwargs, batch_size,
