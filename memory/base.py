@@ -9,11 +9,14 @@ is ``N * C * H * W * 8`` bits of incremental storage, whatever the module stores
 from __future__ import annotations
 
 import math
+import operator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
+
+from cl_env import checks
 
 
 class ReplayBatch(NamedTuple):
@@ -51,6 +54,22 @@ class MemorySpec:
     device: str = "cpu"
     spatial: bool = True
 
+    def __post_init__(self):
+        try:  # integers of any kind (NumPy's, torch.Size's) stored as Python ints
+            shape = tuple(operator.index(v) for v in self.image_shape)
+            n_classes, n_tasks = operator.index(self.n_classes), operator.index(self.n_tasks)
+        except TypeError:
+            raise checks.fail("MemorySpec", (self.image_shape, self.n_classes, self.n_tasks),
+                              "image_shape (C, H, W), n_classes and n_tasks as integers",
+                              "MemorySpec((1, 28, 28), 10, 5)") from None
+        if len(shape) != 3 or min(shape) < 1:
+            raise checks.fail("MemorySpec image_shape", self.image_shape, "(C, H, W) of positive integers", "(1, 28, 28)")
+        checks.integer("MemorySpec n_classes", n_classes, 1, fix="n_classes=10")
+        checks.integer("MemorySpec n_tasks", n_tasks, 1, fix="n_tasks=5")
+        object.__setattr__(self, "image_shape", shape)
+        object.__setattr__(self, "n_classes", n_classes)
+        object.__setattr__(self, "n_tasks", n_tasks)
+
     @property
     def example_bits(self) -> int:
         """Bits of one real example's pixels at 8 bits each (the unit of every budget)."""
@@ -68,8 +87,7 @@ class MemorySpec:
 
 def budget_bits(budget: float, spec: MemorySpec) -> int:
     """The storage budget in bits: ``budget`` effective real examples of ``C * H * W * 8`` bits."""
-    if budget < 0:
-        raise ValueError(f"budget must be >= 0 effective examples, got {budget}")
+    checks.number("budget", budget, 0.0, fix="200 (effective real examples)")  # NaN and inf too
     return int(budget * spec.example_bits)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cl_env import checks
 from memory.base import Memory, MemorySpec, ReplayBatch, budget_bits, to_uint8
 
 
@@ -92,6 +93,8 @@ class SlotBuffer(Memory):
         return ReplayBatch(self.x[idx].float().div_(255.0), self.t[idx], self.y[idx], extras or None)
 
     def sample(self, n: int, ctx: Any = None, generator: torch.Generator | None = None) -> ReplayBatch | None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise checks.fail("n (items to sample)", n, "an integer >= 0", "sample(10)")
         if self.items == 0:
             return None
         return self._batch(self._draw(n, self.items, generator))

@@ -65,6 +65,8 @@ class TaskRingBuffer(Memory):
         return cls(spec, [base + (i < extra) for i in range(spec.n_tasks)], **kwargs)
 
     def observe(self, x: torch.Tensor, t: int, y: torch.Tensor, ctx: Any = None) -> None:
+        if not 0 <= int(t) < len(self.caps):  # a negative id would index from the end: another task's ring
+            raise ValueError(f"t (task id): got {t}, expected a task of the stream, 0..{len(self.caps) - 1}")
         cap = int(self.caps[t])
         if cap == 0:
             return

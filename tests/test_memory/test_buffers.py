@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -247,3 +249,22 @@ def test_a_state_dict_is_a_snapshot_not_a_view(name):
     after = m.sample_all() if hasattr(m, "sample_all") else m.sample(64, generator=torch.Generator().manual_seed(0))
     assert m.items == 3
     assert torch.equal(before.y, after.y) and torch.equal(before.x, after.x)
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda: MemorySpec((1, 28, 28), 0, 5), "n_classes: got 0"),
+    (lambda: MemorySpec((1, 28), 10, 5), "image_shape"),
+    (lambda: MemorySpec((1, 28, 28), 10, "5"), "MemorySpec"),
+    (lambda: ReservoirBuffer.for_budget(float("nan"), SPEC), "budget: got nan"),
+    (lambda: ReservoirBuffer.for_budget(float("inf"), SPEC), "budget: got inf"),
+    (lambda: ReservoirBuffer(SPEC, 4).sample(-1), "n (items to sample): got -1"),
+    (lambda: TaskRingBuffer(SPEC, 4).observe(torch.zeros(2, 1, 28, 28), -1, torch.tensor([1, 2])), "task id"),
+])
+def test_memories_used_directly_refuse_bad_arguments_in_one_line(make, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        make()
+
+
+def test_a_spec_takes_integers_of_any_kind():
+    s = MemorySpec(torch.Size([1, 28, 28]), np.int64(10), np.int32(5))
+    assert s.image_shape == (1, 28, 28) and type(s.n_classes) is int and s.n_tasks == 5
