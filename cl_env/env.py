@@ -79,7 +79,7 @@ class ContinualEnv(gym.Env):
 
         smallest = min(t.n_train for t in stream.tasks)
         batch_size = checks.integer("batch_size", batch_size, 1, smallest,
-                                    fix=f"batch_size=10 (batches never span tasks; the smallest task "
+                                    fix=f"batch_size={min(10, smallest)} (batches never span tasks; the smallest task "
                                         f"of {stream.name} has {smallest} training examples)")
         checks.boolean("task_labels", task_labels)
         checks.boolean("task_boundaries", task_boundaries)

@@ -110,3 +110,16 @@ def test_run_seeds_refuses_one_directory_for_two_seeds(tmp_path):
 
     with pytest.raises(ValueError, match="one directory per seed"):
         run_seeds("MNISTRotations-v0", "online", seeds=[0, 1], outs=[tmp_path / "d", str(tmp_path / "d")])
+
+
+def test_the_fix_offered_for_a_budget_that_holds_nothing_is_not_the_refused_value():
+    with pytest.raises(ValueError) as info:
+        run("MNISTRotations-v0", agent="er", budget=1, stream_kwargs={"n_tasks": 2, "train_per_task": 50}, progress=False)
+    assert "--items N" in str(info.value) and "fix: --budget 1" not in str(info.value)
+
+
+def test_the_batch_size_offered_fits_the_smallest_task():
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match=r"fix: batch_size=5 "):
+        gym.make("MNISTRotations-v0", n_tasks=2, train_per_task=5, batch_size=10)

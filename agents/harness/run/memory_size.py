@@ -29,4 +29,5 @@ def check_holds_an_item(mem, config: dict, env_id: str) -> None:
     if isinstance(slots, int) and slots == 0:
         raise checks.fail("budget", config["budget"],
                           f"a budget that holds at least one item of memory {config['memory']!r} on {env_id} "
-                          "(this one holds none: the run would replay nothing)", "--budget 1")
+                          "(this one holds none: the run would replay nothing)",
+                          "a larger --budget, or --items N for an exact number of items")
