@@ -88,6 +88,10 @@ class ContinualEnv(gym.Env):
         checks.integer("chunk_bytes", chunk_bytes, 1)
         self.passes = checks.integer("passes", passes, 1, fix="passes=1")
         self.transition = checks.integer("transition", transition, 0, fix="transition=0 (sharp boundaries)")
+        if 0 < transition < 2 * batch_size:  # mixed in whole batches, half on each side: no batch at all
+            raise checks.fail("transition", transition, f"0 or at least 2 x batch_size = {2 * batch_size} examples "
+                              "(the mixing is in whole batches, half on each side of a boundary)",
+                              f"transition={2 * batch_size}")
         self.stream = stream
         self.batch_size = batch_size
         stream.warn_if_dropped(batch_size)

@@ -255,3 +255,10 @@ def test_run_arguments_are_checked_before_any_work(kwargs, words):
     args["stream_kwargs"] = {**args["stream_kwargs"], **kwargs.get("stream_kwargs", {})}
     with pytest.raises((ValueError, TypeError), match=words):
         run(env, **args)
+
+
+def test_a_transition_too_short_for_one_batch_is_refused():
+    """``transition`` below two batches mixed nothing (rounded to 0 batches) yet changed the run's identity."""
+    with pytest.raises(ValueError, match="at least 2 x batch_size = 20"):
+        gym.make("MNISTRotations-v0", n_tasks=2, train_per_task=50, transition=5)
+    gym.make("MNISTRotations-v0", n_tasks=2, train_per_task=50, transition=20)
