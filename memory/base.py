@@ -62,8 +62,8 @@ class MemorySpec:
             raise checks.fail("MemorySpec", (self.image_shape, self.n_classes, self.n_tasks),
                               "image_shape (C, H, W), n_classes and n_tasks as integers",
                               "MemorySpec((1, 28, 28), 10, 5)") from None
-        if len(shape) != 3 or min(shape) < 1:
-            raise checks.fail("MemorySpec image_shape", self.image_shape, "(C, H, W) of positive integers", "(1, 28, 28)")
+        if len(shape) != 3 or min(shape) < 0:  # (0, 0, 0): no pixels (memory.packed.zero_pixel)
+            raise checks.fail("MemorySpec image_shape", self.image_shape, "(C, H, W) of integers >= 0", "(1, 28, 28)")
         checks.integer("MemorySpec n_classes", n_classes, 1, fix="n_classes=10")
         checks.integer("MemorySpec n_tasks", n_tasks, 1, fix="n_tasks=5")
         object.__setattr__(self, "image_shape", shape)
