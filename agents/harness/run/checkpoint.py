@@ -176,7 +176,11 @@ def check_run_state(state: Any, path: str | Path, n_tasks: int, n_batches: int, 
             got = v.shape if isinstance(v, np.ndarray) else type(v).__name__
             raise _bad(path, f"{key} is {got}, expected a float array of shape {shape}")
         seen = v[~np.isnan(v)]  # NaN: not measured yet
-        if ((seen < 0) | (seen > 1)).any():
+        if not np.isfinite(seen).all():
+            raise _bad(path, f"{key} holds infinite values")
+        log = state["gen_log"] if isinstance(state["gen_log"], dict) else {}
+        generative = bool(log.get("neg_test_elbo"))  # a generative run's R holds -ELBO, not accuracies
+        if not generative and ((seen < 0) | (seen > 1)).any():
             raise _bad(path, f"{key} holds accuracies outside [0, 1]")
         if v.ndim == 2:  # a row is measured whole (every task at one task end) or not at all
             holes = np.isnan(v).any(1) & ~np.isnan(v).all(1)
