@@ -52,12 +52,16 @@ COMPRESSED = ("quantized", "codec")
 def check_compressed_policy(agent: str, memory: str, policy: str | None) -> None:
     """A compressed memory under write policy ``P`` is the buffer ``P`` holding compressed items, so
     it serves the learners that accept the buffer ``P`` itself (GEM reads per-task rings, DER the
-    stored logits, iCaRL herding, GDumb class balance). One line naming the ones that fit."""
+    stored logits, iCaRL herding, GDumb class balance); a learner that only samples takes any of
+    the plain policies (docs/memories.md's table). One line naming the ones that fit."""
     if memory not in COMPRESSED:
         return
     policy = policy or "reservoir"  # the memories' default
     check_policy(policy, memory)  # an unknown policy: the memory's own error, listing them
     fits = [m for m in agent_entry(agent).memories if m in POLICIES]
+    plain = ["reservoir", "class_balanced", "task_ring"]
+    if len(fits) > 1 and set(fits) <= set(plain):
+        fits = plain  # a learner that only samples (er, er_ace, mir, agem) takes any plain policy
     if policy not in fits:
         raise checks.fail(f"memory.policy of {memory!r} for agent {agent!r}", policy,
                           f"a policy of the buffers the agent uses, one of {fits}", f"--set memory.policy={fits[0]}")

@@ -94,10 +94,10 @@ CLI_CASES = [
     (["run", "MNISTRotations-v0", "--agent", "er", "--memory", "codec", "--set", "memory.quality=high"],
      "memory.quality of memory 'codec': got 'high' (str), expected an integer"),
     (["run", "MNISTRotations-v0", "--set", "memory.bits=4"], "uses no memory"),
-    # a compressed memory's write policy is a buffer the learner itself accepts (er + herding held
+    # a compressed memory's write policy fits the learner (er + herding held
     # nothing, gdumb + task_ring failed mid-run, gem + reservoir too)
     (["run", "MNISTRotations-v0", "--agent", "er", "--memory", "quantized", "--set", "memory.policy=herding"],
-     "one of ['reservoir', 'task_ring']"),
+     "one of ['reservoir', 'class_balanced', 'task_ring']"),
     (["run", "MNISTRotations-v0", "--agent", "gdumb", "--memory", "codec", "--set", "memory.policy=task_ring"],
      "fix: --set memory.policy=class_balanced"),
     (["run", "MNISTRotations-v0", "--agent", "gem", "--memory", "quantized", "--set", "memory.policy=reservoir"],
@@ -262,3 +262,13 @@ def test_a_transition_too_short_for_one_batch_is_refused():
     with pytest.raises(ValueError, match="at least 2 x batch_size = 20"):
         gym.make("MNISTRotations-v0", n_tasks=2, train_per_task=50, transition=5)
     gym.make("MNISTRotations-v0", n_tasks=2, train_per_task=50, transition=20)
+
+
+def test_a_learner_that_only_samples_takes_any_plain_policy_of_a_compressed_memory():
+    """docs/memories.md: er, er_ace, mir and agem run quantized/codec under reservoir,
+    class_balanced or task_ring; the policies with hooks (logits, herding) stay their learners'."""
+    from agents import run
+
+    r = run("MNISTRotations-v0", agent="er", memory="quantized", budget=20, settings={"memory.policy": "class_balanced"},
+            stream_kwargs={"n_tasks": 2, "train_per_task": 50}, progress=False)
+    assert r.status == "completed" and r.items > 0
