@@ -26,17 +26,22 @@ WANDB_ID_FILE = "wandb-run-id"  # a resumed run continues the same W&B run
 STEP_KEY = "examples"  # the x-axis column of the CSV / JSON-lines files
 
 
-def parse_formats(text: str | list | tuple | None) -> tuple[str, ...]:
-    """``"tensorboard,csv"`` (or a list) -> the formats, each checked; None -> TensorBoard only."""
+def parse_formats(text: str | list | tuple | None, name: str = "log") -> tuple[str, ...]:
+    """``"tensorboard,csv"`` (or a list of names) -> the formats, each checked; None -> TensorBoard
+    only. ``name``: what errors call the value (a sweep file's ``log`` key names its file)."""
     if text is None:
         return ("tensorboard",)
-    if not isinstance(text, (str, list, tuple)):
-        raise checks.fail("log", text, f"formats as text or a list of names, of {list(FORMATS)}", "--log tensorboard,csv")
-    items = [str(s).strip() for s in (text.split(",") if isinstance(text, str) else text) if str(s).strip()]
+    if isinstance(text, str):
+        text_items = text.split(",")
+    elif isinstance(text, (list, tuple)) and all(isinstance(s, str) for s in text):
+        text_items = list(text)
+    else:
+        raise checks.fail(name, text, f"formats as text or a list of names, of {list(FORMATS)}", "--log tensorboard,csv")
+    items = [s.strip() for s in text_items if s.strip()]
     for item in items:
-        checks.choice("log", item, FORMATS, fix="--log tensorboard,csv,jsonl,stdout,wandb")
+        checks.choice(name, item, FORMATS, fix="--log tensorboard,csv,jsonl,stdout,wandb")
     if not items:
-        raise checks.fail("log", text, f"one or more of {list(FORMATS)}", "--log tensorboard,csv")
+        raise checks.fail(name, text, f"one or more of {list(FORMATS)}", "--log tensorboard,csv")
     if "wandb" in items:
         import importlib.util
 

@@ -14,6 +14,7 @@ from agents.harness import results
 from agents.harness.cli.args import (
     DIVERGED_EXIT,
     _assignments,
+    _check_options,
     _names,
     parse_assignments,
     parse_seeds,
@@ -74,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "seeds", None) is not None:
         return _run_seeds(args)
     try:  # the seed's own check first: past 2**64 torch.manual_seed raises an overflow
-        checks.integer("seed", args.seed, 0, 2**32 - 1, fix="--seed 0")
+        _check_options(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

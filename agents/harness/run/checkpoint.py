@@ -167,6 +167,9 @@ def check_run_state(state: Any, path: str | Path, n_tasks: int, n_batches: int, 
     elapsed = state["elapsed"]
     if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool) or not math.isfinite(elapsed) or elapsed < 0:
         raise _bad(path, "elapsed is not a non-negative number of seconds")
+    if not isinstance(state["gen_log"], dict) or not isinstance(state["agent"], dict):
+        raise _bad(path, "gen_log and agent must be mappings")
+    generative = bool(state["gen_log"].get("neg_test_elbo"))  # a generative run's R holds -ELBO, not accuracies
     for key, shape in (("R", (n_tasks, n_tasks)), ("V", (n_tasks, n_tasks)), ("TIL", (n_tasks, n_tasks)),
                        ("baseline", (n_tasks,))):
         if key not in state and key == "TIL":  # written since the Task-IL scores (older checkpoints lack it)
@@ -178,16 +181,12 @@ def check_run_state(state: Any, path: str | Path, n_tasks: int, n_batches: int, 
         seen = v[~np.isnan(v)]  # NaN: not measured yet
         if not np.isfinite(seen).all():
             raise _bad(path, f"{key} holds infinite values")
-        log = state["gen_log"] if isinstance(state["gen_log"], dict) else {}
-        generative = bool(log.get("neg_test_elbo"))  # a generative run's R holds -ELBO, not accuracies
         if not generative and ((seen < 0) | (seen > 1)).any():
             raise _bad(path, f"{key} holds accuracies outside [0, 1]")
         if v.ndim == 2:  # a row is measured whole (every task at one task end) or not at all
             holes = np.isnan(v).any(1) & ~np.isnan(v).all(1)
             if holes.any():
                 raise _bad(path, f"{key} row {int(np.argmax(holes))} is partly measured")
-    if not isinstance(state["gen_log"], dict) or not isinstance(state["agent"], dict):
-        raise _bad(path, "gen_log and agent must be mappings")
     return state
 
 
